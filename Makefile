@@ -1,0 +1,37 @@
+# One command everywhere: people, pre-commit and CI run these targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install run test lint bench schema clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(BIN)/reconcile up --tasks-dir tasks.d
+
+test: install
+	$(BIN)/python -m pytest tests -q --durations=15
+
+lint: install
+	$(BIN)/ruff check reconciler tests benchmarks
+	$(BIN)/ruff format --check reconciler tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+schema: install
+	$(BIN)/reconcile schema > schemas/task.schema.json
+
+clean:
+	rm -rf $(VENV) .reconciler .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,61 @@
+"""Options shared by the commands: settings, output format, and error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from reconciler.errors import ReconcilerError
+from reconciler.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_options(function: F) -> F:
+    """Adds --tasks-dir, --database-url, --broker-url, --app and passes ``settings``."""
+
+    @click.option("--tasks-dir", type=click.Path(file_okay=False), default=None,
+                  help="Task files directory [env RECONCILER_TASKS_DIR; default ./tasks.d]")
+    @click.option("--database-url", default=None,
+                  help="SQLAlchemy URL [env RECONCILER_DATABASE_URL; default embedded SQLite]")
+    @click.option("--broker-url", default=None,
+                  help="Celery broker URL [env RECONCILER_BROKER_URL; default embedded SQLite]")
+    @click.option("--app", "app_path", default=None,
+                  help="Celery app as module:attr [env RECONCILER_APP; default the demo app]")
+    @functools.wraps(function)
+    def wrapper(*args: Any, tasks_dir: str | None, database_url: str | None,
+                broker_url: str | None, app_path: str | None, **kwargs: Any) -> Any:
+        settings = Settings.resolve(tasks_dir, database_url, broker_url, app_path)
+        return function(*args, settings=settings, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def format_option(*choices: str, default: str = "text") -> Callable[[F], F]:
+    return click.option(
+        "--format", "output_format", type=click.Choice(choices), default=default,
+        show_default=True, help="Output format.",
+    )
+
+
+def handle_errors(function: F) -> F:
+    """Map the project's errors to a message on stderr and their exit code."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ReconcilerError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))

@@ -1,0 +1,35 @@
+"""The project's exceptions: each carries a message for people and a CLI exit code.
+
+Library code raises these (wrapping third-party exceptions at the boundary); the CLI
+prints the message and exits with the code, so no traceback reaches a user.
+"""
+
+from __future__ import annotations
+
+
+class ReconcilerError(Exception):
+    """Something the user can fix; the message says what and how."""
+
+    exit_code = 1
+
+
+class UsageError(ReconcilerError):
+    """The command line itself is wrong."""
+
+    exit_code = 2
+
+
+class ConfigError(ReconcilerError):
+    """A setting (URL, app path, tokens file) is wrong or points at nothing."""
+
+
+class DatabaseUnavailable(ReconcilerError):
+    """The database cannot be reached or is not migrated."""
+
+
+class LockTimeout(ReconcilerError):
+    """Another reconciler held the apply lock for longer than ``--lock-timeout``."""
+
+
+class UnknownTask(ReconcilerError):
+    """No task (or no live task) of that name."""

@@ -1,0 +1,42 @@
+"""Settings shared by every command: flags, else environment variables, else defaults.
+
+DESIGN §2: ``--tasks-dir`` / ``RECONCILER_TASKS_DIR``, ``--database-url`` /
+``RECONCILER_DATABASE_URL``, ``--broker-url`` / ``RECONCILER_BROKER_URL``,
+``--app`` / ``RECONCILER_APP``. The embedded defaults live under ``./.reconciler``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+STATE_DIR = Path(".reconciler")
+DEFAULT_TASKS_DIR = "tasks.d"
+DEFAULT_DATABASE_URL = f"sqlite:///{STATE_DIR}/state.db"
+DEFAULT_BROKER_URL = f"sqla+sqlite:///{STATE_DIR}/broker.db"
+DEFAULT_APP = "reconciler.demo:app"
+
+
+@dataclass(frozen=True)
+class Settings:
+    tasks_dir: Path
+    database_url: str
+    broker_url: str
+    app: str
+
+    @classmethod
+    def resolve(
+        cls,
+        tasks_dir: str | os.PathLike[str] | None = None,
+        database_url: str | None = None,
+        broker_url: str | None = None,
+        app: str | None = None,
+    ) -> Settings:
+        env = os.environ
+        return cls(
+            tasks_dir=Path(tasks_dir or env.get("RECONCILER_TASKS_DIR") or DEFAULT_TASKS_DIR),
+            database_url=database_url or env.get("RECONCILER_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            broker_url=broker_url or env.get("RECONCILER_BROKER_URL") or DEFAULT_BROKER_URL,
+            app=app or env.get("RECONCILER_APP") or DEFAULT_APP,
+        )

@@ -1,0 +1,291 @@
+"""The task model: one validated, normalised task definition (DESIGN §1).
+
+Pydantic models only; no file, database or Celery access. The loader builds these
+from YAML; the plan, the store and the scheduler receive them already trusted.
+Equal meanings compare equal: crontab strings and mappings, interval parts and
+defaults are normalised on the way in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
+RESERVED_NAMES = frozenset({"registered", "executions"})
+
+TaskType = Literal["async", "scheduled", "periodic"]
+
+JSONValue = Any
+"""A plain JSON value: null, bool, number, string, list or string-keyed mapping."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+# --- crontab ---------------------------------------------------------------------------
+
+CRON_FIELDS: tuple[tuple[str, int, int], ...] = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day_of_month", 1, 31),
+    ("month_of_year", 1, 12),
+    ("day_of_week", 0, 6),
+)
+_CRON_RANGES = {name: (low, high) for name, low, high in CRON_FIELDS}
+_CRON_ITEM = re.compile(r"^(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
+
+
+def check_cron_field(field: str, text: str) -> str:
+    """Return the canonical text of one crontab field, or raise ValueError saying why."""
+    low, high = _CRON_RANGES[field]
+    canonical = text.replace(" ", "")
+    if not canonical:
+        raise ValueError(f"{field} is empty; use '*' for every value")
+    for item in canonical.split(","):
+        match = _CRON_ITEM.match(item)
+        if match is None:
+            raise ValueError(
+                f"{field}: {item!r} is not a cron value; use a number, '*', a range "
+                f"'a-b', a step '*/n' or a list 'a,b'"
+            )
+        star, first, last, step = match.group(1) == "*", match.group(2), match.group(3), match.group(4)
+        if not star:
+            for number in (first, last):
+                if number is not None and not low <= int(number) <= high:
+                    raise ValueError(f"{field} must be {low}-{high}, got {number}")
+            if last is not None and int(last) < int(first):
+                raise ValueError(f"{field}: range {first}-{last} runs backwards")
+        if step is not None and int(step) < 1:
+            raise ValueError(f"{field}: step must be at least 1, got {step}")
+    return canonical
+
+
+class Crontab(_Model):
+    """Five cron fields; each defaults to ``*``. Day of week 0-6, 0 = Sunday."""
+
+    minute: str = "*"
+    hour: str = "*"
+    day_of_month: str = "*"
+    month_of_year: str = "*"
+    day_of_week: str = "*"
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _number_as_text(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("*")
+    @classmethod
+    def _check(cls, value: str, info: Any) -> str:
+        return check_cron_field(info.field_name, value)
+
+    @classmethod
+    def parse(cls, expression: str) -> Crontab:
+        parts = expression.split()
+        if len(parts) != 5:
+            raise ValueError(
+                f"crontab needs 5 fields (minute hour day_of_month month_of_year "
+                f"day_of_week), got {len(parts)} in {expression!r}"
+            )
+        return cls(**dict(zip([name for name, _, _ in CRON_FIELDS], parts, strict=True)))
+
+    @property
+    def expression(self) -> str:
+        """The classic five-field form, e.g. ``0 9 * * 1``."""
+        return " ".join(getattr(self, name) for name, _, _ in CRON_FIELDS)
+
+
+# --- interval --------------------------------------------------------------------------
+
+
+class Interval(_Model):
+    """A fixed period; at least one part above 0."""
+
+    days: Annotated[StrictInt, Field(ge=0, le=365)] = 0
+    hours: Annotated[StrictInt, Field(ge=0, le=23)] = 0
+    minutes: Annotated[StrictInt, Field(ge=0, le=59)] = 0
+    seconds: Annotated[StrictInt, Field(ge=0, le=59)] = 0
+
+    @model_validator(mode="after")
+    def _not_zero(self) -> Interval:
+        if self.total_seconds == 0:
+            raise ValueError("interval must be above 0: set at least one of days, hours, minutes, seconds")
+        return self
+
+    @property
+    def total_seconds(self) -> int:
+        return ((self.days * 24 + self.hours) * 60 + self.minutes) * 60 + self.seconds
+
+    @property
+    def timedelta(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.total_seconds)
+
+
+# --- options ---------------------------------------------------------------------------
+
+
+class Options(_Model):
+    """Passed to ``apply_async``."""
+
+    queue: str | None = None
+    priority: Annotated[StrictInt, Field(ge=0, le=9)] | None = None
+    expires: Annotated[StrictInt, Field(gt=0)] | None = None
+    time_limit: Annotated[StrictInt, Field(gt=0)] | None = None
+    soft_time_limit: Annotated[StrictInt, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _soft_below_hard(self) -> Options:
+        if (
+            self.time_limit is not None
+            and self.soft_time_limit is not None
+            and self.soft_time_limit > self.time_limit
+        ):
+            raise ValueError("soft_time_limit must not exceed time_limit")
+        return self
+
+    def apply_async_kwargs(self) -> dict[str, Any]:
+        return {key: value for key, value in self.model_dump().items() if value is not None}
+
+
+# --- the task --------------------------------------------------------------------------
+
+
+def _check_json(value: Any, path: str) -> None:
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        return
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{path} is {value}, which JSON cannot hold")
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{path} has the key {key!r}, which is not a string")
+            _check_json(item, f"{path}.{key}")
+        return
+    raise ValueError(
+        f"{path} is a {type(value).__name__}, not a plain JSON value "
+        f"(quote dates and times as strings)"
+    )
+
+
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+class TaskSpec(_Model):
+    """One task definition, normalised."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str = ""
+    owner: Annotated[str, Field(min_length=1)]
+    type: TaskType
+    task: Annotated[str, Field(min_length=1, pattern=r"^\S+$")]
+    args: list[JSONValue] = Field(default_factory=list)
+    kwargs: dict[str, JSONValue] = Field(default_factory=dict)
+    enabled: StrictBool = True
+    crontab: Crontab | None = None
+    interval: Interval | None = None
+    at: dt.datetime | None = None
+    timezone: str = "UTC"
+    options: Options = Field(default_factory=Options)
+    overlap: Literal["allow", "skip"] = "allow"
+    catchup: Literal["skip", "once"] = "skip"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_NAMES:
+            raise ValueError(f"{value!r} is reserved (it is a path of the HTTP API); choose another name")
+        return value
+
+    @field_validator("crontab", mode="before")
+    @classmethod
+    def _crontab_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return Crontab.parse(value)
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _args_json(cls, value: list[Any]) -> list[Any]:
+        _check_json(value, "args")
+        return value
+
+    @field_validator("kwargs")
+    @classmethod
+    def _kwargs_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_json(value, "kwargs")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zone(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'"
+            ) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _schedule_fits_type(self) -> TaskSpec:
+        given = [f for f in ("crontab", "interval", "at") if getattr(self, f) is not None]
+        allowed = {"async": set(), "scheduled": {"at"}, "periodic": {"crontab", "interval"}}[self.type]
+        wrong = [f for f in given if f not in allowed]
+        if wrong:
+            fits = {"async": "no schedule field", "scheduled": "'at'", "periodic": "'crontab' or 'interval'"}
+            raise ValueError(f"{wrong[0]} does not fit type {self.type!r}, which takes {fits[self.type]}")
+        if self.type == "scheduled" and self.at is None:
+            raise ValueError("type 'scheduled' needs 'at', e.g. at: 2025-12-02T15:00:00Z")
+        if self.type == "periodic" and len(given) != 1:
+            raise ValueError("type 'periodic' needs exactly one of 'crontab' or 'interval'")
+        if self.at is not None:
+            at = self.at if self.at.tzinfo is not None else self.at.replace(tzinfo=zone(self.timezone))
+            object.__setattr__(self, "at", at.astimezone(dt.UTC))
+        return self
+
+    # --- derived -------------------------------------------------------------------------
+
+    def canonical(self) -> dict[str, Any]:
+        """The JSON form stored in the database and compared by the plan."""
+        return self.model_dump(mode="json")
+
+    @property
+    def content_hash(self) -> str:
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return zone(self.timezone)
+
+
+SCHEDULE_FIELDS = ("type", "crontab", "interval", "at", "timezone", "enabled")
+"""Fields whose change restarts the task's schedule (DESIGN §4)."""

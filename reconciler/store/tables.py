@@ -1,0 +1,183 @@
+"""The tables: tasks, their executions, the apply log, beat heartbeats, the change marker.
+
+Times are stored as timezone-aware UTC. The alembic migrations under
+``reconciler/migrations`` create exactly these; a test compares the two.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Task(Base):
+    """One managed task: its normalised spec, where it came from, and its schedule state.
+
+    A row is never removed: a task deleted from the files gets ``deleted_at`` and keeps
+    its history; created again under the same name, the same row comes back.
+    """
+
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    # Denormalised from the spec for filtering, search and access checks.
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    task: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    source_path: Mapped[str] = mapped_column(String(1000), default="")
+    source_line: Mapped[int] = mapped_column(Integer, default=1)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # The value of ``change_marker.seq`` written by the apply that last touched the row;
+    # the Beat scheduler reads only rows above the marker it last saw.
+    change_seq: Mapped[int] = mapped_column(Id, default=0, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    # --- schedule state, owned by the Beat scheduler (apply resets it on schedule changes)
+    # The instant the schedule counts from: creation, or the last change of its schedule
+    # fields, or re-enabling.
+    schedule_anchor: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The next slot to fire, UTC; NULL when nothing is left to fire (disabled, deleted,
+    # an async or scheduled task already fired).
+    next_run_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    skipped_count: Mapped[int] = mapped_column(Integer, default=0)
+    missed_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_tasks_due", "next_run_at"),)
+
+
+class TaskExecution(Base):
+    """One execution of a task (DESIGN §5); written at claim time, updated by tracking."""
+
+    __tablename__ = "task_executions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    task_name: Mapped[str] = mapped_column(String(128))
+    celery_task_id: Mapped[str] = mapped_column(String(64), unique=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | manual | external
+    # The slot fired for; NULL for manual and external runs.
+    scheduled_for: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    args: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    queued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    result: Mapped[Any | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    traceback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    # When a started execution counts as lost if it has not finished (worker reaper).
+    deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (
+        # One row per slot: the claim's second line of defence.
+        UniqueConstraint("task_name", "scheduled_for"),
+        Index("ix_task_executions_task_id", "task_name", "id"),
+        Index("ix_task_executions_status_id", "status", "id"),
+        Index("ix_task_executions_queued_at", "queued_at"),
+    )
+
+
+class ApplyRecord(Base):
+    """One apply of the reconciler (DESIGN §3), served by ``GET /api/v1/applies``."""
+
+    __tablename__ = "applies"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    applied_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    created_names: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_names: Mapped[list[str]] = mapped_column(JSON, default=list)
+    deleted_names: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tasks_dir: Mapped[str] = mapped_column(String(1000), default="")
+    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BeatHeartbeat(Base):
+    """The last tick of each Beat process, for ``status``, ``doctor`` and ``/metrics``."""
+
+    __tablename__ = "beat_heartbeats"
+
+    instance: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(300))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_tick_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class ChangeMarker(Base):
+    """A single row whose ``seq`` every apply that changes tasks bumps in its transaction.
+
+    The reconciler also takes its serialising lock on this row (``SELECT ... FOR UPDATE``
+    on PostgreSQL; SQLite serialises writers itself).
+    """
+
+    __tablename__ = "change_marker"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Id, default=0)
+    changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -1,0 +1,121 @@
+"""Fixtures for the real services: PostgreSQL, Redis, RabbitMQ, and the backend matrix.
+
+Each test that needs a server gets its own database (PostgreSQL), its own Redis
+database number, or its own RabbitMQ virtual host, so test runs never see each
+other's state. With ``RECONCILER_REQUIRE_SERVICES=1`` (set by ``.ci/run``) a
+missing server fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
+
+
+def services_required() -> bool:
+    return os.environ.get("RECONCILER_REQUIRE_SERVICES") == "1"
+
+
+def missing(reason: str) -> None:
+    """Skip locally; fail under CI, where every service must be there."""
+    if services_required():
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
+def port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test, dropped afterwards."""
+    if not port_open("127.0.0.1", 5432):
+        missing("PostgreSQL is not listening on 127.0.0.1:5432")
+    import psycopg
+
+    name = f"rt_{uuid.uuid4().hex[:12]}"
+    admin = PG_ADMIN_URL
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on SQLite and on PostgreSQL (one store suite, every backend)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis URL on a database number no other test process is using, flushed first."""
+    if not port_open(REDIS_HOST, REDIS_PORT):
+        missing(f"Redis is not listening on {REDIS_HOST}:{REDIS_PORT}")
+    import redis
+
+    for number in range(1, 16):
+        lock = open(f"/tmp/reconciler-test-redis-{number}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        try:
+            url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{number}"
+            client = redis.Redis.from_url(url)
+            client.flushdb()
+            client.close()
+            yield url
+            return
+        finally:
+            lock.close()
+    pytest.fail("every Redis test database (1-15) is in use by other test processes")
+
+
+@pytest.fixture
+def rabbitmq_url() -> Iterator[str]:
+    """An AMQP URL on a fresh RabbitMQ virtual host, deleted afterwards."""
+    if not port_open(RABBIT_HOST, RABBIT_PORT):
+        missing(f"RabbitMQ is not listening on {RABBIT_HOST}:{RABBIT_PORT}")
+    vhost = f"rt_{uuid.uuid4().hex[:10]}"
+
+    def ctl(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+    try:
+        ctl("add_vhost", vhost)
+        ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    except (OSError, subprocess.SubprocessError) as exc:
+        missing(f"cannot create a RabbitMQ virtual host with rabbitmqctl: {exc}")
+    try:
+        yield f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/{vhost}"
+    finally:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            ctl("delete_vhost", vhost)
