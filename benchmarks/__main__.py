@@ -16,7 +16,9 @@ import benchmarks
 
 def main(argv: list[str]) -> int:
     available = sorted(
-        info.name for info in pkgutil.iter_modules(benchmarks.__path__) if info.name.startswith("bench_")
+        info.name
+        for info in pkgutil.iter_modules(benchmarks.__path__)
+        if info.name.startswith("bench_")
     )
     wanted = [name if name.startswith("bench_") else f"bench_{name}" for name in argv] or available
     unknown = sorted(set(wanted) - set(available))

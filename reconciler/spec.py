@@ -9,11 +9,12 @@ defaults are normalised on the way in.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import json
 import re
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
     BaseModel,
@@ -34,6 +35,20 @@ JSONValue = Any
 """A plain JSON value: null, bool, number, string, list or string-keyed mapping."""
 
 
+class FieldError(ValueError):
+    """A validation failure that knows where it belongs.
+
+    ``loc`` is the path below the field (or model) whose validator raised it, so the
+    loader can point at the offending key or value; ``hint`` says how to fix it.
+    """
+
+    def __init__(self, message: str, *, loc: tuple[str | int, ...] = (), hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+        self.hint = hint
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -52,28 +67,47 @@ _CRON_ITEM = re.compile(r"^(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
 
 
 def check_cron_field(field: str, text: str) -> str:
-    """Return the canonical text of one crontab field, or raise ValueError saying why."""
+    """Return the canonical text of one crontab field, or raise ValueError saying why.
+
+    Messages leave out the field's name: the caller's location names it.
+    """
     low, high = _CRON_RANGES[field]
     canonical = text.replace(" ", "")
     if not canonical:
-        raise ValueError(f"{field} is empty; use '*' for every value")
+        raise FieldError("is empty", hint="use '*' for every value")
     for item in canonical.split(","):
         match = _CRON_ITEM.match(item)
         if match is None:
-            raise ValueError(
-                f"{field}: {item!r} is not a cron value; use a number, '*', a range "
-                f"'a-b', a step '*/n' or a list 'a,b'"
+            raise FieldError(
+                f"{item!r} is not a cron value",
+                hint="use a number, '*', a range 'a-b', a step '*/n' or a list 'a,b'",
             )
-        star, first, last, step = match.group(1) == "*", match.group(2), match.group(3), match.group(4)
+        star, first, last, step = (
+            match.group(1) == "*",
+            match.group(2),
+            match.group(3),
+            match.group(4),
+        )
         if not star:
             for number in (first, last):
                 if number is not None and not low <= int(number) <= high:
-                    raise ValueError(f"{field} must be {low}-{high}, got {number}")
+                    raise FieldError(f"must be {low}-{high}, got {number}")
             if last is not None and int(last) < int(first):
-                raise ValueError(f"{field}: range {first}-{last} runs backwards")
+                raise FieldError(f"range {first}-{last} runs backwards")
         if step is not None and int(step) < 1:
-            raise ValueError(f"{field}: step must be at least 1, got {step}")
+            raise FieldError(f"step must be at least 1, got {step}")
     return canonical
+
+
+def split_cron_expression(expression: str) -> dict[str, str]:
+    """``"0 9 * * 1"`` -> the five named fields, or ValueError when it has not five parts."""
+    parts = expression.split()
+    if len(parts) != 5:
+        raise FieldError(
+            f"needs 5 fields, got {len(parts)} in {expression!r}",
+            hint="minute hour day_of_month month_of_year day_of_week, e.g. '0 9 * * 1'",
+        )
+    return dict(zip([name for name, _, _ in CRON_FIELDS], parts, strict=True))
 
 
 class Crontab(_Model):
@@ -99,13 +133,7 @@ class Crontab(_Model):
 
     @classmethod
     def parse(cls, expression: str) -> Crontab:
-        parts = expression.split()
-        if len(parts) != 5:
-            raise ValueError(
-                f"crontab needs 5 fields (minute hour day_of_month month_of_year "
-                f"day_of_week), got {len(parts)} in {expression!r}"
-            )
-        return cls(**dict(zip([name for name, _, _ in CRON_FIELDS], parts, strict=True)))
+        return cls(**split_cron_expression(expression))
 
     @property
     def expression(self) -> str:
@@ -127,7 +155,9 @@ class Interval(_Model):
     @model_validator(mode="after")
     def _not_zero(self) -> Interval:
         if self.total_seconds == 0:
-            raise ValueError("interval must be above 0: set at least one of days, hours, minutes, seconds")
+            raise FieldError(
+                "must be above 0", hint="set at least one of days, hours, minutes, seconds"
+            )
         return self
 
     @property
@@ -158,7 +188,9 @@ class Options(_Model):
             and self.soft_time_limit is not None
             and self.soft_time_limit > self.time_limit
         ):
-            raise ValueError("soft_time_limit must not exceed time_limit")
+            raise FieldError(
+                f"must not exceed time_limit ({self.time_limit})", loc=("soft_time_limit",)
+            )
         return self
 
     def apply_async_kwargs(self) -> dict[str, Any]:
@@ -168,33 +200,69 @@ class Options(_Model):
 # --- the task --------------------------------------------------------------------------
 
 
-def _check_json(value: Any, path: str) -> None:
-    if value is None or isinstance(value, (bool, str)):
-        return
-    if isinstance(value, int):
+_TYPE_NAMES: dict[type, str] = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "a list",
+    dict: "a mapping",
+    type(None): "null",
+    dt.datetime: "a timestamp",
+    dt.date: "a date",
+}
+
+
+def describe_value(value: Any) -> str:
+    """How a YAML user would name this value: ``an integer (5)``, ``a list``."""
+    name = _TYPE_NAMES.get(type(value), f"a {type(value).__name__}")
+    if isinstance(value, (list, dict)) or value is None:
+        return name
+    text = repr(value) if isinstance(value, str) else str(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{name} ({text})"
+
+
+def _check_json(value: Any, loc: tuple[str | int, ...]) -> None:
+    if value is None or isinstance(value, (bool, str, int)):
         return
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"{path} is {value}, which JSON cannot hold")
+            raise FieldError(f"{value} is not a JSON number", loc=loc, hint="use a finite number")
         return
     if isinstance(value, list):
         for index, item in enumerate(value):
-            _check_json(item, f"{path}[{index}]")
+            _check_json(item, (*loc, index))
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ValueError(f"{path} has the key {key!r}, which is not a string")
-            _check_json(item, f"{path}.{key}")
+                raise FieldError(
+                    f"key {key!r} is {describe_value(key)}, not a string",
+                    loc=loc,
+                    hint=f"quote the key: '{key}'",
+                )
+            _check_json(item, (*loc, key))
         return
-    raise ValueError(
-        f"{path} is a {type(value).__name__}, not a plain JSON value "
-        f"(quote dates and times as strings)"
-    )
+    if isinstance(value, dt.date):
+        raise FieldError(
+            f"{describe_value(value)} is not a plain JSON value",
+            loc=loc,
+            hint=f"quote it to pass it as a string: '{value.isoformat()}'",
+        )
+    raise FieldError(f"{describe_value(value)} is not a plain JSON value", loc=loc)
 
 
 def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+def _zone_hint(name: str) -> str:
+    close = difflib.get_close_matches(name, sorted(available_timezones()), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "use an IANA name such as 'Europe/Berlin' or 'UTC'"
 
 
 class TaskSpec(_Model):
@@ -221,26 +289,39 @@ class TaskSpec(_Model):
     @classmethod
     def _not_reserved(cls, value: str) -> str:
         if value in RESERVED_NAMES:
-            raise ValueError(f"{value!r} is reserved (it is a path of the HTTP API); choose another name")
+            raise FieldError(
+                f"{value!r} is reserved (it is a path of the HTTP API)", hint="choose another name"
+            )
         return value
 
     @field_validator("crontab", mode="before")
     @classmethod
     def _crontab_string(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return Crontab.parse(value)
+            return split_cron_expression(value)
         return value
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _at_is_a_time(cls, value: Any) -> Any:
+        # pydantic would read a bare number as a Unix timestamp; the format says ISO 8601.
+        if value is None or isinstance(value, (str, dt.date)):
+            return value
+        raise FieldError(
+            f"expected an ISO 8601 date and time, got {describe_value(value)}",
+            hint="write it like 2025-12-02T15:00:00Z (no offset means the task's timezone)",
+        )
 
     @field_validator("args")
     @classmethod
     def _args_json(cls, value: list[Any]) -> list[Any]:
-        _check_json(value, "args")
+        _check_json(value, ())
         return value
 
     @field_validator("kwargs")
     @classmethod
     def _kwargs_json(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _check_json(value, "kwargs")
+        _check_json(value, ())
         return value
 
     @field_validator("timezone")
@@ -248,26 +329,52 @@ class TaskSpec(_Model):
     def _known_zone(cls, value: str) -> str:
         try:
             zone(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(
-                f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'"
-            ) from exc
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise FieldError(f"unknown time zone {value!r}", hint=_zone_hint(value)) from exc
         return value
 
     @model_validator(mode="after")
     def _schedule_fits_type(self) -> TaskSpec:
         given = [f for f in ("crontab", "interval", "at") if getattr(self, f) is not None]
-        allowed = {"async": set(), "scheduled": {"at"}, "periodic": {"crontab", "interval"}}[self.type]
-        wrong = [f for f in given if f not in allowed]
-        if wrong:
-            fits = {"async": "no schedule field", "scheduled": "'at'", "periodic": "'crontab' or 'interval'"}
-            raise ValueError(f"{wrong[0]} does not fit type {self.type!r}, which takes {fits[self.type]}")
+        allowed = {"async": set(), "scheduled": {"at"}, "periodic": {"crontab", "interval"}}[
+            self.type
+        ]
+        fits = {
+            "async": "no schedule field",
+            "scheduled": "'at'",
+            "periodic": "'crontab' or 'interval'",
+        }[self.type]
+        for field in given:
+            if field not in allowed:
+                raise FieldError(
+                    f"does not fit type {self.type!r}, which takes {fits}",
+                    loc=(field,),
+                    hint=f"remove {field!r} or change the type",
+                )
         if self.type == "scheduled" and self.at is None:
-            raise ValueError("type 'scheduled' needs 'at', e.g. at: 2025-12-02T15:00:00Z")
-        if self.type == "periodic" and len(given) != 1:
-            raise ValueError("type 'periodic' needs exactly one of 'crontab' or 'interval'")
+            raise FieldError(
+                "'scheduled' needs 'at'",
+                loc=("type",),
+                hint="add e.g. at: 2025-12-02T15:00:00Z",
+            )
+        if self.type == "periodic" and not given:
+            raise FieldError(
+                "'periodic' needs 'crontab' or 'interval'",
+                loc=("type",),
+                hint="add e.g. crontab: '0 9 * * 1' or interval: {minutes: 5}",
+            )
+        if self.type == "periodic" and len(given) > 1:
+            raise FieldError(
+                "'periodic' takes one of 'crontab' or 'interval', not both",
+                loc=(given[1],),
+                hint=f"remove {given[1]!r} or {given[0]!r}",
+            )
         if self.at is not None:
-            at = self.at if self.at.tzinfo is not None else self.at.replace(tzinfo=zone(self.timezone))
+            at = (
+                self.at
+                if self.at.tzinfo is not None
+                else self.at.replace(tzinfo=zone(self.timezone))
+            )
             object.__setattr__(self, "at", at.astimezone(dt.UTC))
         return self
 

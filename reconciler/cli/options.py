@@ -19,17 +19,37 @@ F = TypeVar("F", bound=Callable[..., Any])
 def settings_options(function: F) -> F:
     """Adds --tasks-dir, --database-url, --broker-url, --app and passes ``settings``."""
 
-    @click.option("--tasks-dir", type=click.Path(file_okay=False), default=None,
-                  help="Task files directory [env RECONCILER_TASKS_DIR; default ./tasks.d]")
-    @click.option("--database-url", default=None,
-                  help="SQLAlchemy URL [env RECONCILER_DATABASE_URL; default embedded SQLite]")
-    @click.option("--broker-url", default=None,
-                  help="Celery broker URL [env RECONCILER_BROKER_URL; default embedded SQLite]")
-    @click.option("--app", "app_path", default=None,
-                  help="Celery app as module:attr [env RECONCILER_APP; default the demo app]")
+    @click.option(
+        "--tasks-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Task files directory [env RECONCILER_TASKS_DIR; default ./tasks.d]",
+    )
+    @click.option(
+        "--database-url",
+        default=None,
+        help="SQLAlchemy URL [env RECONCILER_DATABASE_URL; default embedded SQLite]",
+    )
+    @click.option(
+        "--broker-url",
+        default=None,
+        help="Celery broker URL [env RECONCILER_BROKER_URL; default embedded SQLite]",
+    )
+    @click.option(
+        "--app",
+        "app_path",
+        default=None,
+        help="Celery app as module:attr [env RECONCILER_APP; default the demo app]",
+    )
     @functools.wraps(function)
-    def wrapper(*args: Any, tasks_dir: str | None, database_url: str | None,
-                broker_url: str | None, app_path: str | None, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any,
+        tasks_dir: str | None,
+        database_url: str | None,
+        broker_url: str | None,
+        app_path: str | None,
+        **kwargs: Any,
+    ) -> Any:
         settings = Settings.resolve(tasks_dir, database_url, broker_url, app_path)
         return function(*args, settings=settings, **kwargs)
 
@@ -38,8 +58,12 @@ def settings_options(function: F) -> F:
 
 def format_option(*choices: str, default: str = "text") -> Callable[[F], F]:
     return click.option(
-        "--format", "output_format", type=click.Choice(choices), default=default,
-        show_default=True, help="Output format.",
+        "--format",
+        "output_format",
+        type=click.Choice(choices),
+        default=default,
+        show_default=True,
+        help="Output format.",
     )
 
 

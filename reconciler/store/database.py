@@ -1,21 +1,56 @@
 """One handle on the database: the engine, sessions, and the schema brought up to date.
 
 ``Database.open(url)`` is what every command, the Beat scheduler, tracking and the
-HTTP endpoint call; it upgrades the schema first (DESIGN: every command that opens
-the database upgrades it).
+HTTP endpoint call; it runs the alembic migrations first (DESIGN: every command that
+opens the database upgrades it). Upgrades are safe to run from several processes at
+once: they serialise on a database lock and the later ones find nothing to do.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from reconciler.errors import DatabaseUnavailable
 from reconciler.store.db import make_engine, session_factory
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# pg_advisory_xact_lock key for schema upgrades (any constant; "reconcil" in ASCII).
+UPGRADE_LOCK_KEY = 0x7265636F6E63696C
+
+
+class RawJSON(str):
+    """JSON text stored verbatim in a JSON column (the store writes task specs this way,
+    so the reconciler can compare the stored text with the desired one without parsing)."""
+
+
+def serialize_json(value: object) -> str:
+    if isinstance(value, RawJSON):
+        return str(value)
+    return json.dumps(value)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 @dataclass
@@ -25,21 +60,51 @@ class Database:
 
     @classmethod
     def open(cls, url: str, *, upgrade: bool = True, **engine_kwargs: Any) -> Database:
+        """Connect (and by default migrate); DatabaseUnavailable when it cannot be reached."""
+        engine_kwargs.setdefault("json_serializer", serialize_json)
         engine = make_engine(url, **engine_kwargs)
         database = cls(engine, session_factory(engine))
         if upgrade:
-            database.upgrade()
+            try:
+                database.upgrade()
+            except BaseException:
+                engine.dispose()
+                raise
         return database
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def upgrade(self) -> None:
-        """Bring the schema to the newest version."""
-        from reconciler.store.tables import Base
+    def current_revision(self) -> str | None:
+        """The schema revision the database is at (None: never migrated)."""
+        with unavailable_as_error(self.engine), self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
 
-        Base.metadata.create_all(self.engine)
+    def upgrade(self) -> bool:
+        """Bring the schema to the newest revision; True when something was migrated."""
+        from alembic import command
+
+        head = head_revision()
+        if self.current_revision() == head:
+            return False
+        with (
+            unavailable_as_error(self.engine),
+            self.engine.connect() as connection,
+            connection.begin(),
+        ):
+            # Serialise concurrent upgrades: the first migrates, the others wait for its
+            # commit and then find the schema at head.
+            if self.dialect == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY}
+                )
+            elif self.dialect == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            if MigrationContext.configure(connection).get_current_revision() == head:
+                return False
+            command.upgrade(alembic_config(connection), "head")
+        return True
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -49,3 +114,30 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def describe_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+@contextmanager
+def unavailable_as_error(engine: Engine) -> Iterator[None]:
+    """Turn a failed connection into DatabaseUnavailable naming the (password-less) URL."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if exc.connection_invalidated or _is_connect_error(exc):
+            raise DatabaseUnavailable(
+                f"cannot reach the database {describe_url(engine)}: {_first_line(exc.orig)}; "
+                f"check --database-url / RECONCILER_DATABASE_URL and that the server is up"
+            ) from exc
+        raise
+
+
+def _is_connect_error(exc: DBAPIError) -> bool:
+    name = type(exc.orig).__name__ if exc.orig is not None else ""
+    return name in {"OperationalError", "InterfaceError"} and "locked" not in str(exc.orig)
+
+
+def _first_line(error: object) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

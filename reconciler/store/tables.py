@@ -127,6 +127,12 @@ class TaskExecution(Base):
     retries: Mapped[int] = mapped_column(Integer, default=0)
     # When a started execution counts as lost if it has not finished (worker reaper).
     deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # When the message went to the broker; NULL while a claimed slot is not yet sent.
+    # Beat writes the row (claim) before it publishes; a beat that died in between left
+    # such rows, and the next tick sends them (or fails them by the catch-up policy).
+    published_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, index=True
+    )
 
     __table_args__ = (
         # One row per slot: the claim's second line of defence.

@@ -1,0 +1,495 @@
+"""Beat at scale: every due slot published, lateness, CPU and memory, change pickup.
+
+Our ``DatabaseScheduler`` on a fresh PostgreSQL database with a Redis broker (no
+worker: what reaches the queue is counted) in three cases, 10,000 tasks every 60 s,
+100,000 every 600 s (both ~167 slots/s) and 100,000 every 60 s (~1,667/s), start times
+spread evenly. Beside it, on the same 10,000 entries and the same Redis: Celery's own
+``PersistentScheduler`` and celery-redbeat. Then change pickup over 20 applied changes
+with 10,000 tasks loaded. ``BENCH_BEAT_SECONDS`` (default 65) sets each measured window.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+import redis
+from celery import Celery
+
+from benchmarks.table import print_table
+from reconciler.store.database import Database
+
+PG_ADMIN = os.environ.get("RECONCILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_HOST = "redis://127.0.0.1:6379"
+WINDOW = float(os.environ.get("BENCH_BEAT_SECONDS", "65"))
+STARTUP = 8.0  # seconds from starting a beat to the first slot of the schedule
+TASK = "app.worker.test_celery"
+ROOT = Path(__file__).resolve().parent.parent
+
+# --- the peers' Celery app: ``celery -A benchmarks.bench_beat:peer_app beat -S ...`` ---------
+
+peer_app = Celery("bench-peer", broker=os.environ.get("BENCH_PEER_BROKER", "memory://"))
+peer_app.conf.update(
+    redbeat_redis_url=os.environ.get("BENCH_PEER_BROKER"),
+    redbeat_lock_timeout=300,
+    beat_max_loop_interval=1,
+    timezone="UTC",
+)
+if os.environ.get("BENCH_PEER_PERSISTENT"):
+    _count = int(os.environ["BENCH_PEER_COUNT"])
+    _base = float(os.environ["BENCH_PEER_BASE"])
+    _period = float(os.environ["BENCH_PEER_PERIOD"])
+    peer_app.conf.beat_schedule = {
+        f"b{i:06d}": {
+            "task": TASK,
+            "schedule": _period,
+            "args": [i],
+            # Spread start times: entry i is first due at base + phase(i).
+            "last_run_at": dt.datetime.fromtimestamp(
+                _base + i * _period / _count - _period, dt.UTC
+            ),
+        }
+        for i in range(_count)
+    }
+
+
+# --- helpers -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    name = f"bench_beat_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def redis_database() -> Iterator[str]:
+    """A Redis database number no test run holds (the tests' lock files), flushed."""
+    for number in range(15, 0, -1):
+        lock = open(f"/tmp/reconciler-test-redis-{number}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        try:
+            url = f"{REDIS_HOST}/{number}"
+            redis.Redis.from_url(url).flushdb()
+            yield url
+            redis.Redis.from_url(url).flushdb()
+            return
+        finally:
+            lock.close()
+    raise RuntimeError("no free Redis database number")
+
+
+def phases(count: int, period: float) -> list[float]:
+    return [i * period / count for i in range(count)]
+
+
+def due_in(window: tuple[float, float], base: float, count: int, period: float) -> int:
+    """How many slots base + phase + k*period fall in [start, end)."""
+    start, end = window
+    total = 0
+    for phase in phases(count, period):
+        first = base + phase
+        if first >= end:
+            continue
+        k0 = max(0, int((start - first) // period))
+        slot = first + k0 * period
+        while slot < start:
+            slot += period
+        while slot < end:
+            total += 1
+            slot += period
+    return total
+
+
+@dataclass
+class Sampler:
+    """CPU seconds and peak memory of one process over the measured window."""
+
+    pid: int
+
+    def __post_init__(self) -> None:
+        self.process = psutil.Process(self.pid)
+        self.cpu_start = 0.0
+        self.cpu_end = 0.0
+
+    def cpu(self) -> float:
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
+
+    def start(self) -> None:
+        self.cpu_start = self.cpu()
+
+    def stop(self) -> None:
+        self.cpu_end = self.cpu()
+
+    def peak_mb(self) -> float:
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+def sleep_until(moment: float) -> None:
+    delay = moment - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv,
+        env={**os.environ, **env},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=log.parent,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+# --- our scheduler -----------------------------------------------------------------------
+
+
+def load_tasks(url: str, count: int, period: float, base: float) -> None:
+    """Write ``count`` interval tasks whose first slots are spread over one period."""
+    from reconciler.spec import TaskSpec
+
+    interval = {"minutes": int(period // 60)}
+    template = TaskSpec.model_validate(
+        {
+            "name": "b000000",
+            "owner": "bench",
+            "type": "periodic",
+            "task": TASK,
+            "interval": interval,
+        }
+    ).canonical()
+    rows = []
+    for i, phase in enumerate(phases(count, period)):
+        spec = {**template, "name": f"b{i:06d}", "args": [i]}
+        first = dt.datetime.fromtimestamp(base + phase, dt.UTC)
+        rows.append((spec, first - dt.timedelta(seconds=period), first))
+    write_tasks(url, rows)
+
+
+def write_tasks(url: str, rows: list[tuple[dict[str, Any], dt.datetime, dt.datetime]]) -> None:
+    """Insert task rows as apply leaves them (anchor, next run, a bumped change marker)."""
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(plain) as conn:
+        conn.execute(
+            "INSERT INTO change_marker (id, seq, changed_at) VALUES (1, 1, %s) "
+            "ON CONFLICT (id) DO UPDATE SET seq = change_marker.seq + 1, changed_at = %s",
+            (now, now),
+        )
+        (seq,) = conn.execute("SELECT seq FROM change_marker WHERE id = 1").fetchone()  # type: ignore[misc]
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO tasks (name, owner, type, task, description, enabled, spec, "
+                "content_hash, source_path, source_line, version, change_seq, created_at, "
+                "updated_at, schedule_anchor, next_run_at, skipped_count, missed_count) "
+                "VALUES (%s, 'bench', %s, %s, '', true, %s, '', 'bench', 1, 1, %s, %s, %s, "
+                "%s, %s, 0, 0)",
+                [
+                    (
+                        spec["name"],
+                        spec["type"],
+                        TASK,
+                        json.dumps(spec),
+                        seq,
+                        now,
+                        now,
+                        anchor,
+                        first,
+                    )
+                    for spec, anchor, first in rows
+                ],
+            )
+
+
+def our_beat(url: str, broker: str, log: Path) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "celery", "-A", "reconciler.demo:app", "beat"]
+    argv += ["-S", "reconciler.beat:DatabaseScheduler", "-l", "warning"]
+    env = {"RECONCILER_DATABASE_URL": url, "RECONCILER_BROKER_URL": broker}
+    return spawn(argv, env, log)
+
+
+def run_ours(label: str, count: int, period: float, workdir: Path) -> list[Any]:
+    with fresh_database() as url, redis_database() as broker:
+        Database.open(url).dispose()
+        base = time.time() + STARTUP + count / 20_000
+        load_tasks(url, count, period, base)
+        beat = our_beat(url, broker, workdir / f"ours-{count}-{int(period)}.log")
+        try:
+            window = (base + 2, base + 2 + WINDOW)
+            sampler = Sampler(beat.pid)
+            sleep_until(window[0])
+            sampler.start()
+            sleep_until(window[1])
+            sampler.stop()
+            peak = sampler.peak_mb()
+            sleep_until(window[1] + 3)  # the last slots of the window are sent by now
+        finally:
+            stop(beat)
+        due = due_in(window, base, count, period)
+        published, p50, p99, total = our_counts(url, window)
+        queued = redis.Redis.from_url(broker).llen("celery")
+    cpu_per_min = (sampler.cpu_end - sampler.cpu_start) / WINDOW * 60
+    return [
+        f"ours: {label}",
+        due,
+        published,
+        f"{published / due:.1%}" if due else "-",
+        f"{queued}/{total}",
+        p50 * 1000,
+        p99 * 1000,
+        cpu_per_min,
+        peak,
+    ]
+
+
+def our_counts(url: str, window: tuple[float, float]) -> tuple[int, float, float, int]:
+    start = dt.datetime.fromtimestamp(window[0], dt.UTC)
+    end = dt.datetime.fromtimestamp(window[1], dt.UTC)
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain) as conn:
+        lateness = [
+            float(row[0])
+            for row in conn.execute(
+                "SELECT EXTRACT(EPOCH FROM published_at - scheduled_for) FROM task_executions "
+                "WHERE scheduled_for >= %s AND scheduled_for < %s AND published_at IS NOT NULL",
+                (start, end),
+            )
+        ]
+        total = conn.execute(
+            "SELECT count(*) FROM task_executions WHERE published_at IS NOT NULL"
+        ).fetchone()
+    return len(lateness), percentile(lateness, 0.5), percentile(lateness, 0.99), int(total[0])  # type: ignore[index]
+
+
+def change_pickup(workdir: Path, changes: int = 20, count: int = 10_000) -> list[float]:
+    """Seconds from an applied change's commit to beat publishing it (a new async task)."""
+    pickups: list[float] = []
+    with fresh_database() as url, redis_database() as broker:
+        base = time.time() + STARTUP
+        load_tasks(url, count, 60, base)
+        beat = our_beat(url, broker, workdir / "pickup.log")
+        plain = url.replace("postgresql+psycopg://", "postgresql://")
+        try:
+            sleep_until(base + 5)
+            with psycopg.connect(plain, autocommit=True) as conn:
+                for n in range(changes):
+                    time.sleep(0.1 + (n % 7) * 0.07)
+                    name = f"pickup{n:02d}"
+                    spec = {"name": name, "owner": "bench", "type": "async", "task": TASK}
+                    now = dt.datetime.now(dt.UTC)
+                    write_tasks(url, [(spec, now, now)])
+                    committed = time.time()
+                    while True:
+                        row = conn.execute(
+                            "SELECT published_at FROM task_executions WHERE task_name = %s "
+                            "AND published_at IS NOT NULL",
+                            (name,),
+                        ).fetchone()
+                        if row is not None:
+                            pickups.append(row[0].timestamp() - committed)
+                            break
+                        if time.time() - committed > 10:
+                            pickups.append(float("inf"))
+                            break
+                        time.sleep(0.005)
+        finally:
+            stop(beat)
+    return pickups
+
+
+# --- the peers ---------------------------------------------------------------------------
+
+
+class Consumer(threading.Thread):
+    """Drains the Celery queue, noting when each message arrived (for the peers' lateness)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.client = redis.Redis.from_url(url)
+        self.arrivals: list[tuple[float, int]] = []
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            batch = self.client.rpop("celery", 1000)
+            now = time.time()
+            if not batch:
+                time.sleep(0.002)
+                continue
+            for raw in batch:
+                body = json.loads(raw)["body"]
+                args = json.loads(base64.b64decode(body))[0]
+                self.arrivals.append((now, int(args[0])))
+
+
+def run_peer(label: str, scheduler: str, count: int, period: float, workdir: Path) -> list[Any]:
+    with redis_database() as broker:
+        base = time.time() + STARTUP + 4
+        env = {
+            "BENCH_PEER_BROKER": broker,
+            "BENCH_PEER_COUNT": str(count),
+            "BENCH_PEER_BASE": repr(base),
+            "BENCH_PEER_PERIOD": repr(period),
+        }
+        if scheduler == "persistent":
+            env["BENCH_PEER_PERSISTENT"] = "1"
+            extra = ["-S", "celery.beat:PersistentScheduler", "-s", str(workdir / "schedule.db")]
+        else:
+            load_redbeat(broker, count, period, base)
+            extra = ["-S", "redbeat.RedBeatScheduler"]
+        argv = [sys.executable, "-m", "celery", "-A", "benchmarks.bench_beat:peer_app", "beat"]
+        beat = spawn([*argv, *extra, "-l", "warning"], env, workdir / f"peer-{scheduler}.log")
+        consumer = Consumer(broker)
+        consumer.start()
+        try:
+            window = (base + 2, base + 2 + WINDOW)
+            sampler = Sampler(beat.pid)
+            sleep_until(window[0])
+            sampler.start()
+            sleep_until(window[1])
+            sampler.stop()
+            peak = sampler.peak_mb()
+            sleep_until(window[1] + 3)
+        finally:
+            stop(beat)
+            consumer.running = False
+            consumer.join(5)
+    due = due_in(window, base, count, period)
+    lateness: list[float] = []
+    for arrived, index in consumer.arrivals:
+        first = base + index * period / count
+        if arrived < first:
+            continue
+        slot = first + ((arrived - first) // period) * period
+        if window[0] <= slot < window[1]:
+            lateness.append(arrived - slot)
+    cpu_per_min = (sampler.cpu_end - sampler.cpu_start) / WINDOW * 60
+    return [
+        f"{label}",
+        due,
+        len(lateness),
+        f"{len(lateness) / due:.1%}" if due else "-",
+        f"{len(consumer.arrivals)} consumed",
+        percentile(lateness, 0.5) * 1000,
+        percentile(lateness, 0.99) * 1000,
+        cpu_per_min,
+        peak,
+    ]
+
+
+def load_redbeat(broker: str, count: int, period: float, base: float) -> None:
+    from celery.schedules import schedule
+    from redbeat import RedBeatSchedulerEntry
+
+    app = Celery("bench-redbeat-loader", broker=broker)
+    app.conf.update(redbeat_redis_url=broker, timezone="UTC")
+    every = schedule(dt.timedelta(seconds=period))
+    for i, phase in enumerate(phases(count, period)):
+        last = dt.datetime.fromtimestamp(base + phase - period, dt.UTC)
+        RedBeatSchedulerEntry(f"b{i:06d}", TASK, every, args=[i], app=app, last_run_at=last).save()
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def main() -> None:
+    cases = [("10k every 60 s", 10_000, 60.0), ("100k every 600 s", 100_000, 600.0)]
+    cases.append(("100k every 60 s (stretch)", 100_000, 60.0))
+    wanted = os.environ.get("BENCH_BEAT_CASES")
+    rows: list[list[Any]] = []
+    headers = [
+        "scheduler / case",
+        "due",
+        "published",
+        "share",
+        "queue check",
+        "late p50 ms",
+        "late p99 ms",
+        "CPU s/min",
+        "peak MB",
+    ]
+    print(f"window {WINDOW:g} s per case, PostgreSQL + Redis, no worker", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-beat-") as tmp:
+        workdir = Path(tmp)
+        for label, count, period in cases:
+            if wanted and label.split()[0] not in wanted.split(","):
+                continue
+            rows.append(run_ours(label, count, period, workdir))
+            print("  ", rows[-1], flush=True)
+        for label, scheduler in (
+            ("celery PersistentScheduler: 10k every 60 s", "persistent"),
+            ("celery-redbeat: 10k every 60 s", "redbeat"),
+        ):
+            if wanted and scheduler not in wanted.split(","):
+                continue
+            rows.append(run_peer(label, scheduler, 10_000, 60.0, workdir))
+            print("  ", rows[-1], flush=True)
+        print_table(headers, rows)
+        if not wanted or "pickup" in wanted.split(","):
+            pickups = change_pickup(workdir)
+            finite = [p for p in pickups if p != float("inf")]
+            print(
+                f"\nchange pickup over {len(pickups)} changes with 10,000 tasks loaded: "
+                f"p50 {statistics.median(finite) * 1000:.0f} ms, "
+                f"p95 {percentile(finite, 0.95) * 1000:.0f} ms, "
+                f"max {max(finite) * 1000:.0f} ms, lost {len(pickups) - len(finite)}"
+            )
+        print(
+            "\ntargets: every due slot published in the first two cases; lateness p99 < 100 ms;\n"
+            "CPU below redbeat's; pickup p95 < 1 s. Peers' lateness is arrival at a consumer\n"
+            "minus the entry's slot on its original grid (ours: published_at - scheduled_for)."
+        )
+
+
+if __name__ == "__main__":
+    main()

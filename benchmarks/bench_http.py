@@ -1,0 +1,329 @@
+"""The HTTP endpoint on PostgreSQL with 10,000 tasks and 1,000,000 executions.
+
+A real ``reconcile serve`` process; latency (p50/p99) and throughput over 2,000 requests
+at concurrency 8 for the task list, one task's executions (first page and a page 10,000
+rows deep), one execution, beside ``/healthz`` in the same run; then a CSV export of all
+executions (rows per second, the server's peak memory). Targets: p99 < 50 ms on every
+list, deep pages as fast as the first, throughput >= 0.3 of /healthz, CSV >= 50,000
+rows/s in < 200 MB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+
+from benchmarks.table import print_table
+from reconciler.store.database import Database
+
+PG_ADMIN_URL = os.environ.get("RECONCILER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+TASKS = 10_000
+EXECUTIONS = 1_000_000
+HOT = "bench-task-00000"  # one task with 50,000 executions, for the deep page
+REQUESTS = 2_000
+CONCURRENCY = 8
+
+TRACEBACK = 'Traceback (most recent call last):\\n  File "job.py", line 3\\nValueError: boom'
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _spec(name: str) -> str:
+    spec = {
+        "name": name,
+        "description": f"benchmark task {name}",
+        "owner": f"team-{hash(name) % 20}",
+        "type": "periodic",
+        "task": "app.worker.test_celery",
+        "args": [],
+        "kwargs": {"region": "eu"},
+        "enabled": True,
+        "crontab": {
+            "minute": "*/5",
+            "hour": "*",
+            "day_of_month": "*",
+            "month_of_year": "*",
+            "day_of_week": "*",
+        },
+        "interval": None,
+        "at": None,
+        "timezone": "UTC",
+        "options": {},
+        "overlap": "allow",
+        "catchup": "skip",
+        "labels": {},
+    }
+    return json.dumps(spec)
+
+
+def _copy(conn: psycopg.Connection, statement: str, lines: Callable[[], list[str]]) -> None:
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        block = lines()
+        for start in range(0, len(block), 50_000):
+            copy.write("".join(block[start : start + 50_000]))
+
+
+def seed(url: str) -> None:
+    """10,000 tasks and 1,000,000 executions through COPY (text format)."""
+    names = [f"bench-task-{i:05d}" for i in range(TASKS)]
+
+    def task_lines() -> list[str]:
+        out = []
+        for i, name in enumerate(names):
+            spec = _spec(name).replace("\\", "\\\\")
+            owner = json.loads(spec)["owner"]
+            next_run = f"2025-01-01 {i % 24:02d}:{i % 60:02d}:00+00"
+            out.append(
+                f"{name}\t{owner}\tperiodic\tapp.worker.test_celery\tbenchmark task {name}\t"
+                f"t\t{spec}\t{uuid.uuid4().hex}\ttasks.d/bench.yaml\t{i + 1}\t1\t1\t"
+                "2025-01-01 00:00:00+00\t2025-01-01 00:00:00+00\t\\N\t"
+                f"2025-01-01 00:00:00+00\t{next_run}\t\\N\t0\t0\n"
+            )
+        return out
+
+    def execution_lines() -> list[str]:
+        out = []
+        base = 1_735_689_600  # 2025-01-01T00:00:00Z
+        for i in range(EXECUTIONS):
+            name = HOT if i % 20 == 0 else names[1 + i % (TASKS - 1)]
+            at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(base + i * 7)) + "+00"
+            failed = i % 19 == 0
+            status = "failure" if failed else "success"
+            result = "\\N" if failed else '{"rows": %d}' % (i % 1000)
+            error = "ValueError: boom" if failed else "\\N"
+            traceback = TRACEBACK if failed else "\\N"
+            out.append(
+                f'{name}\t{uuid.UUID(int=i)}\tschedule\t{at}\t{status}\t["x", {i}]\t'
+                f'{{"region": "eu", "password": "p{i}"}}\t{at}\t{at}\t{at}\t1500\t'
+                f"worker-{i % 4}\t{result}\t{error}\t{traceback}\t0\n"
+            )
+        return out
+
+    with psycopg.connect(url) as conn:
+        _copy(
+            conn,
+            "COPY tasks (name, owner, type, task, description, enabled, spec, content_hash, "
+            "source_path, source_line, version, change_seq, created_at, updated_at, deleted_at, "
+            "schedule_anchor, next_run_at, last_run_at, skipped_count, missed_count) FROM STDIN",
+            task_lines,
+        )
+        _copy(
+            conn,
+            "COPY task_executions (task_name, celery_task_id, trigger, scheduled_for, status, "
+            "args, kwargs, queued_at, started_at, finished_at, duration_ms, worker, result, "
+            "error, traceback, retries) FROM STDIN",
+            execution_lines,
+        )
+        conn.execute("ANALYZE")
+
+
+class PeakRss:
+    """Samples a process's resident memory in a thread; ``peak`` in MB."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rss = self.process.memory_info().rss
+            except psutil.Error:
+                return
+            self.peak = max(self.peak, rss / 1024 / 1024)
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def _load(base: str, paths: Callable[[int], str]) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    counter = iter(range(REQUESTS))
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            for index in counter:
+                started = time.perf_counter()
+                response = await client.get(paths(index))
+                await response.aread()
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{paths(index)}: {response.status_code} {response.text}")
+
+        for _ in range(50):  # warm up connections and caches
+            await client.get(paths(0))
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - started
+    return latencies, REQUESTS / elapsed
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def _deep_cursor(base: str) -> str:
+    cursor = ""
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for _ in range(200):  # 200 pages of 50 = 10,000 rows
+            query = f"limit=50&cursor={cursor}" if cursor else "limit=50"
+            cursor = client.get(f"/api/v1/tasks/{HOT}/executions?{query}").json()["next_cursor"]
+    return cursor
+
+
+def main() -> None:
+    name = f"bench_http_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        Database.open(url).dispose()
+        started = time.perf_counter()
+        seed(url)
+        print(
+            f"seeded {TASKS} tasks and {EXECUTIONS} executions in "
+            f"{time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        log = tempfile.NamedTemporaryFile(prefix="bench_http_", suffix=".log", delete=False)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "serve",
+                "--database-url",
+                url,
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError(f"the server did not start; see {log.name}")
+            time.sleep(0.1)
+
+        deep = _deep_cursor(base)
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT min(id), max(id) FROM task_executions").fetchone()
+            assert row is not None
+            low, high = row
+        rng = random.Random(7)
+        ids = [rng.randint(low, high) for _ in range(REQUESTS)]
+        cases: list[tuple[str, Callable[[int], str], bool]] = [
+            ("/healthz", lambda i: "/healthz", False),
+            ("task list (limit 100)", lambda i: "/api/v1/tasks/?limit=100", True),
+            ("executions, first page", lambda i: f"/api/v1/tasks/{HOT}/executions?limit=50", True),
+            (
+                "executions, 10,000 deep",
+                lambda i: f"/api/v1/tasks/{HOT}/executions?limit=50&cursor={deep}",
+                True,
+            ),
+            ("one execution", lambda i: f"/api/v1/tasks/executions/{ids[i]}", False),
+            ("all executions (limit 50)", lambda i: "/api/v1/executions?limit=50", True),
+        ]
+        rows = []
+        health_rps = 0.0
+        for label, paths, is_list in cases:
+            latencies, rps = asyncio.run(_load(base, paths))
+            if label == "/healthz":
+                health_rps = rps
+            p99 = _quantile(latencies, 0.99)
+            ratio = rps / health_rps
+            verdict = "ok" if (not is_list or p99 < 50) and ratio >= 0.3 else "MISSED"
+            if label == "/healthz":
+                verdict = "baseline"
+            rows.append(
+                (
+                    label,
+                    f"{_quantile(latencies, 0.5):.1f}",
+                    f"{p99:.1f}",
+                    f"{rps:.0f}",
+                    f"{ratio:.2f}",
+                    verdict,
+                )
+            )
+        print_table(("case", "p50 ms", "p99 ms", "req/s", "vs /healthz", "target"), rows)
+
+        print()
+        with PeakRss(server.pid) as memory:
+            started = time.perf_counter()
+            lines = 0
+            with httpx.stream("GET", f"{base}/api/v1/executions?format=csv", timeout=600) as resp:
+                for chunk in resp.iter_bytes():
+                    lines += chunk.count(b"\r\n")
+            elapsed = time.perf_counter() - started
+        exported = lines - 1  # the header row
+        # Tracebacks hold no CRLF, so every CRLF ends a row.
+        rate = exported / elapsed
+        ok = "ok" if rate >= 50_000 and memory.peak < 200 and exported == EXECUTIONS else "MISSED"
+        print_table(
+            ("CSV export", "rows", "seconds", "rows/s", "server peak RSS MB", "target"),
+            [
+                (
+                    "all executions",
+                    exported,
+                    f"{elapsed:.1f}",
+                    f"{rate:.0f}",
+                    f"{memory.peak:.0f}",
+                    ok,
+                )
+            ],
+        )
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

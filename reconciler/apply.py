@@ -1,0 +1,207 @@
+"""Reconciling: load the task files, plan against the database, guard, and apply.
+
+``reconcile`` (the CLI's apply and dry-run) and the watch daemon call ``reconcile``
+or ``apply_loaded``; the plan is computed inside the apply lock against the rows as
+they are then, and written in the same transaction. Also finds the git commit of
+the tasks directory for the apply log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.diagnostics import Diagnostic
+from reconciler.errors import ReconcilerError
+from reconciler.loader import LoadResult, load_directory
+from reconciler.plan import Plan, make_plan
+from reconciler.schedule import first_slot
+from reconciler.store import tasks as store
+from reconciler.store.database import Database, unavailable_as_error
+
+Progress = Callable[[int], None]
+ProgressFactory = Callable[[int], AbstractContextManager[Progress]]
+
+
+class InvalidTasks(ReconcilerError):
+    """The task files have errors; nothing was applied."""
+
+    def __init__(self, tasks_dir: Path, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = diagnostics
+        count = len(diagnostics)
+        super().__init__(
+            f"{count} error{'s' if count != 1 else ''} in {tasks_dir}; nothing applied "
+            f"(fix them; 'reconcile validate' lists them too)"
+        )
+
+
+class MassDeleteRefused(ReconcilerError):
+    """The plan would delete more than half (or all) of the tasks."""
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    commit: str | None = None
+    dirty: bool | None = None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    plan: Plan
+    load: LoadResult
+    applied: bool  # a transaction wrote the plan's changes
+    record_id: int | None
+    seconds: float
+
+
+def reconcile(
+    db: Database,
+    tasks_dir: Path,
+    *,
+    dry_run: bool = False,
+    allow_mass_delete: bool = False,
+    lock_timeout: float = 30.0,
+    now: dt.datetime | None = None,
+    progress: ProgressFactory | None = None,
+) -> ApplyResult:
+    """Validate ``tasks_dir`` and apply it (or only plan it, with ``dry_run``)."""
+    started = time.perf_counter()
+    loaded = load_directory(tasks_dir)
+    return apply_loaded(
+        db,
+        loaded,
+        tasks_dir,
+        dry_run=dry_run,
+        allow_mass_delete=allow_mass_delete,
+        lock_timeout=lock_timeout,
+        now=now,
+        progress=progress,
+        started=started,
+    )
+
+
+def apply_loaded(
+    db: Database,
+    loaded: LoadResult,
+    tasks_dir: Path,
+    *,
+    dry_run: bool = False,
+    allow_mass_delete: bool = False,
+    lock_timeout: float = 30.0,
+    now: dt.datetime | None = None,
+    progress: ProgressFactory | None = None,
+    started: float | None = None,
+) -> ApplyResult:
+    """Plan and apply an already loaded desired state (validation errors refuse it)."""
+    started = time.perf_counter() if started is None else started
+    check_loaded(loaded, tasks_dir, allow_mass_delete)
+    with unavailable_as_error(db.engine):
+        # A read without the lock first: an unchanged state (the watch daemon's resync,
+        # most of the time) neither waits for nor blocks anybody.
+        if dry_run and db.current_revision() is None:
+            # A dry run against a database never migrated: plan against nothing, and
+            # leave the database as it is.
+            seen = store.StoredState(live=[])
+        else:
+            with db.session() as session:
+                seen = store.read_current(session)
+        plan = make_plan(loaded.tasks, seen.live)
+        if dry_run or not (plan or plan.relocations):
+            return ApplyResult(plan, loaded, False, None, time.perf_counter() - started)
+        with db.session() as session:
+            store.lock(session, lock_timeout)
+            state = store.read_current(session)
+            if state.live != seen.live:
+                # Someone applied in between: plan again against the rows as they are now.
+                plan = make_plan(loaded.tasks, state.live)
+            guard(plan, tasks_dir, allow_mass_delete)
+            moment = now or dt.datetime.now(dt.UTC)
+            log = None
+            if plan:
+                git = git_info(tasks_dir)
+                log = store.ApplyLog(
+                    tasks_dir=str(tasks_dir),
+                    git_commit=git.commit,
+                    git_dirty=git.dirty,
+                    duration_ms=int((time.perf_counter() - started) * 1000),
+                )
+            with (progress or _no_progress)(len(plan.changes)) as step:
+                record_id = store.write_plan(
+                    session,
+                    plan,
+                    state,
+                    now=moment,
+                    next_run=first_slot,
+                    log=log,
+                    progress=step,
+                )
+    return ApplyResult(plan, loaded, bool(plan), record_id, time.perf_counter() - started)
+
+
+def check_loaded(loaded: LoadResult, tasks_dir: Path, allow_mass_delete: bool) -> None:
+    """Refuse invalid files, and a missing tasks directory unless mass deletes are allowed."""
+    if loaded.missing_root:
+        if allow_mass_delete:
+            return
+        raise MassDeleteRefused(
+            f"the tasks directory {tasks_dir} does not exist, so every task would be deleted; "
+            f"check --tasks-dir / RECONCILER_TASKS_DIR, or pass --allow-mass-delete"
+        )
+    if loaded.errors:
+        raise InvalidTasks(tasks_dir, loaded.errors)
+
+
+def guard(plan: Plan, tasks_dir: Path, allow_mass_delete: bool) -> None:
+    """The mass-delete guard (DESIGN §3)."""
+    if allow_mass_delete or not plan.is_mass_delete():
+        return
+    deletes, existing = len(plan.deletes), plan.existing
+    share = "all" if deletes == existing else "more than half"
+    raise MassDeleteRefused(
+        f"the plan deletes {deletes} of {existing} tasks ({share} of them) from {tasks_dir}; "
+        f"refusing. If that is intended, pass --allow-mass-delete"
+    )
+
+
+def git_info(path: Path) -> GitInfo:
+    """HEAD of the git checkout holding ``path`` and whether ``path`` has local changes."""
+    try:
+        head = _git(path, "rev-parse", "HEAD")
+        if head is None:
+            return GitInfo()
+        status = _git(path, "status", "--porcelain", "--untracked-files=normal", "--", ".")
+    except OSError:
+        return GitInfo()
+    return GitInfo(commit=head.strip() or None, dirty=bool(status and status.strip()))
+
+
+def _git(path: Path, *args: str) -> str | None:
+    if not path.is_dir():
+        return None
+    done = subprocess.run(
+        ["git", *args], cwd=path, capture_output=True, text=True, timeout=30, check=False
+    )
+    return done.stdout if done.returncode == 0 else None
+
+
+@contextmanager
+def _no_progress(_total: int) -> Iterator[Progress]:
+    yield lambda _count: None
+
+
+__all__ = [
+    "ApplyResult",
+    "GitInfo",
+    "InvalidTasks",
+    "MassDeleteRefused",
+    "apply_loaded",
+    "check_loaded",
+    "git_info",
+    "guard",
+    "reconcile",
+]

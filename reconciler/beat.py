@@ -1,0 +1,148 @@
+"""``reconciler.beat:DatabaseScheduler``: Celery Beat firing what the database holds.
+
+``celery -A APP beat -S reconciler.beat:DatabaseScheduler`` (and ``reconcile up``) run
+it. All scheduling state lives in the database (DESIGN §4); this class adapts
+``reconciler.ticker.Ticker`` to Celery's ``Scheduler`` interface and sends with
+``reconciler.publish.CeleryPublisher``, by task name, so the user's task modules are
+never imported here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from typing import Any
+
+from celery import Celery
+from celery.beat import Scheduler
+
+from reconciler.errors import ConfigError
+from reconciler.firing import DEFAULT_GRACE
+from reconciler.publish import CeleryPublisher
+from reconciler.store import scheduling
+from reconciler.store.database import Database
+from reconciler.store.db import DEFAULT_DATABASE_URL
+from reconciler.ticker import MAX_SLEEP, Ticker
+
+log = logging.getLogger("reconciler.beat")
+
+REAP_EVERY = dt.timedelta(seconds=15)
+"""How often beat marks executions of dead workers as lost (``executions.reap_lost``)."""
+
+
+def database_url(app: Celery) -> str:
+    """``RECONCILER_DATABASE_URL``, else the app's ``reconciler_database_url``, else the default."""
+    return (
+        os.environ.get("RECONCILER_DATABASE_URL")
+        or app.conf.get("reconciler_database_url")
+        or DEFAULT_DATABASE_URL
+    )
+
+
+def catchup_grace(app: Celery) -> dt.timedelta:
+    """How late a slot may fire before it counts as missed (``RECONCILER_BEAT_GRACE``, s)."""
+    raw = os.environ.get("RECONCILER_BEAT_GRACE") or app.conf.get("reconciler_beat_grace")
+    if raw is None:
+        return DEFAULT_GRACE
+    try:
+        seconds = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"RECONCILER_BEAT_GRACE: {raw!r} is not a number of seconds") from exc
+    if seconds <= 0:
+        raise ConfigError(f"RECONCILER_BEAT_GRACE: must be above 0 seconds, got {raw!r}")
+    return dt.timedelta(seconds=seconds)
+
+
+class DatabaseScheduler(Scheduler):  # type: ignore[misc]
+    """A Celery Beat scheduler whose schedule, claims and history are in SQL.
+
+    Several of them may run against one database: each slot is claimed there before it
+    is published, so none is sent twice.
+    """
+
+    #: Beat's own loop never sleeps longer than this between ticks.
+    max_interval = MAX_SLEEP * 4
+
+    def __init__(self, app: Celery, *args: Any, **kwargs: Any) -> None:
+        self._ticker: Ticker | None = None
+        self._database: Database | None = None
+        self._publisher: CeleryPublisher | None = None
+        self._url = database_url(app)
+        self._failing = False
+        super().__init__(app, *args, **kwargs)
+
+    # --- Celery's Scheduler interface ---------------------------------------------------
+
+    def setup_schedule(self) -> None:
+        """Open the database (upgrading its schema) and start the ticker."""
+        if self._ticker is not None:
+            return
+        self._database = Database.open(self._url)
+        self._publisher = CeleryPublisher(self.app)
+        ticker = Ticker(self._database, self._publisher, grace=catchup_grace(self.app))
+        database = self._database
+
+        def reap(now: dt.datetime) -> None:
+            from reconciler.store import executions
+
+            with scheduling.transaction(database) as session:
+                lost = executions.reap_lost(session, now)
+            if lost:
+                log.warning("beat: %d execution(s) of lost workers marked failed", lost)
+
+        ticker.every(REAP_EVERY, reap)
+        self._ticker = ticker
+        log.info("beat: scheduling from %s as %s", _masked(self._url), ticker.instance)
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """One round of claims and publishes; returns the seconds until the next."""
+        try:
+            if self._ticker is None:
+                self.setup_schedule()
+            assert self._ticker is not None
+            delay = self._ticker.tick()
+        except Exception:
+            # Whatever goes wrong, beat keeps ticking; say so once, not every tick.
+            if not self._failing:
+                log.exception("beat: tick failed; retrying every second")
+            self._failing = True
+            return 1.0
+        if self._failing:
+            log.warning("beat: ticking again")
+        self._failing = False
+        return delay
+
+    def sync(self) -> None:
+        """Nothing to write back: every claim is committed as it is made."""
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+        if self._database is not None:
+            self._database.dispose()
+        super().close()
+
+    def get_schedule(self) -> dict[str, Any]:
+        """The tasks this beat has fired or seen change recently, by name (not every task)."""
+        if self._ticker is None:
+            return {}
+        return {name: spec.canonical() for name, spec in self._ticker.cached().items()}
+
+    def set_schedule(self, schedule: Any) -> None:
+        """The schedule comes from the database; ``beat_schedule`` entries are not used."""
+
+    schedule = property(get_schedule, set_schedule)
+
+    @property
+    def info(self) -> str:
+        return f"    . database -> {_masked(self._url)}"
+
+
+def _masked(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"

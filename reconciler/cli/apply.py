@@ -1,0 +1,91 @@
+"""``reconcile apply`` (also a bare ``reconcile``): validate, plan and apply, or ``--dry-run``.
+
+Parses the options, calls ``reconciler.apply.reconcile``, prints the plan in the chosen
+format, and maps the outcome to exit codes (``--detailed-exitcode``: 2 for changes).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from reconciler.apply import InvalidTasks, reconcile
+from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
+from reconciler.cli.planview import (
+    applied_line,
+    progress_bar,
+    render_markdown,
+    render_text,
+    use_colour,
+)
+from reconciler.settings import Settings
+from reconciler.store.database import Database
+
+
+@click.command("apply")
+@settings_options
+@click.option("--dry-run", is_flag=True, help="Validate and print the plan; write nothing.")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 for no changes, 2 for changes (planned or applied), 1 for an error.",
+)
+@click.option(
+    "--allow-mass-delete",
+    is_flag=True,
+    help="Apply even if more than half (or all) of the tasks would be deleted.",
+)
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for another reconciler's apply lock.",
+)
+@format_option("text", "json", "markdown")
+@handle_errors
+def apply(
+    settings: Settings,
+    dry_run: bool,
+    detailed_exitcode: bool,
+    allow_mass_delete: bool,
+    lock_timeout: float,
+    output_format: str,
+) -> None:
+    """Validate the task files, plan, and apply the plan in one transaction."""
+    db = Database.open(settings.database_url, upgrade=not dry_run)
+    try:
+        result = reconcile(
+            db,
+            settings.tasks_dir,
+            dry_run=dry_run,
+            allow_mass_delete=allow_mass_delete,
+            lock_timeout=lock_timeout,
+            progress=progress_bar if output_format == "text" else None,
+        )
+    except InvalidTasks as exc:
+        for diagnostic in exc.diagnostics:
+            click.echo(str(diagnostic), err=True)
+        raise
+    finally:
+        db.dispose()
+    for warning in result.load.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    plan = result.plan
+    if output_format == "json":
+        echo_json(plan.to_dict())
+    elif output_format == "markdown":
+        click.echo(render_markdown(plan))
+    else:
+        click.echo(render_text(plan, colour=use_colour()))
+        if not dry_run:
+            click.echo(applied_line(plan))
+    if dry_run and plan.is_mass_delete() and not allow_mass_delete:
+        click.echo(
+            "warning: this plan deletes more than half of the tasks; "
+            "apply will refuse it without --allow-mass-delete",
+            err=True,
+        )
+    if detailed_exitcode and plan:
+        sys.exit(2)

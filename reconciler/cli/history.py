@@ -1,0 +1,129 @@
+"""``reconcile history NAME``: one task's executions, newest first, as text, JSON or CSV.
+
+Reads ``reconciler.store.queries`` (the same objects the HTTP endpoint serves); the
+history of a deleted task stays readable.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from typing import Any
+
+import click
+
+from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
+from reconciler.errors import UnknownTask
+from reconciler.settings import Settings
+from reconciler.store import queries
+from reconciler.store.database import Database
+
+TEXT_COLUMNS = ("ID", "QUEUED", "STATUS", "TRIGGER", "DURATION", "RETRIES", "WORKER", "OUTCOME")
+OUTCOME_WIDTH = 60
+
+
+def load_history(
+    settings: Settings, name: str, *, limit: int, status: str | None
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` executions of ``name``; UnknownTask when it has none and no task."""
+    database = Database.open(settings.database_url)
+    try:
+        with queries.reading(database) as session:
+            rows: list[dict[str, Any]] = []
+            cursor: str | None = None
+            while len(rows) < limit:
+                page, cursor = queries.list_executions(
+                    session, task=name, status=status, limit=min(limit - len(rows), 500),
+                    cursor=cursor,
+                )  # fmt: skip
+                rows.extend(queries.execution_to_dict(row) for row in page)
+                if cursor is None:
+                    break
+            if not rows and queries.task_owner(session, name) is None:
+                raise UnknownTask(
+                    f"no task named {name!r} and no executions recorded under that name; "
+                    f"'reconcile status' lists the tasks"
+                )
+            return rows
+    finally:
+        database.dispose()
+
+
+def duration_text(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    minutes, seconds = divmod(ms // 1000, 60)
+    return f"{minutes}m{seconds:02d}s"
+
+
+def outcome_text(execution: dict[str, Any]) -> str:
+    if execution["error"]:
+        text = str(execution["error"])
+    elif execution["result"] is not None:
+        text = json.dumps(execution["result"], ensure_ascii=False)
+    else:
+        text = ""
+    text = " ".join(text.split())
+    return text if len(text) <= OUTCOME_WIDTH else text[: OUTCOME_WIDTH - 1] + "…"
+
+
+def text_table(executions: list[dict[str, Any]]) -> str:
+    rows = [
+        (
+            str(e["id"]),
+            (e["queued_at"] or "-").replace("+00:00", "Z"),
+            e["status"],
+            e["trigger"],
+            duration_text(e["duration_ms"]),
+            str(e["retries"]),
+            e["worker"] or "-",
+            outcome_text(e),
+        )
+        for e in executions
+    ]
+    widths = [max(len(row[i]) for row in [TEXT_COLUMNS, *rows]) for i in range(len(TEXT_COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in [TEXT_COLUMNS, *rows]]  # fmt: skip
+    return "\n".join(lines)
+
+
+def write_csv(executions: list[dict[str, Any]]) -> None:
+    from reconciler.web.csvstream import cell
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(queries.EXECUTION_KEYS)
+    for execution in executions:
+        writer.writerow([cell(execution[key]) for key in queries.EXECUTION_KEYS])
+
+
+@click.command("history")
+@settings_options
+@click.argument("name")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many executions to show, newest first.")  # fmt: skip
+@click.option("--status", type=click.Choice(queries.STATUSES), default=None,
+              help="Only executions in this state.")  # fmt: skip
+@format_option("text", "json", "csv")
+@handle_errors
+def history(
+    settings: Settings, name: str, limit: int, status: str | None, output_format: str
+) -> None:
+    """Show the executions of task NAME, newest first (deleted tasks included)."""
+    executions = load_history(settings, name, limit=limit, status=status)
+    if output_format == "json":
+        echo_json(executions)
+    elif output_format == "csv":
+        write_csv(executions)
+    elif not executions:
+        which = f" with status {status}" if status else ""
+        click.echo(f"{name}: no executions{which} recorded yet")
+    else:
+        click.echo(text_table(executions))
+        failed = next((e for e in executions if e["traceback"]), None)
+        if failed is not None:
+            click.echo(f"\nLatest traceback (execution {failed['id']}):\n{failed['traceback']}")

@@ -1,0 +1,111 @@
+"""How a plan reads: text like ``terraform plan``, stable JSON, and a pull-request comment.
+
+``reconcile apply`` / ``--dry-run`` and ``reconcile watch`` print through these; the
+plan itself (``reconciler.plan``) knows nothing of presentation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import click
+
+from reconciler.plan import Change, Plan
+
+Style = Callable[[str, str], str]
+# Below this many changes apply is quick enough that a progress bar only flickers.
+PROGRESS_THRESHOLD = 500
+
+
+def use_colour(stream: IO[str] | None = None) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    stream = stream or sys.stdout
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def value_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def where(change: Change) -> str:
+    return f"{change.path}:{change.line}" if change.path else ""
+
+
+def render_text(plan: Plan, colour: bool = False) -> str:
+    def style(text: str, fg: str) -> str:
+        return click.style(text, fg=fg) if colour else text
+
+    lines = [plan.summary]
+    if plan:
+        lines.append("")
+    for change in plan.creates:
+        lines.append(style(f"+ {change.name}", "green") + f" ({where(change)})")
+    for change in plan.updates:
+        lines.append(style(f"~ {change.name}", "yellow") + f" ({where(change)})")
+        for item in change.fields:
+            lines.append(f"    {item.field}: {value_text(item.old)} -> {value_text(item.new)}")
+    for change in plan.deletes:
+        lines.append(style(f"- {change.name}", "red"))
+    return "\n".join(lines)
+
+
+def render_json(plan: Plan) -> dict[str, Any]:
+    return plan.to_dict()
+
+
+def render_markdown(plan: Plan) -> str:
+    """A pull-request comment: the summary, a table of the changes, the diff folded away."""
+    lines = ["### reconcile plan", "", f"**{plan.summary}**", ""]
+    if not plan:
+        lines.append("No changes: the database already matches the task files.")
+        return "\n".join(lines)
+    lines += ["| | task | source | changed fields |", "|---|---|---|---|"]
+    for change in plan.creates:
+        lines.append(f"| + | `{change.name}` | {_cell(where(change))} | (new) |")
+    for change in plan.updates:
+        fields = ", ".join(f"`{item.field}`" for item in change.fields)
+        lines.append(f"| ~ | `{change.name}` | {_cell(where(change))} | {fields} |")
+    for change in plan.deletes:
+        lines.append(f"| - | `{change.name}` | | (deleted) |")
+    lines += ["", "<details><summary>Diff</summary>", "", "```diff"]
+    for change in plan.creates:
+        lines.append(f"+ {change.name} ({where(change)})")
+    for change in plan.updates:
+        lines.append(f"! {change.name} ({where(change)})")
+        for item in change.fields:
+            lines.append(f"-     {item.field}: {value_text(item.old)}")
+            lines.append(f"+     {item.field}: {value_text(item.new)}")
+    for change in plan.deletes:
+        lines.append(f"- {change.name}")
+    lines += ["```", "", "</details>"]
+    return "\n".join(lines)
+
+
+def applied_line(plan: Plan) -> str:
+    if not plan:
+        return "No changes. Nothing applied."
+    return (
+        f"Applied: {len(plan.creates)} created, {len(plan.updates)} updated, "
+        f"{len(plan.deletes)} deleted."
+    )
+
+
+def _cell(text: str) -> str:
+    return f"`{text}`".replace("|", "\\|") if text else ""
+
+
+@contextmanager
+def progress_bar(total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for long applies on a terminal; otherwise nothing."""
+    if total < PROGRESS_THRESHOLD or not sys.stderr.isatty():
+        yield lambda _count: None
+        return
+    with click.progressbar(length=total, label="Applying", file=sys.stderr) as bar:
+        yield bar.update

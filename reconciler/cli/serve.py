@@ -1,0 +1,46 @@
+"""``reconcile serve``: the read-only history endpoint and page on uvicorn (DESIGN §5)."""
+
+from __future__ import annotations
+
+import click
+
+from reconciler.cli.options import handle_errors, settings_options
+from reconciler.settings import Settings
+
+
+@click.command()
+@settings_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--tokens-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML file of hashed access tokens [env RECONCILER_TOKENS_FILE].",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow a non-loopback address without a tokens file (everyone sees everything).",
+)
+@click.option("--access-log/--no-access-log", default=True, show_default=True)
+@handle_errors
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    tokens_file: str | None,
+    insecure: bool,
+    access_log: bool,
+) -> None:
+    """Serve the task list, execution history, apply log and /metrics, read-only."""
+    from reconciler.web.server import run
+
+    run(
+        settings,
+        host=host,
+        port=port,
+        tokens_file=tokens_file,
+        insecure=insecure,
+        access_log=access_log,
+    )

@@ -1,0 +1,141 @@
+"""``reconcile status [NAME]``: every live task with its schedule, last run and next run.
+
+Reads ``reconciler.store.tasks.status_rows`` (one query) and the Beat heartbeat;
+times are shown in each task's own time zone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import click
+
+from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
+from reconciler.errors import UnknownTask
+from reconciler.schedule import describe
+from reconciler.settings import Settings
+from reconciler.spec import TaskSpec
+from reconciler.store import tasks as store
+from reconciler.store.database import Database, unavailable_as_error
+
+COLUMNS = (
+    "NAME",
+    "TYPE",
+    "SCHEDULE",
+    "ENABLED",
+    "OWNER",
+    "SOURCE",
+    "NEXT RUN",
+    "LAST RUN",
+    "STATUS",
+)
+
+
+@click.command("status")
+@settings_options
+@click.argument("name", required=False)
+@format_option("text", "json")
+@handle_errors
+def status(settings: Settings, name: str | None, output_format: str) -> None:
+    """Show the tasks (or the one named) with last run, its status, and next run."""
+    now = dt.datetime.now(dt.UTC)
+    db = Database.open(settings.database_url)
+    try:
+        with unavailable_as_error(db.engine), db.session() as session:
+            rows = store.status_rows(session, name)
+            heartbeat = store.last_heartbeat(session)
+            deleted = name is not None and not rows and store.is_deleted(session, name)
+    finally:
+        db.dispose()
+    if name is not None and not rows:
+        if deleted:
+            raise UnknownTask(
+                f"task {name!r} was deleted from the task files; its history is kept "
+                f"('reconcile history {name}')"
+            )
+        raise UnknownTask(f"no task named {name!r}; 'reconcile status' lists them")
+    tasks = [task_view(row) for row in rows]
+    age = (now - heartbeat).total_seconds() if heartbeat is not None else None
+    if output_format == "json":
+        echo_json(
+            {
+                "beat": {
+                    "last_tick_at": heartbeat.isoformat() if heartbeat else None,
+                    "age_seconds": round(age, 3) if age is not None else None,
+                },
+                "tasks": [{key: _json(value) for key, value in task.items()} for task in tasks],
+            }
+        )
+        return
+    click.echo(f"Beat heartbeat: {heartbeat_text(age)}")
+    if name is not None:
+        click.echo("")
+        for key, value in tasks[0].items():
+            click.echo(f"{key + ':':<15} {_text(value)}")
+        return
+    click.echo(f"{len(tasks)} task{'s' if len(tasks) != 1 else ''}")
+    if tasks:
+        click.echo("")
+        click.echo(table(tasks))
+
+
+def task_view(row: store.StatusRow) -> dict[str, Any]:
+    spec = TaskSpec.model_validate(row.spec)
+    return {
+        "name": row.name,
+        "type": spec.type,
+        "schedule": describe(spec),
+        "enabled": spec.enabled,
+        "owner": spec.owner,
+        "source": f"{row.source_path}:{row.source_line}",
+        "next_run_at": _local(row.next_run_at, spec),
+        "last_run_at": _local(row.last_run_at, spec),
+        "last_status": row.last_status,
+        "skipped_count": row.skipped_count,
+        "missed_count": row.missed_count,
+    }
+
+
+def heartbeat_text(age: float | None) -> str:
+    if age is None:
+        return "none recorded (is beat running?)"
+    return f"{max(age, 0):.0f} s ago"
+
+
+def table(tasks: list[dict[str, Any]]) -> str:
+    keys = ("name", "type", "schedule", "enabled", "owner", "source", "next_run_at", "last_run_at")
+    rows = [[*(_text(task[key]) for key in keys), _status(task)] for task in tasks]
+    widths = [max(len(r[i]) for r in [list(COLUMNS), *rows]) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _status(task: dict[str, Any]) -> str:
+    text = _text(task["last_status"])
+    extra = [
+        f"{task[key]} {label}"
+        for key, label in (("skipped_count", "skipped"), ("missed_count", "missed"))
+        if task[key]
+    ]
+    return f"{text} ({', '.join(extra)})" if extra else text
+
+
+def _local(value: dt.datetime | None, spec: TaskSpec) -> dt.datetime | None:
+    return value.astimezone(spec.tz) if value is not None else None
+
+
+def _json(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return str(value)

@@ -1,0 +1,59 @@
+"""``reconcile up``: everything for one machine (watch, Beat, a worker, the HTTP endpoint).
+
+Parses options, brings the database schema up to date once (so the children do not
+race to migrate it), and hands over to ``reconciler.up.Supervisor``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from reconciler.cli.options import handle_errors, settings_options
+from reconciler.settings import Settings
+from reconciler.store.database import Database
+from reconciler.up import Supervisor, UpOptions, child_env, plan_children
+
+
+@click.command("up")
+@settings_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address of the HTTP endpoint.")  # fmt: skip
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of the HTTP endpoint (0: any free port).")  # fmt: skip
+@click.option("--concurrency", "-c", default=2, show_default=True, type=click.IntRange(1),
+              help="Worker processes.")  # fmt: skip
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Run the HTTP endpoint.")  # fmt: skip
+@click.option("--resync-interval", type=click.FloatRange(min=0.1), default=60.0,
+              show_default=True, help="Seconds between the watch loop's full resyncs.")  # fmt: skip
+@click.option("--git-pull", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help="Pull the tasks checkout (fast-forward only) every SECONDS.")  # fmt: skip
+@click.option("--loglevel", "-l", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Log level of Beat and the worker.")  # fmt: skip
+@handle_errors
+def up(
+    settings: Settings,
+    host: str,
+    port: int,
+    concurrency: int,
+    serve: bool,
+    resync_interval: float,
+    git_pull: float | None,
+    loglevel: str,
+) -> None:
+    """Run the watch loop, Beat, a worker and the HTTP endpoint until Ctrl-C or SIGTERM."""
+    Database.open(settings.database_url).dispose()
+    options = UpOptions(
+        host=host,
+        port=port,
+        concurrency=concurrency,
+        serve=serve,
+        resync_interval=resync_interval,
+        loglevel=loglevel.upper(),
+        watch_args=("--git-pull", str(git_pull)) if git_pull else (),
+    )
+    supervisor = Supervisor(plan_children(settings, options), child_env(settings))
+    sys.exit(supervisor.run())

@@ -1,0 +1,115 @@
+"""The JSON Schema of a task file, generated from the models in ``reconciler.spec``.
+
+``reconcile schema`` prints it and ``schemas/task.schema.json`` is its committed copy
+(``make schema``), which editors running yaml-language-server use to complete and
+check task files. A test fails when the committed copy is stale.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from reconciler.spec import CRON_FIELDS, TaskSpec
+
+SCHEMA_ID = "urn:celery-reconciler:schemas:task"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+DESCRIPTIONS: dict[str, str] = {
+    "name": "Identity of the task: lowercase letters, digits, '.', '_', '-'; unique.",
+    "description": "Free text shown by status and the HTTP endpoint.",
+    "owner": "Who may read the task's history through the HTTP endpoint.",
+    "type": "async: once when applied; scheduled: once at 'at'; periodic: crontab or interval.",
+    "task": "The registered Celery task name, e.g. app.worker.test_celery.",
+    "args": "Positional arguments (plain JSON values).",
+    "kwargs": "Keyword arguments (plain JSON values; quote dates).",
+    "enabled": "false keeps the task defined but stops it firing.",
+    "crontab": "periodic only: '*/5 * * * *' or a mapping of the five fields.",
+    "interval": "periodic only: days, hours, minutes, seconds (at least one above 0).",
+    "at": "scheduled only: ISO 8601 time; no offset means 'timezone'.",
+    "timezone": "IANA time zone of the crontab and of an 'at' without offset.",
+    "options": "Passed to Celery's apply_async.",
+    "overlap": "skip: no new run while the previous one is still running.",
+    "catchup": "After downtime: skip the missed runs, or run once for them.",
+    "labels": "Free string labels.",
+}
+
+_CRON_RANGE_TEXT = {
+    "minute": "0-59",
+    "hour": "0-23",
+    "day_of_month": "1-31",
+    "month_of_year": "1-12",
+    "day_of_week": "0-6, 0 = Sunday",
+}
+
+
+def _schedule_rules() -> list[dict[str, Any]]:
+    """Which schedule field each type takes (the model checks the same in Python)."""
+
+    def when(kind: str, then: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+            "then": then,
+        }
+
+    def absent(*fields: str) -> dict[str, Any]:
+        return {"not": {"anyOf": [{"required": [f]} for f in fields]}}
+
+    return [
+        when("async", absent("crontab", "interval", "at")),
+        when("scheduled", {"required": ["at"], **absent("crontab", "interval")}),
+        when(
+            "periodic",
+            {
+                "oneOf": [{"required": ["crontab"]}, {"required": ["interval"]}],
+                **absent("at"),
+            },
+        ),
+    ]
+
+
+def task_schema() -> dict[str, Any]:
+    """The schema as a dict, adjusted for what YAML users may write."""
+    generated = copy.deepcopy(TaskSpec.model_json_schema())
+    properties: dict[str, Any] = generated["properties"]
+    for name, text in DESCRIPTIONS.items():
+        properties[name]["description"] = text
+    # A crontab may be written as one string or as a mapping of its fields.
+    properties["crontab"] = {
+        "description": DESCRIPTIONS["crontab"],
+        "anyOf": [
+            {"type": "string", "pattern": r"^\s*\S+(\s+\S+){4}\s*$"},
+            {"$ref": "#/$defs/Crontab"},
+            {"type": "null"},
+        ],
+        "default": None,
+    }
+    cron_properties: dict[str, Any] = generated["$defs"]["Crontab"]["properties"]
+    for field, _, _ in CRON_FIELDS:
+        cron_properties[field]["type"] = ["string", "integer"]
+        cron_properties[field]["description"] = (
+            f"{_CRON_RANGE_TEXT[field]}; '*', lists, ranges and steps as in cron"
+        )
+    properties["at"] = {
+        "description": DESCRIPTIONS["at"],
+        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}],
+        "default": None,
+    }
+    properties["name"]["not"] = {"enum": ["registered", "executions"]}
+    schema: dict[str, Any] = {
+        "$schema": DRAFT,
+        "$id": SCHEMA_ID,
+        "title": "celery-reconciler task",
+        "description": "One task of a tasks.d/ file (each YAML document is one task).",
+    }
+    for key, value in generated.items():
+        if key not in ("title", "description"):
+            schema[key] = value
+    schema["allOf"] = _schedule_rules()
+    return schema
+
+
+def render() -> str:
+    """The schema as the text of ``schemas/task.schema.json``."""
+    return json.dumps(task_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,279 @@
+"""The write side of ``task_executions``: ordered, idempotent upserts and the lost-worker reaper.
+
+``reconciler.tracking`` turns Celery signals into ``ExecutionUpdate`` values and hands
+batches of them to ``apply_updates``; the Beat scheduler calls ``reap_lost``. Signals
+from several processes arrive in any order, so every write is an upsert keyed by the
+Celery task id whose guard lets a row only move forward (see ``ORDER`` below).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from reconciler.store.tables import ChangeMarker, Task, TaskExecution
+
+PENDING, STARTED, RETRY = "pending", "started", "retry"
+SUCCESS, FAILURE, REVOKED = "success", "failure", "revoked"
+STATUSES = (PENDING, STARTED, SUCCESS, FAILURE, RETRY, REVOKED)
+FINAL = frozenset({SUCCESS, FAILURE, REVOKED})
+
+# The order of an execution's life, within one attempt (``retries`` counts attempts):
+# pending < retry (raised by the previous attempt) < started < a final state. A ``retry``
+# row has ``retries`` already counting the next attempt, so ``started`` of attempt k+1
+# comes after ``retry`` leading to it, and a late ``retry`` of attempt k cannot undo
+# ``started`` of attempt k+1. Final states never change, except the reaper's guess.
+PHASE = {PENDING: 0, RETRY: 1, STARTED: 2}
+
+LOST_REASON = "worker lost"
+"""The error the reaper writes; a row holding it may still be completed by its worker."""
+
+TRIGGERS = ("schedule", "manual", "external")
+
+
+@dataclass(frozen=True)
+class ExecutionUpdate:
+    """One observed step of an execution, ready to be upserted.
+
+    ``task_name`` and the insert-only fields are used when no row exists yet (an
+    execution published outside the reconciler); an existing row keeps them.
+    """
+
+    celery_task_id: str
+    status: str
+    at: dt.datetime
+    task_name: str = ""
+    retries: int = 0
+    trigger: str = "external"
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    started_at: dt.datetime | None = None
+    worker: str | None = None
+    deadline_at: dt.datetime | None = None
+    duration_ms: int | None = None
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+
+    @property
+    def order(self) -> tuple[int, int, int]:
+        """Sort key that puts the steps of one execution in their natural order."""
+        if self.status in FINAL:
+            return (1, 0, 0)
+        return (0, self.retries, PHASE[self.status])
+
+    def params(self) -> dict[str, Any]:
+        """Bind parameters for the upsert statement (the same keys for every status)."""
+        final = self.status in FINAL
+        return {
+            "p_task_name": self.task_name,
+            "p_celery_task_id": self.celery_task_id,
+            "p_trigger": self.trigger,
+            "p_status": self.status,
+            "p_args": self.args,
+            "p_kwargs": self.kwargs,
+            "p_queued_at": self.at,
+            "p_started_at": self.started_at if self.status != PENDING else None,
+            "p_finished_at": self.at if final else None,
+            "p_duration_ms": self.duration_ms,
+            "p_worker": self.worker,
+            "p_result": self.result,
+            "p_error": self.error,
+            "p_traceback": self.traceback,
+            "p_retries": self.retries,
+            "p_deadline_at": self.deadline_at,
+        }
+
+
+def _dialect_insert(session: Session) -> Any:
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert
+    if name == "sqlite":
+        return sqlite.insert
+    raise NotImplementedError(f"execution tracking supports SQLite and PostgreSQL, not {name}")
+
+
+def _milliseconds_between(
+    dialect: str, start: ColumnElement[Any], end: ColumnElement[Any]
+) -> ColumnElement[Any]:
+    """``end - start`` in whole milliseconds, computed by the database."""
+    if dialect == "postgresql":
+        return func.round(func.extract("epoch", end - start) * 1000)
+    return func.round((func.julianday(end) - func.julianday(start)) * 86400000)
+
+
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _upsert_statement(session: Session, status: str) -> Any:
+    """The upsert for one kind of step; built once per dialect and status."""
+    dialect = session.get_bind().dialect.name
+    key = (dialect, status)
+    if key in _STATEMENTS:
+        return _STATEMENTS[key]
+    table: Table = TaskExecution.__table__  # type: ignore[assignment]
+    c = table.c
+    insert = _dialect_insert(session)(table).values(
+        task_name=bindparam("p_task_name"),
+        celery_task_id=bindparam("p_celery_task_id"),
+        trigger=bindparam("p_trigger"),
+        status=bindparam("p_status"),
+        args=bindparam("p_args", type_=c.args.type),
+        kwargs=bindparam("p_kwargs", type_=c.kwargs.type),
+        queued_at=bindparam("p_queued_at", type_=c.queued_at.type),
+        started_at=bindparam("p_started_at", type_=c.started_at.type),
+        finished_at=bindparam("p_finished_at", type_=c.finished_at.type),
+        duration_ms=bindparam("p_duration_ms", type_=c.duration_ms.type),
+        worker=bindparam("p_worker", type_=c.worker.type),
+        result=bindparam("p_result", type_=c.result.type),
+        error=bindparam("p_error", type_=c.error.type),
+        traceback=bindparam("p_traceback", type_=c.traceback.type),
+        retries=bindparam("p_retries"),
+        deadline_at=bindparam("p_deadline_at", type_=c.deadline_at.type),
+    )
+    new = insert.excluded
+    reaped = and_(c.status == FAILURE, c.error == LOST_REASON)
+    # Spelled out rather than NOT IN: an expanding IN cannot be used with executemany.
+    open_row = or_(and_(*(c.status != final for final in sorted(FINAL))), reaped)
+    existing_phase = case(
+        (c.status == PENDING, PHASE[PENDING]),
+        (c.status == RETRY, PHASE[RETRY]),
+        else_=PHASE[STARTED],  # started, or reaped (treated as still started)
+    )
+    set_: dict[str, Any]
+    if status == PENDING:
+        # A pending step only ever creates the row: the publisher's row (trigger
+        # schedule/manual) or any later step always knows more.
+        statement = insert.on_conflict_do_nothing(index_elements=[c.celery_task_id])
+        _STATEMENTS[key] = statement
+        return statement
+    if status in (STARTED, RETRY):
+        phase = PHASE[status]
+        guard = and_(
+            open_row,
+            or_(
+                c.retries < new.retries,
+                and_(c.retries == new.retries, existing_phase <= phase),
+            ),
+        )
+        if status == STARTED:
+            set_ = {
+                "status": new.status,
+                "started_at": new.started_at,
+                "worker": new.worker,
+                "deadline_at": new.deadline_at,
+                "retries": new.retries,
+                # A redelivered or revived execution is running again, not finished.
+                "finished_at": None,
+                "duration_ms": None,
+                "error": case((reaped, None), else_=c.error),
+            }
+        else:
+            set_ = {
+                "status": new.status,
+                "retries": new.retries,
+                "error": new.error,
+                "traceback": new.traceback,
+                "worker": func.coalesce(new.worker, c.worker),
+            }
+    else:
+        guard = open_row
+        started_at = func.coalesce(c.started_at, new.started_at)
+        set_ = {
+            "status": new.status,
+            "finished_at": new.finished_at,
+            "started_at": started_at,
+            "worker": func.coalesce(new.worker, c.worker),
+            "duration_ms": func.coalesce(
+                new.duration_ms, _milliseconds_between(dialect, started_at, new.finished_at)
+            ),
+            "result": new.result,
+            "error": new.error,
+            "traceback": new.traceback,
+            "retries": case((c.retries > new.retries, c.retries), else_=new.retries),
+            "deadline_at": None,
+        }
+    statement = insert.on_conflict_do_update(
+        index_elements=[c.celery_task_id], set_=set_, where=guard
+    )
+    _STATEMENTS[key] = statement
+    return statement
+
+
+def apply_updates(session: Session, updates: Iterable[ExecutionUpdate]) -> None:
+    """Upsert a batch of steps, in each execution's natural order, with few round trips.
+
+    The guard in each statement makes the outcome independent of the order in which
+    batches from different processes reach the database: a row only moves forward.
+    """
+    ordered = sorted(updates, key=lambda update: update.order)
+    connection = session.connection()
+    for status, group in itertools.groupby(ordered, key=lambda update: update.status):
+        connection.execute(
+            _upsert_statement(session, status), [update.params() for update in group]
+        )
+
+
+def upsert(session: Session, update_: ExecutionUpdate) -> None:
+    """One step on its own (tests and single writes)."""
+    apply_updates(session, [update_])
+
+
+def reap_lost(session: Session, now: dt.datetime) -> int:
+    """Mark ``started`` executions past their deadline as lost; return how many.
+
+    A worker killed outright (SIGKILL, OOM of the whole worker, a machine gone) sends
+    no signal, so its executions would stay ``started`` forever. ``pending`` and
+    ``retry`` rows are left alone: their message is still in the broker.
+    """
+    table: Table = TaskExecution.__table__  # type: ignore[assignment]
+    statement = (
+        update(table)
+        .where(table.c.status == STARTED, table.c.deadline_at < now)
+        .values(status=FAILURE, error=LOST_REASON, finished_at=now, deadline_at=None)
+    )
+    result = session.execute(statement)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ManagedTask:
+    """A task row as tracking needs it: to name executions published outside the reconciler."""
+
+    name: str
+    celery_name: str
+    live: bool
+
+
+def managed_tasks(session: Session) -> tuple[int, list[ManagedTask]]:
+    """Every task row (deleted ones too) with the change marker it was read at."""
+    seq = session.scalar(select(ChangeMarker.seq).where(ChangeMarker.id == 1)) or 0
+    rows = session.execute(select(Task.name, Task.task, Task.deleted_at).order_by(Task.name))
+    return int(seq), [ManagedTask(name, celery, deleted is None) for name, celery, deleted in rows]
+
+
+def change_seq(session: Session) -> int:
+    """The change marker alone: cheap enough to poll before re-reading ``managed_tasks``."""
+    return int(session.scalar(select(ChangeMarker.seq).where(ChangeMarker.id == 1)) or 0)
+
+
+def pick_by_arguments(
+    session: Session, names: Sequence[str], args: list[Any], kwargs: dict[str, Any]
+) -> str | None:
+    """Among several tasks sharing one Celery task, the one defined with these arguments."""
+    rows = session.execute(select(Task.name, Task.spec).where(Task.name.in_(names)))
+    matches = sorted(
+        name
+        for name, spec in rows
+        if list(spec.get("args") or []) == list(args) and dict(spec.get("kwargs") or {}) == kwargs
+    )
+    return matches[0] if matches else None

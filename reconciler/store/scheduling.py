@@ -1,0 +1,446 @@
+"""The Beat scheduler's statements: due slots, the claim, publishing marks, heartbeats, changes.
+
+``reconciler.ticker`` calls these inside one transaction per step. Every statement
+works on a batch (one round trip for many slots), and what is due is read through the
+``next_run_at`` index, so a tick costs the same with 100 or 100,000 tasks. On
+PostgreSQL due rows are locked with ``FOR UPDATE SKIP LOCKED``: two beats split work
+instead of waiting on each other; the compare-and-set on ``next_run_at`` and the unique
+``(task_name, scheduled_for)`` key keep every slot single on SQLite too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
+
+from reconciler.errors import DatabaseUnavailable
+from reconciler.store.database import Database
+from reconciler.store.tables import BeatHeartbeat, ChangeMarker, Task, TaskExecution
+
+UNFINISHED = ("pending", "started", "retry")
+"""Statuses of an execution still queued or running (``overlap: skip`` waits for them)."""
+
+_tasks: Table = Task.__table__  # type: ignore[assignment]
+_executions: Table = TaskExecution.__table__  # type: ignore[assignment]
+
+
+@contextmanager
+def transaction(database: Database) -> Iterator[Session]:
+    """A transaction whose connection failures surface as ``DatabaseUnavailable``."""
+    try:
+        with database.session() as session:
+            yield session
+    except (OperationalError, InterfaceError) as exc:
+        if _contention(exc):
+            raise DatabaseBusy(f"database busy: {_first_line(exc)}") from exc
+        raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """A deadlock, lock timeout or SQLite busy error: the next attempt will most likely pass."""
+
+
+def _contention(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(
+        sign in text
+        for sign in (
+            "deadlock detected",
+            "database is locked",
+            "could not serialize",
+            "lock timeout",
+        )
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DueSlot:
+    """A task whose ``next_run_at`` has come: the row's identity and schedule state."""
+
+    task_id: int
+    name: str
+    slot: dt.datetime
+    anchor: dt.datetime | None
+    change_seq: int
+
+
+@dataclass(frozen=True)
+class SpecRow:
+    """A task's stored spec as of ``change_seq``; ``live`` is false once it is deleted."""
+
+    name: str
+    spec: dict[str, Any]
+    change_seq: int
+    live: bool
+
+
+def change_marker(session: Session) -> int:
+    """The apply counter: one indexed single-row read, polled every tick."""
+    return int(session.scalar(select(ChangeMarker.seq).where(ChangeMarker.id == 1)) or 0)
+
+
+def changed_specs(session: Session, since: int) -> list[SpecRow]:
+    """Tasks touched by applies after marker value ``since`` (deleted ones included)."""
+    query = select(_tasks.c.name, _tasks.c.spec, _tasks.c.change_seq, _tasks.c.deleted_at).where(
+        _tasks.c.change_seq > since
+    )
+    return [
+        SpecRow(name, spec, int(seq), deleted is None)
+        for name, spec, seq, deleted in session.execute(query)
+    ]
+
+
+def specs_by_name(session: Session, names: Sequence[str]) -> list[SpecRow]:
+    query = select(_tasks.c.name, _tasks.c.spec, _tasks.c.change_seq, _tasks.c.deleted_at).where(
+        _tasks.c.name.in_(list(names))
+    )
+    return [
+        SpecRow(name, spec, int(seq), deleted is None)
+        for name, spec, seq, deleted in session.execute(query)
+    ]
+
+
+def due_slots(session: Session, now: dt.datetime, limit: int) -> list[DueSlot]:
+    """Up to ``limit`` due tasks, oldest slot first, locked for this transaction.
+
+    PostgreSQL skips rows another beat has locked, so concurrent beats take disjoint
+    batches; SQLite has no row locks (its writers are serialised) and relies on the
+    compare-and-set in ``claim``.
+    """
+    c = _tasks.c
+    query = (
+        select(c.id, c.name, c.next_run_at, c.schedule_anchor, c.change_seq)
+        .where(c.next_run_at <= now, c.enabled.is_(True), c.deleted_at.is_(None))
+        .order_by(c.next_run_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [
+        DueSlot(int(task_id), name, slot, anchor, int(seq))
+        for task_id, name, slot, anchor, seq in session.execute(query)
+    ]
+
+
+def next_due(session: Session) -> dt.datetime | None:
+    """The earliest slot of any live task (an index lookup), to know how long to sleep."""
+    c = _tasks.c
+    earliest: dt.datetime | None = session.scalar(
+        select(func.min(c.next_run_at)).where(c.enabled.is_(True), c.deleted_at.is_(None))
+    )
+    return earliest
+
+
+def unfinished(session: Session, names: Sequence[str]) -> set[str]:
+    """Which of ``names`` have an execution that is queued or running."""
+    if not names:
+        return set()
+    c = _executions.c
+    query = (
+        select(c.task_name).where(c.task_name.in_(list(names)), c.status.in_(UNFINISHED)).distinct()
+    )
+    return set(session.scalars(query))
+
+
+# --- claiming --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Move task ``task_id`` from ``slot`` to ``next_run_at`` (only if still at ``slot``)."""
+
+    task_id: int
+    slot: dt.datetime
+    next_run_at: dt.datetime | None
+    fired: dt.datetime | None
+    missed: int = 0
+    skipped: int = 0
+
+
+def claim(session: Session, claims: Sequence[Claim]) -> set[int]:
+    """Compare-and-set every claim; return the ids of the tasks actually moved.
+
+    One ``UPDATE ... FROM unnest(...)`` on PostgreSQL; on SQLite (in-process, no round
+    trips) one UPDATE per task.
+    """
+    if not claims:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        return _claim_values(session, claims)
+    moved: set[int] = set()
+    c = _tasks.c
+    for item in claims:
+        result = session.execute(
+            update(_tasks)
+            .where(c.id == item.task_id, c.next_run_at == item.slot)
+            .values(_assignments(item.next_run_at, item.fired, item.missed, item.skipped))
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            moved.add(item.task_id)
+    return moved
+
+
+def _assignments(next_run: Any, fired: Any, missed: Any, skipped: Any) -> dict[str, Any]:
+    c = _tasks.c
+    assignments = {
+        "next_run_at": next_run,
+        "last_run_at": func.coalesce(fired, c.last_run_at),
+        "missed_count": c.missed_count + missed,
+        "skipped_count": c.skipped_count + skipped,
+    }
+    if fired is None:
+        del assignments["last_run_at"]
+    elif isinstance(fired, dt.datetime):
+        assignments["last_run_at"] = fired
+    return assignments
+
+
+# PostgreSQL statements take whole columns as arrays (``unnest``): one statement text
+# whatever the batch size, so it is prepared once, and one round trip per batch.
+_CLAIM_PG = text(
+    """
+    UPDATE tasks SET
+        next_run_at = v.next_run,
+        last_run_at = coalesce(v.fired, tasks.last_run_at),
+        missed_count = tasks.missed_count + v.missed,
+        skipped_count = tasks.skipped_count + v.skipped
+    FROM unnest(
+        CAST(:ids AS BIGINT[]), CAST(:slots AS TIMESTAMPTZ[]), CAST(:next_runs AS TIMESTAMPTZ[]),
+        CAST(:fired AS TIMESTAMPTZ[]), CAST(:missed AS INTEGER[]), CAST(:skipped AS INTEGER[])
+    ) AS v(id, slot, next_run, fired, missed, skipped)
+    WHERE tasks.id = v.id AND tasks.next_run_at = v.slot
+    RETURNING tasks.id
+    """
+)
+
+_INSERT_PG = text(
+    """
+    INSERT INTO task_executions
+        (task_name, celery_task_id, trigger, scheduled_for, status, args, kwargs, queued_at,
+         retries)
+    SELECT v.task_name, v.celery_task_id, v.trigger, v.scheduled_for, 'pending',
+           CAST(v.args AS JSON), CAST(v.kwargs AS JSON), v.queued_at, 0
+    FROM unnest(
+        CAST(:names AS VARCHAR[]), CAST(:ids AS VARCHAR[]), CAST(:triggers AS VARCHAR[]),
+        CAST(:slots AS TIMESTAMPTZ[]), CAST(:args AS TEXT[]), CAST(:kwargs AS TEXT[]),
+        CAST(:queued AS TIMESTAMPTZ[])
+    ) AS v(task_name, celery_task_id, trigger, scheduled_for, args, kwargs, queued_at)
+    ON CONFLICT (task_name, scheduled_for) DO NOTHING
+    RETURNING celery_task_id
+    """
+)
+
+_MARK_PG = text(
+    """
+    UPDATE task_executions SET published_at = :at
+    WHERE celery_task_id = ANY(CAST(:ids AS VARCHAR[])) AND published_at IS NULL
+    """
+)
+
+
+def _claim_values(session: Session, claims: Sequence[Claim]) -> set[int]:
+    params = {
+        "ids": [item.task_id for item in claims],
+        "slots": [item.slot for item in claims],
+        "next_runs": [item.next_run_at for item in claims],
+        "fired": [item.fired for item in claims],
+        "missed": [item.missed for item in claims],
+        "skipped": [item.skipped for item in claims],
+    }
+    return {int(task_id) for task_id in session.scalars(_CLAIM_PG, params)}
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    """A ``pending`` execution row, written before its message is published."""
+
+    task_name: str
+    celery_task_id: str
+    trigger: str
+    scheduled_for: dt.datetime | None
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queued_at: dt.datetime
+
+
+def insert_executions(session: Session, rows: Sequence[NewExecution]) -> set[str]:
+    """Insert ``pending`` rows in bulk; a slot that already has a row is left alone.
+
+    Returns the Celery task ids of the rows inserted: only those may be published.
+    """
+    if not rows:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        params = {
+            "names": [row.task_name for row in rows],
+            "ids": [row.celery_task_id for row in rows],
+            "triggers": [row.trigger for row in rows],
+            "slots": [row.scheduled_for for row in rows],
+            "args": [json.dumps(row.args) for row in rows],
+            "kwargs": [json.dumps(row.kwargs) for row in rows],
+            "queued": [row.queued_at for row in rows],
+        }
+        return set(session.scalars(_INSERT_PG, params))
+    statement = (
+        sqlite.insert(_executions)
+        .on_conflict_do_nothing(index_elements=["task_name", "scheduled_for"])
+        .returning(_executions.c.celery_task_id)
+    )
+    many = [
+        {
+            "task_name": row.task_name,
+            "celery_task_id": row.celery_task_id,
+            "trigger": row.trigger,
+            "scheduled_for": row.scheduled_for,
+            "status": "pending",
+            "args": row.args,
+            "kwargs": row.kwargs,
+            "queued_at": row.queued_at,
+            "retries": 0,
+        }
+        for row in rows
+    ]
+    return set(session.scalars(statement, many))
+
+
+def mark_published(session: Session, celery_task_ids: Sequence[str], at: dt.datetime) -> None:
+    """Record that these executions' messages reached the broker."""
+    if not celery_task_ids:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_MARK_PG, {"ids": list(celery_task_ids), "at": at})
+        return
+    c = _executions.c
+    for start in range(0, len(celery_task_ids), 5000):
+        chunk = list(celery_task_ids[start : start + 5000])
+        session.execute(
+            update(_executions)
+            .where(c.celery_task_id.in_(chunk), c.published_at.is_(None))
+            .values(published_at=at)
+        )
+
+
+# --- recovery of claimed slots never published ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unpublished:
+    """A claimed execution whose message was never confirmed sent (its beat died, or the
+    broker failed)."""
+
+    id: int
+    task_name: str
+    celery_task_id: str
+    trigger: str
+    scheduled_for: dt.datetime | None
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queued_at: dt.datetime
+
+
+def unpublished(session: Session, claimed_before: dt.datetime, limit: int) -> list[Unpublished]:
+    """``pending`` executions claimed before ``claimed_before`` and never sent, locked
+    (``SKIP LOCKED``) so only one beat recovers each."""
+    c = _executions.c
+    query = (
+        select(
+            c.id,
+            c.task_name,
+            c.celery_task_id,
+            c.trigger,
+            c.scheduled_for,
+            c.args,
+            c.kwargs,
+            c.queued_at,
+        )
+        .where(
+            c.published_at.is_(None),
+            c.status == "pending",
+            c.trigger.in_(("schedule", "manual")),
+            c.queued_at < claimed_before,
+        )
+        .order_by(c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [Unpublished(*row) for row in session.execute(query)]
+
+
+def fail_unpublished(session: Session, ids: Sequence[int], reason: str, now: dt.datetime) -> None:
+    """Close executions that will not be sent, saying why (they stay in the history)."""
+    if not ids:
+        return
+    c = _executions.c
+    session.execute(
+        update(_executions)
+        .where(c.id.in_(list(ids)), c.status == "pending")
+        .values(status="failure", error=reason, finished_at=now)
+    )
+
+
+# --- heartbeat -------------------------------------------------------------------------
+
+
+def heartbeat(
+    session: Session,
+    instance: str,
+    hostname: str,
+    pid: int,
+    started_at: dt.datetime,
+    now: dt.datetime,
+) -> None:
+    """Upsert this beat's last tick (read by ``status``, ``doctor`` and ``/metrics``)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table: Table = BeatHeartbeat.__table__  # type: ignore[assignment]
+    statement = insert(table).values(
+        instance=instance, hostname=hostname, pid=pid, started_at=started_at, last_tick_at=now
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["instance"], set_={"last_tick_at": now, "pid": pid}
+        )
+    )
+
+
+# --- manual runs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveTask:
+    name: str
+    spec: dict[str, Any]
+    deleted: bool
+
+
+def find_task(session: Session, name: str) -> LiveTask | None:
+    """A task row by name (deleted ones too, so callers can say which it is)."""
+    row = session.execute(
+        select(_tasks.c.name, _tasks.c.spec, _tasks.c.deleted_at).where(_tasks.c.name == name)
+    ).first()
+    if row is None:
+        return None
+    return LiveTask(row.name, row.spec, row.deleted_at is not None)
+
+
+def execution_id(session: Session, celery_task_id: str) -> int | None:
+    found = session.scalar(
+        select(_executions.c.id).where(_executions.c.celery_task_id == celery_task_id)
+    )
+    return None if found is None else int(found)

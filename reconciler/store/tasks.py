@@ -1,0 +1,394 @@
+"""The tasks table as the reconciler sees it: current state, the apply lock, and applying a plan.
+
+``reconciler.apply`` calls these inside one transaction: ``lock`` (serialises
+reconcilers), ``read_current`` (one SELECT), ``write_plan`` (bulk statements, soft
+delete and revive, the change marker, the apply-log row). ``status_rows`` is the read
+side of ``reconcile status``. Beat and tracking own the run-time columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import Table, Text, bindparam, cast, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from reconciler.errors import LockTimeout
+from reconciler.plan import COLUMN_FIELDS, Change, Current, Plan
+from reconciler.spec import TaskSpec
+from reconciler.store.database import RawJSON
+from reconciler.store.tables import ApplyRecord, BeatHeartbeat, ChangeMarker, Task, TaskExecution
+
+NextRun = Callable[[TaskSpec, dt.datetime], dt.datetime | None]
+Progress = Callable[[int], None]
+
+tasks: Table = Task.__table__  # type: ignore[assignment]
+_T = TypeVar("_T")
+# Rows per executemany batch: bounds statement size and gives the progress bar steps.
+BATCH = 1000
+# SQLite's busy timeout outside the apply lock (make_engine's default, in ms).
+SQLITE_BUSY_MS = 30_000
+
+
+@dataclass
+class StoredState:
+    """The live tasks, plus the names of soft-deleted rows a create revives."""
+
+    live: list[Current]
+    deleted_names: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class ApplyLog:
+    """What the apply-log row records besides the plan's counts and names."""
+
+    tasks_dir: str
+    git_commit: str | None
+    git_dirty: bool | None
+    duration_ms: int
+
+
+def lock(session: Session, timeout: float) -> None:
+    """Take the apply lock for this transaction, waiting at most ``timeout`` seconds.
+
+    PostgreSQL: a row lock on ``change_marker`` id 1 with ``lock_timeout``. SQLite: the
+    database write lock (``BEGIN IMMEDIATE``) with the busy timeout. Must be the first
+    statement of the transaction.
+    """
+    timeout_ms = max(1, int(timeout * 1000))
+    message = (
+        f"another reconciler held the apply lock for more than {timeout:g} s; "
+        f"try again, or raise --lock-timeout"
+    )
+    connection = session.connection()
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {timeout_ms}")
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except OperationalError as exc:
+            if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                raise LockTimeout(message) from exc
+            raise
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+        return
+    if dialect == "postgresql":
+        previous = connection.scalar(text("SELECT current_setting('lock_timeout')"))
+        connection.execute(
+            text("SELECT set_config('lock_timeout', :value, true)"), {"value": f"{timeout_ms}ms"}
+        )
+        try:
+            _ensure_marker(session)
+            connection.execute(
+                select(ChangeMarker.id).where(ChangeMarker.id == 1).with_for_update()
+            )
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                raise LockTimeout(message) from exc
+            raise
+        connection.execute(
+            text("SELECT set_config('lock_timeout', :value, true)"), {"value": previous}
+        )
+        return
+    _ensure_marker(session)
+    connection.execute(select(ChangeMarker.id).where(ChangeMarker.id == 1).with_for_update())
+
+
+def _ensure_marker(session: Session) -> None:
+    if session.execute(select(ChangeMarker.id).where(ChangeMarker.id == 1)).first() is None:
+        session.execute(insert(ChangeMarker).values(id=1, seq=0, changed_at=None))
+
+
+def read_current(session: Session) -> StoredState:
+    """Every task row in one SELECT, without the run-time columns or ORM objects."""
+    columns = [tasks.c[name] for name in COLUMN_FIELDS]
+    query = select(
+        tasks.c.name,
+        # The stored text as written, compared with the desired text without parsing it.
+        cast(tasks.c.spec, Text).label("spec_json"),
+        tasks.c.content_hash,
+        tasks.c.source_path,
+        tasks.c.source_line,
+        tasks.c.deleted_at,
+        *columns,
+    )
+    state = StoredState(live=[])
+    for row in session.execute(query):
+        if row.deleted_at is not None:
+            state.deleted_names.add(row.name)
+            continue
+        state.live.append(
+            Current(
+                name=row.name,
+                spec_json=row.spec_json,
+                content_hash=row.content_hash,
+                source_path=row.source_path,
+                source_line=row.source_line,
+                columns={name: getattr(row, name) for name in COLUMN_FIELDS},
+            )
+        )
+    return state
+
+
+def write_plan(
+    session: Session,
+    plan: Plan,
+    state: StoredState,
+    *,
+    now: dt.datetime,
+    next_run: NextRun,
+    log: ApplyLog | None,
+    progress: Progress | None = None,
+) -> int | None:
+    """Apply ``plan`` in the caller's transaction; return the apply-log row id, if any.
+
+    A plan without changes writes no task row (relocations aside) and no marker bump.
+    """
+    step = progress or (lambda _count: None)
+    _relocate(session, plan)
+    if not plan:
+        return None
+    seq = _bump_marker(session, now)
+    revived = [c for c in plan.creates if c.name in state.deleted_names]
+    fresh = [c for c in plan.creates if c.name not in state.deleted_names]
+    for batch in _batches(fresh):
+        session.execute(insert(tasks), [_created_row(c, seq, now, next_run) for c in batch])
+        step(len(batch))
+    revive = (
+        update(tasks)
+        .where(tasks.c.name == bindparam("b_name"))
+        .values(version=tasks.c.version + 1, deleted_at=None, **_assignments(_SCHEDULED))
+    )
+    for batch in _batches(revived):
+        session.execute(revive, [_changed_row(c, seq, now, next_run, True) for c in batch])
+        step(len(batch))
+    keep_schedule = [c for c in plan.updates if not c.schedule_changed]
+    restart = [c for c in plan.updates if c.schedule_changed]
+    for group, scheduled in ((keep_schedule, False), (restart, True)):
+        statement = (
+            update(tasks)
+            .where(tasks.c.name == bindparam("b_name"))
+            .values(
+                version=tasks.c.version + 1,
+                **_assignments(_SCHEDULED if scheduled else _SPEC_COLUMNS),
+            )
+        )
+        for batch in _batches(group):
+            session.execute(
+                statement, [_changed_row(c, seq, now, next_run, scheduled) for c in batch]
+            )
+            step(len(batch))
+    delete = (
+        update(tasks)
+        .where(tasks.c.name == bindparam("b_name"))
+        .values(
+            version=tasks.c.version + 1,
+            deleted_at=bindparam("b_now"),
+            updated_at=bindparam("b_now"),
+            next_run_at=None,
+            change_seq=bindparam("b_seq"),
+        )
+    )
+    for batch in _batches(plan.deletes):
+        session.execute(delete, [{"b_name": c.name, "b_now": now, "b_seq": seq} for c in batch])
+        step(len(batch))
+    if log is None:
+        return None
+    return record_apply(session, plan, log, now)
+
+
+def record_apply(session: Session, plan: Plan, log: ApplyLog, now: dt.datetime) -> int:
+    result = session.execute(
+        insert(ApplyRecord)
+        .values(
+            applied_at=now,
+            created=len(plan.creates),
+            updated=len(plan.updates),
+            deleted=len(plan.deletes),
+            unchanged=plan.unchanged,
+            created_names=[c.name for c in plan.creates],
+            updated_names=[c.name for c in plan.updates],
+            deleted_names=[c.name for c in plan.deletes],
+            tasks_dir=log.tasks_dir,
+            git_commit=log.git_commit,
+            git_dirty=log.git_dirty,
+            duration_ms=log.duration_ms,
+        )
+        .returning(ApplyRecord.id)
+    )
+    return int(result.scalar_one())
+
+
+def _bump_marker(session: Session, now: dt.datetime) -> int:
+    result = session.execute(
+        update(ChangeMarker)
+        .where(ChangeMarker.id == 1)
+        .values(seq=ChangeMarker.seq + 1, changed_at=now)
+        .returning(ChangeMarker.seq)
+    )
+    seq = result.scalar_one_or_none()
+    if seq is None:
+        session.execute(insert(ChangeMarker).values(id=1, seq=1, changed_at=now))
+        return 1
+    return int(seq)
+
+
+def _relocate(session: Session, plan: Plan) -> None:
+    if not plan.relocations:
+        return
+    statement = (
+        update(tasks)
+        .where(tasks.c.name == bindparam("b_name"))
+        .values(source_path=bindparam("b_source_path"), source_line=bindparam("b_source_line"))
+    )
+    for batch in _batches(plan.relocations):
+        session.execute(
+            statement,
+            [{"b_name": r.name, "b_source_path": r.path, "b_source_line": r.line} for r in batch],
+        )
+
+
+# Columns an update writes from the spec, and those it writes when the schedule restarts.
+_SPEC_COLUMNS = (
+    *COLUMN_FIELDS,
+    "spec",
+    "content_hash",
+    "source_path",
+    "source_line",
+    "change_seq",
+    "updated_at",
+)
+_SCHEDULED = (*_SPEC_COLUMNS, "schedule_anchor", "next_run_at")
+
+
+def _assignments(columns: Sequence[str]) -> dict[str, Any]:
+    return {name: bindparam(f"b_{name}") for name in columns}
+
+
+def _spec_values(change: Change, seq: int, now: dt.datetime) -> dict[str, Any]:
+    spec = change.spec
+    assert spec is not None and change.spec_json is not None
+    return {
+        "owner": spec.owner,
+        "type": spec.type,
+        "task": spec.task,
+        "description": spec.description,
+        "enabled": spec.enabled,
+        "spec": RawJSON(change.spec_json),
+        "content_hash": change.content_hash,
+        "source_path": change.path or "",
+        "source_line": change.line or 1,
+        "change_seq": seq,
+        "updated_at": now,
+    }
+
+
+def _schedule(change: Change, now: dt.datetime, next_run: NextRun) -> dict[str, Any]:
+    spec = change.spec
+    assert spec is not None
+    return {"schedule_anchor": now, "next_run_at": next_run(spec, now) if spec.enabled else None}
+
+
+def _created_row(change: Change, seq: int, now: dt.datetime, next_run: NextRun) -> dict[str, Any]:
+    return {
+        "name": change.name,
+        **_spec_values(change, seq, now),
+        **_schedule(change, now, next_run),
+        "version": 1,
+        "created_at": now,
+        "deleted_at": None,
+        "last_run_at": None,
+        "skipped_count": 0,
+        "missed_count": 0,
+    }
+
+
+def _changed_row(
+    change: Change, seq: int, now: dt.datetime, next_run: NextRun, scheduled: bool
+) -> dict[str, Any]:
+    values = _spec_values(change, seq, now)
+    if scheduled:
+        values.update(_schedule(change, now, next_run))
+    row = {f"b_{key}": value for key, value in values.items()}
+    row["b_name"] = change.name
+    return row
+
+
+def _batches(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), BATCH):
+        yield items[start : start + BATCH]
+
+
+# --- read side of ``reconcile status`` ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    name: str
+    spec: dict[str, Any]
+    source_path: str
+    source_line: int
+    next_run_at: dt.datetime | None
+    last_run_at: dt.datetime | None
+    last_status: str | None
+    skipped_count: int
+    missed_count: int
+
+
+def status_rows(session: Session, name: str | None = None) -> list[StatusRow]:
+    """Live tasks (or the one named) with their latest execution status, in one query."""
+    latest = (
+        select(TaskExecution.task_name, func.max(TaskExecution.id).label("last_id"))
+        .group_by(TaskExecution.task_name)
+        .subquery()
+    )
+    query = (
+        select(
+            tasks.c.name,
+            tasks.c.spec,
+            tasks.c.source_path,
+            tasks.c.source_line,
+            tasks.c.next_run_at,
+            tasks.c.last_run_at,
+            tasks.c.skipped_count,
+            tasks.c.missed_count,
+            TaskExecution.status,
+        )
+        .select_from(tasks)
+        .outerjoin(latest, latest.c.task_name == tasks.c.name)
+        .outerjoin(TaskExecution, TaskExecution.id == latest.c.last_id)
+        .where(tasks.c.deleted_at.is_(None))
+        .order_by(tasks.c.name)
+    )
+    if name is not None:
+        query = query.where(tasks.c.name == name)
+    return [
+        StatusRow(
+            name=row.name,
+            spec=row.spec,
+            source_path=row.source_path,
+            source_line=row.source_line,
+            next_run_at=row.next_run_at,
+            last_run_at=row.last_run_at,
+            last_status=row.status,
+            skipped_count=row.skipped_count,
+            missed_count=row.missed_count,
+        )
+        for row in session.execute(query)
+    ]
+
+
+def last_heartbeat(session: Session) -> dt.datetime | None:
+    value: dt.datetime | None = session.scalar(select(func.max(BeatHeartbeat.last_tick_at)))
+    return value
+
+
+def is_deleted(session: Session, name: str) -> bool:
+    """True when ``name`` exists only as a soft-deleted row (its history is kept)."""
+    row = session.execute(select(tasks.c.deleted_at).where(tasks.c.name == name)).first()
+    return row is not None and row.deleted_at is not None

@@ -1,0 +1,592 @@
+"""Execution tracking: Celery signals in the user's app recorded in ``task_executions``.
+
+``install(app)`` is the one call a Celery app makes (the demo app does). Signal handlers
+only note what happened and queue it; a writer thread per process resolves which managed
+task an execution belongs to and upserts batches through ``reconciler.store.executions``,
+so a slow or absent database never slows down or fails a task.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import traceback as traceback_module
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from celery import Celery, signals
+
+from reconciler.settings import DEFAULT_DATABASE_URL
+from reconciler.store.executions import (
+    FAILURE,
+    PENDING,
+    RETRY,
+    REVOKED,
+    STARTED,
+    SUCCESS,
+    ExecutionUpdate,
+    ManagedTask,
+    apply_updates,
+    change_seq,
+    managed_tasks,
+    pick_by_arguments,
+)
+
+logger = logging.getLogger("reconciler.tracking")
+
+PUBLISHED_HEADER = "reconciler_trigger"
+"""Message header our own publisher sets; such executions already have their row."""
+
+RESULT_LIMIT = 64 * 1024
+"""Results, tracebacks and errors above this many bytes are cut, with a marker saying so."""
+
+DEFAULT_LOST_AFTER = 3600.0
+"""Seconds a started execution without a time limit may run before the reaper calls it lost."""
+
+DEADLINE_GRACE = 30.0
+"""Added to a time limit: the worker itself reports a hard time limit within that time."""
+
+BATCH_SIZE = 500
+CATALOG_MAX_AGE = 30.0  # re-read the managed tasks at least this often
+CATALOG_MISS_RECHECK = 0.2  # an unknown Celery name re-checks the change marker this often
+RETRY_FOR = 30.0  # seconds one batch is retried while the database is away, then dropped
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --- what gets stored -------------------------------------------------------------------
+
+
+def _cut(text: str, limit: int = RESULT_LIMIT) -> str:
+    size = len(text.encode("utf-8", "replace"))
+    if size <= limit:
+        return text
+    head = text.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
+    return f"{head}… [truncated: {size} bytes, {limit} kept]"
+
+
+def encode_result(value: Any) -> Any:
+    """The result as stored: itself when it is JSON, else its repr; cut to 64 KiB."""
+    try:
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        return _cut(_safe_repr(value))
+    if len(text) <= RESULT_LIMIT // 4 or len(text.encode("utf-8")) <= RESULT_LIMIT:
+        return value
+    return _cut(text)
+
+
+def json_safe(value: Any) -> Any:
+    """Arguments as stored: unchanged when JSON, else each odd value as its repr."""
+    try:
+        return json.loads(json.dumps(value, default=_safe_repr, allow_nan=False))
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        return _safe_repr(value)
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:  # a broken __repr__ must not lose the record
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def describe_error(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    message = str(exc)
+    name = type(exc).__name__
+    return _cut(f"{name}: {message}" if message else name, 4096)
+
+
+def _traceback_text(einfo: Any, exc: BaseException | None) -> str | None:
+    text = getattr(einfo, "traceback", None)
+    if not text and exc is not None and exc.__traceback__ is not None:
+        text = "".join(traceback_module.format_exception(type(exc), exc, exc.__traceback__))
+    return _cut(text) if text else None
+
+
+# --- which managed task an execution belongs to -----------------------------------------
+
+
+@dataclass
+class Catalog:
+    """The task rows by Celery task name, re-read when the change marker moves."""
+
+    by_celery: dict[str, list[ManagedTask]] = field(default_factory=dict)
+    seq: int | None = None
+    loaded_at: float = 0.0
+    checked_at: float = 0.0
+
+    def refresh(self, session: Any, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and self.seq is not None and now - self.loaded_at < CATALOG_MAX_AGE:
+            if now - self.checked_at < CATALOG_MISS_RECHECK:
+                return
+            self.checked_at = now
+            if change_seq(session) == self.seq:
+                return
+        seq, tasks = managed_tasks(session)
+        by_celery: dict[str, list[ManagedTask]] = {}
+        for task in tasks:
+            by_celery.setdefault(task.celery_name, []).append(task)
+        self.by_celery, self.seq, self.loaded_at, self.checked_at = by_celery, seq, now, now
+
+    def resolve(
+        self, session: Any, celery_name: str, args: list[Any], kwargs: dict[str, Any], live: bool
+    ) -> str | None:
+        """The managed task's name for an execution of ``celery_name``, or None if unmanaged.
+
+        Several tasks may share one Celery task: the one defined with the same arguments
+        wins, else the first by name. Worker steps also match deleted tasks, whose
+        executions in flight still finish in their history.
+        """
+        candidates = self.by_celery.get(celery_name)
+        if candidates is None:
+            self.refresh(session)
+            candidates = self.by_celery.get(celery_name, [])
+        alive = [task.name for task in candidates if task.live]
+        names = alive or ([] if live else [task.name for task in candidates])
+        if len(names) > 1:
+            return pick_by_arguments(session, names, args, kwargs) or names[0]
+        return names[0] if names else None
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a signal saw: an ``ExecutionUpdate`` still missing its managed task's name."""
+
+    celery_name: str
+    update: ExecutionUpdate
+    published: bool = False  # a publish outside the reconciler: needs a live task
+
+
+# --- the writer thread ------------------------------------------------------------------
+
+
+class Writer:
+    """Queues steps from signal handlers and upserts them in batches from one thread."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.pid = os.getpid()
+        self._queue: queue.SimpleQueue[Step | threading.Event] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._database: Any = None
+        self._catalog = Catalog()
+        self._failing = False
+
+    def put(self, step: Step) -> None:
+        self.start()
+        self._queue.put(step)
+
+    def start(self) -> None:
+        """Start the thread (it connects and reads the task catalog before anything else)."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="reconciler-tracking", daemon=True
+                    )
+                    self._thread.start()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued so far is written (or given up); False on timeout."""
+        if self._thread is None or not self._thread.is_alive():
+            return True
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def _run(self) -> None:
+        try:
+            with self._open().begin() as session:
+                self._catalog.refresh(session, force=True)
+        except Exception as exc:  # _write reports and retries; here it is only a head start
+            logger.debug("execution tracking: database not ready yet: %s", exc)
+        while True:
+            items: list[Step | threading.Event] = [self._queue.get()]
+            while len(items) < BATCH_SIZE:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            steps = [item for item in items if isinstance(item, Step)]
+            if steps:
+                self._write(steps)
+            for item in items:
+                if isinstance(item, threading.Event):
+                    item.set()
+
+    def _open(self) -> Any:
+        if self._database is None:
+            # Not ``Database.open``: a worker never migrates, so it skips importing alembic.
+            from reconciler.store.db import make_engine, session_factory
+
+            extra: dict[str, Any] = {}
+            if not self.database_url.startswith("sqlite"):
+                extra = {"pool_size": 1, "max_overflow": 1}
+            self._database = session_factory(make_engine(self.database_url, **extra))
+        return self._database
+
+    def _write(self, steps: list[Step]) -> None:
+        give_up_at = time.monotonic() + RETRY_FOR
+        delay = 0.2
+        while True:
+            try:
+                with self._open().begin() as session:
+                    updates = self._resolve(session, steps)
+                    if updates:
+                        apply_updates(session, updates)
+            except Exception as exc:
+                if not self._failing:
+                    logger.warning(
+                        "execution tracking cannot write to the database (%s); "
+                        "retrying for up to %.0f s",
+                        exc,
+                        RETRY_FOR,
+                    )
+                    self._failing = True
+                if time.monotonic() + delay > give_up_at:
+                    logger.error(
+                        "execution tracking dropped %d step(s): the database stayed away",
+                        len(steps),
+                    )
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if self._failing:
+                logger.warning("execution tracking writes to the database again")
+                self._failing = False
+            return
+
+    def _resolve(self, session: Any, steps: list[Step]) -> list[ExecutionUpdate]:
+        self._catalog.refresh(session)
+        updates = []
+        for step in steps:
+            update = step.update
+            name = self._catalog.resolve(
+                session, step.celery_name, update.args, update.kwargs, live=step.published
+            )
+            if name is not None:
+                updates.append(replace(update, task_name=name))
+        return updates
+
+
+# --- the signal handlers ----------------------------------------------------------------
+
+
+@dataclass
+class Tracker:
+    """Tracking for one Celery app in this process: its settings, writer and running tasks."""
+
+    app: Celery
+    database_url_override: str | None = None
+    _writer: Writer | None = None
+    _running: dict[str, tuple[dt.datetime, float]] = field(default_factory=dict)
+
+    @property
+    def writer(self) -> Writer:
+        return self._this_process()
+
+    def _this_process(self) -> Writer:
+        """One writer per process: a forked pool child starts its own (with its own engine)."""
+        writer = self._writer
+        url = self.database_url_override or database_url_for(self.app)
+        if writer is None or writer.pid != os.getpid():
+            writer = self._writer = Writer(url)
+            self._running = {}
+        elif writer.database_url != url:  # reconfigured (tests, or a re-read setting)
+            writer.flush()
+            writer = self._writer = Writer(url)
+        return writer
+
+    def record(self, celery_name: str, update: ExecutionUpdate, published: bool = False) -> None:
+        try:
+            self.writer.put(Step(celery_name, update, published))
+        except Exception:  # tracking never fails a task
+            logger.exception("execution tracking could not queue a step")
+
+    def deadline(self, task: Any, started_at: dt.datetime) -> dt.datetime:
+        request = task.request
+        hard, soft = (getattr(request, "timelimit", None) or (None, None))[:2]
+        conf = self.app.conf
+        limit = (
+            hard
+            or soft
+            or getattr(task, "time_limit", None)
+            or getattr(task, "soft_time_limit", None)
+            or conf.task_time_limit
+            or conf.task_soft_time_limit
+        )
+        seconds = float(limit) + DEADLINE_GRACE if limit else lost_after_for(self.app)
+        return started_at + dt.timedelta(seconds=seconds)
+
+    # before_task_publish, in whatever process publishes
+    def on_publish(self, sender: Any, headers: Any, body: Any, **_: Any) -> None:
+        if _process.in_beat:
+            return  # beat's own publishes: the scheduler wrote their rows when it claimed them
+        headers = headers or {}
+        if PUBLISHED_HEADER in headers or headers.get("retries"):
+            return  # our publisher wrote the row; a retry continues an existing row
+        task_id, name = headers.get("id"), headers.get("task") or sender
+        if not task_id or not isinstance(name, str) or name.startswith("celery."):
+            return
+        args: Any = []
+        kwargs: Any = {}
+        if isinstance(body, (tuple, list)) and len(body) >= 2:
+            args, kwargs = body[0], body[1]
+        update = ExecutionUpdate(
+            celery_task_id=str(task_id),
+            status=PENDING,
+            at=_now(),
+            args=json_safe(list(args or [])),
+            kwargs=json_safe(dict(kwargs or {})),
+        )
+        self.record(name, update, published=True)
+
+    def _base(self, task: Any, task_id: str, status: str, **values: Any) -> ExecutionUpdate:
+        request = task.request
+        return ExecutionUpdate(
+            celery_task_id=task_id,
+            status=status,
+            at=_now(),
+            retries=int(getattr(request, "retries", 0) or 0),
+            args=json_safe(list(getattr(request, "args", None) or [])),
+            kwargs=json_safe(dict(getattr(request, "kwargs", None) or {})),
+            worker=getattr(request, "hostname", None),
+            **values,
+        )
+
+    def _finish(self, task: Any, task_id: str, status: str, **values: Any) -> ExecutionUpdate:
+        started = self._running.get(task_id)
+        if started is not None:
+            values.setdefault("started_at", started[0])
+            values["duration_ms"] = round((time.monotonic() - started[1]) * 1000)
+        return self._base(task, task_id, status, **values)
+
+    def on_prerun(self, sender: Any, task_id: str, task: Any, **_: Any) -> None:
+        started_at = _now()
+        self._this_process()
+        self._running[task_id] = (started_at, time.monotonic())
+        update = self._base(
+            task,
+            task_id,
+            STARTED,
+            started_at=started_at,
+            deadline_at=self.deadline(task, started_at),
+        )
+        self.record(task.name, update)
+
+    def on_postrun(self, sender: Any, task_id: str, **_: Any) -> None:
+        self._running.pop(task_id, None)
+
+    def on_success(self, sender: Any, result: Any, **_: Any) -> None:
+        task_id = getattr(sender.request, "id", None)
+        if task_id:
+            update = self._finish(sender, task_id, SUCCESS, result=encode_result(result))
+            self.record(sender.name, update)
+
+    def on_failure(
+        self,
+        sender: Any,
+        task_id: str,
+        exception: BaseException | None = None,
+        einfo: Any = None,
+        **_: Any,
+    ) -> None:
+        update = self._finish(
+            sender,
+            task_id,
+            FAILURE,
+            error=describe_error(exception),
+            traceback=_traceback_text(einfo, exception),
+        )
+        self.record(sender.name, update)
+
+    def on_retry(
+        self, sender: Any, request: Any, reason: Any = None, einfo: Any = None, **_: Any
+    ) -> None:
+        cause = getattr(reason, "exc", None) or reason
+        error = describe_error(cause) if isinstance(cause, BaseException) else str(cause or "")
+        update = replace(
+            self._finish(
+                sender,
+                request.id,
+                RETRY,
+                error=error or None,
+                traceback=_traceback_text(einfo, None),
+            ),
+            retries=int(getattr(request, "retries", 0) or 0) + 1,
+            started_at=None,
+            duration_ms=None,
+        )
+        self.record(sender.name, update)
+
+    def on_revoked(
+        self,
+        sender: Any,
+        request: Any,
+        terminated: bool = False,
+        signum: Any = None,
+        expired: bool = False,
+        **_: Any,
+    ) -> None:
+        task_id = getattr(request, "id", None)
+        if not task_id or sender is None:
+            return
+        if expired:
+            reason = "revoked: expired before it ran"
+        elif terminated:
+            reason = f"revoked: terminated by signal {signum}" if signum else "revoked: terminated"
+        else:
+            reason = "revoked"
+        update = self._finish(sender, task_id, REVOKED, error=reason)
+        update = replace(
+            update,
+            retries=int(getattr(request, "retries", 0) or 0),
+            worker=getattr(request, "hostname", None) or update.worker,
+        )
+        self.record(sender.name, update)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        writer = self._writer
+        if writer is None or writer.pid != os.getpid():
+            return True
+        return writer.flush(timeout)
+
+
+_trackers: list[Tracker] = []
+
+
+@dataclass
+class _Process:
+    in_beat: bool = False
+
+
+_process = _Process()
+
+
+def _on_beat_init(**_: Any) -> None:
+    _process.in_beat = True
+
+
+def _warm_up(**_: Any) -> None:
+    """A worker (or pool process) connects before its first task, not during it."""
+    try:
+        for tracker in _trackers:
+            tracker.writer.start()
+    except Exception:
+        logger.exception("execution tracking could not start its writer")
+
+
+def _for_task(sender: Any) -> Tracker | None:
+    app = getattr(sender, "app", None)
+    for tracker in _trackers:
+        if tracker.app is app:
+            return tracker
+    return None
+
+
+def _guarded(function: Callable[..., None]) -> Callable[..., None]:
+    """A handler whose errors are logged: tracking must never fail the task or the publish."""
+
+    def handler(*args: Any, **kwargs: Any) -> None:
+        try:
+            function(*args, **kwargs)
+        except Exception:
+            logger.exception("execution tracking failed in %s", function.__name__)
+
+    handler.__name__ = function.__name__
+    return handler
+
+
+@_guarded
+def _on_publish(sender: Any = None, **kwargs: Any) -> None:
+    if _trackers:
+        _trackers[0].on_publish(sender, **kwargs)
+
+
+def _task_handler(method: str) -> Callable[..., None]:
+    @_guarded
+    def handler(sender: Any = None, **kwargs: Any) -> None:
+        tracker = _for_task(sender if sender is not None else kwargs.get("task"))
+        if tracker is not None:
+            getattr(tracker, method)(sender, **kwargs)
+
+    handler.__name__ = f"_on_{method}"
+    return handler
+
+
+_HANDLERS: list[tuple[Any, Callable[..., None]]] = [
+    (signals.before_task_publish, _on_publish),
+    (signals.task_prerun, _task_handler("on_prerun")),
+    (signals.task_postrun, _task_handler("on_postrun")),
+    (signals.task_success, _task_handler("on_success")),
+    (signals.task_failure, _task_handler("on_failure")),
+    (signals.task_retry, _task_handler("on_retry")),
+    (signals.task_revoked, _task_handler("on_revoked")),
+]
+
+
+def flush(timeout: float = 10.0) -> bool:
+    """Write out every step queued in this process (at shutdown, and in tests)."""
+    return all(tracker.flush(timeout) for tracker in list(_trackers))
+
+
+@_guarded
+def _flush_on_exit(**_: Any) -> None:
+    flush(5.0)
+
+
+def database_url_for(app: Celery) -> str:
+    """``RECONCILER_DATABASE_URL``, else the app's ``reconciler_database_url``, else the default."""
+    return (
+        os.environ.get("RECONCILER_DATABASE_URL")
+        or app.conf.get("reconciler_database_url")
+        or DEFAULT_DATABASE_URL
+    )
+
+
+def lost_after_for(app: Celery) -> float:
+    value = os.environ.get("RECONCILER_LOST_AFTER") or app.conf.get("reconciler_lost_after")
+    return float(value) if value else DEFAULT_LOST_AFTER
+
+
+def install(app: Celery, *, database_url: str | None = None) -> Tracker:
+    """Record every execution of this app's managed tasks; idempotent.
+
+    The database is ``database_url``, else ``RECONCILER_DATABASE_URL``, else the app's
+    ``reconciler_database_url`` setting, else the embedded default; it is opened
+    lazily, in each process that has something to record.
+    """
+    for tracker in _trackers:
+        if tracker.app is app:
+            return tracker
+    tracker = Tracker(app, database_url)
+    _trackers.append(tracker)
+    if len(_trackers) == 1:
+        for signal, handler in _HANDLERS:
+            signal.connect(
+                handler, weak=False, dispatch_uid=f"reconciler.tracking{handler.__name__}"
+            )
+        for signal in (signals.worker_process_init, signals.worker_ready):
+            signal.connect(_warm_up, weak=False, dispatch_uid="reconciler.tracking.warm")
+        signals.beat_init.connect(
+            _on_beat_init, weak=False, dispatch_uid="reconciler.tracking.beat"
+        )
+        for signal in (signals.worker_process_shutdown, signals.worker_shutdown):
+            signal.connect(_flush_on_exit, weak=False, dispatch_uid="reconciler.tracking.flush")
+        atexit.register(flush, 5.0)
+    return tracker

@@ -1,0 +1,234 @@
+"""``reconcile up``: the watch loop, Beat, a worker and the HTTP endpoint as child processes.
+
+``plan_children`` says what to run (pure: settings in, argv lists out); ``Supervisor``
+runs them with shared settings in the environment, prefixes each line of their output
+with the child's name, stops them all on SIGINT/SIGTERM, and stops everything (exit 1)
+when one of them dies on its own. Used by ``reconciler.cli.up``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+from reconciler.settings import Settings
+
+STOP_TIMEOUT = 20.0
+"""Seconds children get to stop after SIGTERM (a worker finishes its running tasks)."""
+
+COLOURS = ("36", "35", "33", "32", "34", "31")
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    name: str
+    argv: list[str]
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    concurrency: int = 2
+    serve: bool = True
+    resync_interval: float = 60.0
+    loglevel: str = "INFO"
+    watch_args: tuple[str, ...] = ()
+
+
+def child_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment every child shares: the resolved settings, unbuffered output."""
+    env = dict(os.environ if base is None else base)
+    env.update(
+        RECONCILER_TASKS_DIR=str(settings.tasks_dir),
+        RECONCILER_DATABASE_URL=settings.database_url,
+        RECONCILER_BROKER_URL=settings.broker_url,
+        RECONCILER_APP=settings.app,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def plan_children(settings: Settings, options: UpOptions) -> list[ChildSpec]:
+    """What ``up`` runs, in start order; every child reads the settings from its env."""
+    python = sys.executable
+    level = options.loglevel
+    celery = [python, "-m", "celery", "-A", settings.app]
+    children = [
+        ChildSpec(
+            "watch",
+            [python, "-m", "reconciler", "watch",
+             "--resync-interval", str(options.resync_interval), *options.watch_args],
+        ),
+        ChildSpec(
+            "beat",
+            [*celery, "beat", "--scheduler", "reconciler.beat:DatabaseScheduler",
+             "--loglevel", level],
+        ),
+        ChildSpec(
+            "worker",
+            [*celery, "worker", "--loglevel", level, "--concurrency", str(options.concurrency),
+             "--hostname", "up@%h", "--without-gossip", "--without-mingle"],
+        ),
+    ]  # fmt: skip
+    if options.serve:
+        children.append(
+            ChildSpec(
+                "serve",
+                [python, "-m", "reconciler", "serve",
+                 "--host", options.host, "--port", str(options.port)],
+            )
+        )  # fmt: skip
+    return children
+
+
+@dataclass
+class Running:
+    spec: ChildSpec
+    process: subprocess.Popen[bytes]
+    pump: threading.Thread
+    last_lines: list[str] = field(default_factory=list)
+
+
+class Supervisor:
+    """Runs children until asked to stop or until one of them dies."""
+
+    def __init__(
+        self,
+        children: Sequence[ChildSpec],
+        env: dict[str, str],
+        out: IO[str] | None = None,
+        *,
+        colour: bool | None = None,
+        stop_timeout: float = STOP_TIMEOUT,
+    ) -> None:
+        self.specs = list(children)
+        self.env = env
+        self.out = out or sys.stdout
+        self.colour = self.out.isatty() if colour is None else colour
+        self.stop_timeout = stop_timeout
+        self.running: list[Running] = []
+        self._stop = threading.Event()
+        self._write_lock = threading.Lock()
+        self._width = max((len(spec.name) for spec in self.specs), default=0)
+        self.stop_reason = ""
+
+    # --- output -------------------------------------------------------------------------
+
+    def say(self, name: str, line: str) -> None:
+        prefix = f"{name:<{self._width}} |"
+        if self.colour:
+            index = [spec.name for spec in self.specs].index(name) if name != "up" else -1
+            code = COLOURS[index % len(COLOURS)] if index >= 0 else "1"
+            prefix = f"\x1b[{code}m{prefix}\x1b[0m"
+        with self._write_lock:
+            self.out.write(f"{prefix} {line}\n")
+            self.out.flush()
+
+    def _pump(self, running: Running) -> None:
+        stream = running.process.stdout
+        assert stream is not None
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            running.last_lines = [*running.last_lines[-19:], line]
+            self.say(running.spec.name, line)
+        stream.close()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        for spec in self.specs:
+            process = subprocess.Popen(
+                spec.argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                # Its own process group: a terminal's Ctrl-C reaches only us, and we stop
+                # the children in order and wait for them.
+                start_new_session=True,
+            )
+            running = Running(spec, process, threading.Thread(target=lambda: None))
+            running.pump = threading.Thread(
+                target=self._pump, args=(running,), name=f"up-{spec.name}", daemon=True
+            )
+            running.pump.start()
+            self.running.append(running)
+            self.say("up", f"started {spec.name} (pid {process.pid}): {' '.join(spec.argv)}")
+
+    def request_stop(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self.stop_reason = reason
+            self._stop.set()
+
+    def wait(self, poll: float = 0.2) -> Running | None:
+        """Block until a stop is requested (None) or a child exits on its own (that child)."""
+        while not self._stop.wait(poll):
+            for running in self.running:
+                if running.process.poll() is not None:
+                    return running
+        return None
+
+    def stop(self) -> None:
+        """SIGTERM every child still running, wait, then SIGKILL what is left."""
+        alive = [r for r in self.running if r.process.poll() is None]
+        for running in alive:
+            # The child itself, not its group: a Celery worker stops its own pool
+            # processes after they finish their tasks.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(running.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        for running in alive:
+            try:
+                running.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say("up", f"{running.spec.name} did not stop in {self.stop_timeout:.0f} s; "
+                               f"killing it")  # fmt: skip
+                self._signal(running, signal.SIGKILL)
+                running.process.wait()
+        for running in self.running:
+            running.pump.join(5)
+
+    @staticmethod
+    def _signal(running: Running, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(running.process.pid, signum)
+
+    def run(self, install_signals: Callable[[Supervisor], None] | None = None) -> int:
+        """Start, wait, stop; 0 after a requested stop, 1 when a child died on its own."""
+        (install_signals or install_signal_handlers)(self)
+        try:
+            self.start()
+            died = self.wait()
+        except BaseException:
+            self.stop()
+            raise
+        if died is None:
+            self.say("up", f"{self.stop_reason}: stopping {', '.join(self._alive_names())}")
+            self.stop()
+            self.say("up", "stopped")
+            return 0
+        code = died.process.returncode
+        self.say("up", f"{died.spec.name} exited unexpectedly (exit code {code}); "
+                       f"stopping the others")  # fmt: skip
+        self.stop()
+        return 1
+
+    def _alive_names(self) -> list[str]:
+        return [r.spec.name for r in self.running if r.process.poll() is None] or ["nothing"]
+
+
+def install_signal_handlers(supervisor: Supervisor) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        supervisor.request_stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)

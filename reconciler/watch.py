@@ -1,0 +1,256 @@
+"""The ``reconcile watch`` daemon: apply at start, on file changes, and on every resync.
+
+A loop around ``reconciler.apply.apply_loaded``: file events (watchfiles, debounced)
+and the resync interval wake it; an invalid state is reported once and skipped; a
+database that is away is retried with capped exponential backoff; ``--git-pull``
+fast-forwards the checkout. It never exits on its own; ``stop()`` ends it.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import watchfiles
+
+from reconciler.apply import ApplyResult, MassDeleteRefused, apply_loaded, check_loaded
+from reconciler.errors import DatabaseUnavailable, ReconcilerError
+from reconciler.loader import load_directory
+from reconciler.store.database import Database
+
+log = logging.getLogger("reconciler.watch")
+
+FIRST_BACKOFF = 0.5
+# How many changed names one log line lists before it says "and N more".
+NAMES_SHOWN = 5
+
+
+@dataclass
+class WatchOptions:
+    tasks_dir: Path
+    database_url: str
+    resync_interval: float = 60.0
+    debounce_ms: int = 300
+    git_pull: float | None = None
+    lock_timeout: float = 30.0
+    allow_mass_delete: bool = False
+    max_backoff: float = 30.0
+
+
+@dataclass
+class _Trouble:
+    """The last problem reported, so each is logged once per change of state."""
+
+    message: str | None = None
+
+    def report(self, message: str, level: int = logging.ERROR) -> None:
+        if message != self.message:
+            log.log(level, message)
+            self.message = message
+
+    def clear(self, recovered: str | None = None) -> None:
+        if self.message is not None and recovered:
+            log.info(recovered)
+        self.message = None
+
+
+@dataclass
+class Watcher:
+    options: WatchOptions
+    clock: Callable[[], float] = time.monotonic
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _files_changed: bool = True
+    _db: Database | None = None
+    _backoff: float = 0.0
+    _database: _Trouble = field(default_factory=_Trouble)
+    _invalid: _Trouble = field(default_factory=_Trouble)
+    _refused: _Trouble = field(default_factory=_Trouble)
+    _git: _Trouble = field(default_factory=_Trouble)
+    cycles: int = 0
+
+    def stop(self) -> None:
+        """Ask the loop to end (safe from a signal handler); the current apply finishes."""
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        options = self.options
+        watcher = threading.Thread(target=self._watch_files, name="watch-files", daemon=True)
+        watcher.start()
+        log.info(
+            "watching %s (resync every %gs%s)",
+            options.tasks_dir,
+            options.resync_interval,
+            f", git pull every {options.git_pull:g}s" if options.git_pull else "",
+        )
+        now = self.clock()
+        next_resync = now
+        next_pull = now + options.git_pull if options.git_pull else float("inf")
+        retry_at = float("inf")
+        try:
+            while not self._stop.is_set():
+                now = self.clock()
+                if now >= next_pull:
+                    self.pull()
+                    next_pull = now + (options.git_pull or 0)
+                if self._files_changed or now >= next_resync or now >= retry_at:
+                    self._files_changed = False
+                    self._wake.clear()
+                    ok = self.cycle()
+                    now = self.clock()
+                    next_resync = now + options.resync_interval
+                    retry_at = float("inf") if ok else now + self._backoff
+                if not self._files_changed:
+                    deadline = min(next_resync, next_pull, retry_at)
+                    self._wake.wait(max(0.0, deadline - self.clock()))
+        finally:
+            self._stop.set()
+            if self._db is not None:
+                self._db.dispose()
+            watcher.join(timeout=2)
+            log.info("stopped")
+
+    # --- one cycle ----------------------------------------------------------------------
+
+    def cycle(self) -> bool:
+        """Load and apply once; False when it should be retried with backoff."""
+        options = self.options
+        started = time.perf_counter()
+        loaded = load_directory(options.tasks_dir)
+        try:
+            check_loaded(loaded, options.tasks_dir, options.allow_mass_delete)
+        except MassDeleteRefused as exc:
+            self._refused.report(f"not applied: {exc}")
+            return True
+        except ReconcilerError as exc:
+            details = "\n".join(f"  {d}" for d in loaded.errors)
+            self._invalid.report(f"invalid task files, last good state kept: {exc}\n{details}")
+            return True
+        self._invalid.clear("task files are valid again")
+        try:
+            if self._db is None:
+                self._db = Database.open(options.database_url, **_engine_kwargs(options))
+            result = apply_loaded(
+                self._db,
+                loaded,
+                options.tasks_dir,
+                allow_mass_delete=options.allow_mass_delete,
+                lock_timeout=options.lock_timeout,
+                started=started,
+            )
+        except DatabaseUnavailable as exc:
+            self._backoff = _next_backoff(self._backoff, options.max_backoff)
+            self._database.report(f"database unavailable, retrying with backoff: {exc}")
+            return False
+        except MassDeleteRefused as exc:
+            self._refused.report(f"not applied: {exc}")
+            return True
+        except ReconcilerError as exc:
+            self._backoff = _next_backoff(self._backoff, options.max_backoff)
+            self._refused.report(f"not applied, retrying: {exc}")
+            return False
+        except Exception as exc:
+            self._backoff = _next_backoff(self._backoff, options.max_backoff)
+            self._refused.report(f"apply failed, retrying: {type(exc).__name__}: {exc}")
+            return False
+        self._backoff = 0.0
+        self._database.clear("database is reachable again")
+        self._refused.clear()
+        self.cycles += 1
+        log.info(cycle_line(result))
+        return True
+
+    # --- git ----------------------------------------------------------------------------
+
+    def pull(self) -> None:
+        """``git pull --ff-only`` in the checkout holding the tasks directory."""
+        directory = self.options.tasks_dir
+        cwd = directory if directory.is_dir() else directory.parent
+        try:
+            before = _git_head(cwd)
+            done = subprocess.run(
+                ["git", "pull", "--ff-only", "--quiet"],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._git.report(f"git pull failed: {exc}")
+            return
+        if done.returncode != 0:
+            reason = (done.stderr or done.stdout).strip().splitlines()
+            self._git.report(f"git pull failed: {reason[-1] if reason else done.returncode}")
+            return
+        self._git.clear("git pull works again")
+        after = _git_head(cwd)
+        if after != before:
+            log.info("git pull: %s -> %s", (before or "none")[:12], (after or "none")[:12])
+            self._files_changed = True
+
+    # --- file events --------------------------------------------------------------------
+
+    def _watch_files(self) -> None:
+        directory = self.options.tasks_dir
+        while not self._stop.is_set():
+            if not directory.is_dir():
+                self._stop.wait(1.0)
+                continue
+            try:
+                for _changes in watchfiles.watch(
+                    directory,
+                    debounce=self.options.debounce_ms,
+                    step=50,
+                    stop_event=self._stop,
+                    rust_timeout=1000,
+                    raise_interrupt=False,
+                ):
+                    self._files_changed = True
+                    self._wake.set()
+            except (OSError, RuntimeError) as exc:
+                log.debug("file watching restarts: %s", exc)
+                self._stop.wait(1.0)
+
+
+def cycle_line(result: ApplyResult) -> str:
+    plan = result.plan
+    took = f"in {result.seconds:.2f}s"
+    if not plan:
+        return f"no changes, {plan.unchanged} unchanged, {took}"
+    parts = []
+    for verb, changes in (
+        ("created", plan.creates),
+        ("updated", plan.updates),
+        ("deleted", plan.deletes),
+    ):
+        if changes:
+            names = ", ".join(c.name for c in changes[:NAMES_SHOWN])
+            more = f" and {len(changes) - NAMES_SHOWN} more" if len(changes) > NAMES_SHOWN else ""
+            parts.append(f"{len(changes)} {verb} ({names}{more})")
+    return f"applied: {'; '.join(parts)}; {plan.unchanged} unchanged, {took}"
+
+
+def _next_backoff(current: float, cap: float) -> float:
+    return min(cap, current * 2 if current else FIRST_BACKOFF)
+
+
+def _engine_kwargs(options: WatchOptions) -> dict[str, Any]:
+    # A server that vanishes without closing the socket must not hang a connect forever.
+    if options.database_url.startswith(("postgresql", "postgres")):
+        return {"connect_args": {"connect_timeout": 10}}
+    return {}
+
+
+def _git_head(cwd: Path) -> str | None:
+    done = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() if done.returncode == 0 else None

@@ -1,0 +1,152 @@
+"""The HTTP application: ``create_app`` wires the routes, access, errors and the page.
+
+``reconcile serve`` runs it on uvicorn; tests call it in-process. It is read-only: a
+middleware answers every method but GET and HEAD with 405 before any route runs.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reconciler.errors import DatabaseUnavailable
+from reconciler.settings import Settings
+from reconciler.store.database import Database
+from reconciler.store.queries import BadParameter
+from reconciler.tokens import TokenSet
+from reconciler.web import metrics, models
+from reconciler.web.auth import Principal, principal
+from reconciler.web.routes import HEAD, router
+
+STATIC = Path(__file__).parent / "static"
+READ_ONLY = (
+    "This endpoint is read-only. Tasks are changed in the task files: commit the YAML to "
+    "git and let `reconcile` apply it; run a task now with `reconcile trigger NAME`."
+)
+
+
+class ReadOnly:
+    """405 for every method but GET and HEAD; HEAD runs GET and drops the body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "GET":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "HEAD":
+
+            async def send_head(message: Message) -> None:
+                if message["type"] != "http.response.body":
+                    await send(message)
+                elif not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+            await self.app({**scope, "method": "GET", HEAD: True}, receive, send_head)
+            return
+        response = JSONResponse(
+            {"detail": READ_ONLY}, status_code=405, headers={"Allow": "GET, HEAD"}
+        )
+        await response(scope, receive, send)
+
+
+def _package_version() -> str:
+    try:
+        return version("celery-reconciler")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0"
+
+
+def _problem(parameter: str, message: str, errors: list[Any]) -> JSONResponse:
+    return JSONResponse(
+        {"detail": jsonable_encoder(errors), "message": f"{parameter}: {message}"}, status_code=422
+    )
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    first = errors[0] if errors else {"loc": ("query", "?"), "msg": "invalid"}
+    loc = [str(part) for part in first.get("loc", ())]
+    parameter = loc[1] if len(loc) > 1 else (loc[0] if loc else "request")
+    return _problem(parameter, str(first.get("msg", "invalid")), errors)
+
+
+async def _bad_parameter(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BadParameter)
+    error = {"loc": ["query", exc.parameter], "msg": exc.detail, "type": "value_error"}
+    return _problem(exc.parameter, exc.detail, [error])
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"detail": str(exc)}, status_code=503)
+
+
+def create_app(
+    source: Settings | Database,
+    *,
+    tokens: TokenSet | None = None,
+    app_path: str | None = None,
+) -> FastAPI:
+    """The read-only API and page over ``source`` (settings: the database is opened here).
+
+    ``tokens``: without them every caller sees everything, so ``reconcile serve`` then
+    listens on loopback only. ``app_path``: the Celery app for ``/api/v1/tasks/registered``
+    (default: the settings' app).
+    """
+    if isinstance(source, Settings):
+        database = Database.open(source.database_url)
+        app_path = app_path or source.app
+    else:
+        database = source
+        app_path = app_path or Settings.resolve().app
+    api = FastAPI(
+        title="celery-reconciler",
+        version=_package_version(),
+        description="Read-only history of the tasks that `reconcile` manages. "
+        "Changes are made in the task files (git) and with `reconcile trigger`.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    api.state.database = database
+    api.state.tokens = tokens
+    api.state.app_path = app_path
+    api.state.registered = {}
+    api.add_middleware(ReadOnly)
+    api.add_exception_handler(RequestValidationError, _invalid_request)
+    api.add_exception_handler(BadParameter, _bad_parameter)
+    api.add_exception_handler(DatabaseUnavailable, _unavailable)
+    api.include_router(router)
+
+    @api.get("/healthz", response_model=models.Health, summary="Liveness (touches nothing)")
+    def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @api.get(
+        "/metrics",
+        response_class=Response,
+        summary="Prometheus metrics",
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+            401: {"model": models.Problem, "description": "No token, or an unknown one"},
+            503: {"model": models.Problem, "description": "The database cannot be reached"},
+        },
+    )
+    def prometheus(who: Principal = Depends(principal)) -> Response:
+        return Response(metrics.render(database, who.owner), media_type=metrics.CONTENT_TYPE)
+
+    @api.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    api.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return api

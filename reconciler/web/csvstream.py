@@ -1,0 +1,44 @@
+"""CSV export: rows streamed in chunks, with cells a spreadsheet would run neutralised.
+
+Used by the task list and every execution list of ``reconciler.web`` for ``format=csv``
+or ``Accept: text/csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+# A cell starting with one of these is a formula (or becomes one) in Excel, LibreOffice
+# and Google Sheets; a leading apostrophe makes it text (OWASP's advice).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CHUNK_ROWS = 1000
+
+
+def cell(value: Any) -> str:
+    """One CSV cell: JSON for lists and mappings, '' for null, formulas neutralised."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def stream_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    """The header row, then the rows, yielded in chunks of ``CHUNK_ROWS`` lines."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    for count, row in enumerate(rows, 1):
+        writer.writerow([cell(row.get(column)) for column in columns])
+        if count % CHUNK_ROWS == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

@@ -1,0 +1,349 @@
+"""The API's read paths (DESIGN §5): tasks, their status and executions, the apply log.
+
+Every route depends on ``principal``: an owner's token sees only its owner's tasks and
+their executions, and anything else answers 404 exactly as if it did not exist. Lists
+are ``{"items": [...], "next_cursor": ...}``; task and execution lists also stream CSV.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from reconciler.errors import ConfigError
+from reconciler.spec import NAME_PATTERN
+from reconciler.store.database import Database
+from reconciler.store.queries import (
+    EXECUTION_KEYS,
+    BadParameter,
+    ReadSession,
+    execution_to_dict,
+    get_execution,
+    get_task,
+    iter_executions,
+    iter_tasks,
+    list_applies,
+    list_executions,
+    list_tasks,
+    owned_names,
+    reading,
+    task_owner,
+)
+from reconciler.web import models
+from reconciler.web.auth import Principal, principal
+from reconciler.web.csvstream import stream_csv
+from reconciler.web.views import TASK_CSV_COLUMNS, apply_item, task_detail, task_item, task_status
+
+HEAD = "reconciler.head"  # set in the ASGI scope by the read-only middleware for HEAD
+MAX_LIMIT = 500
+MAX_ID = 2**63 - 1
+_NAME = re.compile(NAME_PATTERN)
+
+Format = Literal["json", "csv"]
+TaskType = Literal["async", "scheduled", "periodic"]
+TaskSortParam = Literal["name", "-name", "next_run", "last_run", "-last_run"]
+
+_CSV = {"content": {"text/csv": {"schema": {"type": "string"}}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": models.Problem, "description": "No token, or a token not in the tokens file"},
+    404: {"model": models.Problem, "description": "No such thing visible to this token"},
+    422: {"model": models.Problem, "description": "A parameter is wrong; the message names it"},
+    503: {"model": models.Problem, "description": "The database cannot be reached"},
+}
+
+router = APIRouter(prefix="/api/v1", responses=_ERRORS)
+
+Limit = Query(50, ge=1, le=MAX_LIMIT, description=f"Page size, at most {MAX_LIMIT}")
+CursorParam = Query(None, max_length=2000, description="next_cursor of the previous page")
+FormatParam = Query(None, description="csv streams every matching row as CSV")
+Since = Query(None, description="Queued at or after (ISO 8601; no offset means UTC)")
+Until = Query(None, description="Queued before (ISO 8601; no offset means UTC)")
+
+
+def _database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def _json(value: Any) -> JSONResponse:
+    return JSONResponse(value)
+
+
+def _text(parameter: str, value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise BadParameter(parameter, "must not contain NUL characters")
+    return value
+
+
+def _instant(parameter: str, value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        raise BadParameter(parameter, "is out of range") from None
+
+
+def _not_found(what: str) -> HTTPException:
+    return HTTPException(404, f"{what} not found")
+
+
+def _wants_csv(request: Request, format: Format | None) -> bool:
+    if format is not None:
+        return format == "csv"
+    return "text/csv" in request.headers.get("accept", "").lower()
+
+
+def _csv(
+    request: Request,
+    columns: tuple[str, ...],
+    rows: Callable[[ReadSession], Iterable[Mapping[str, Any]]],
+    filename: str,
+) -> StreamingResponse:
+    database = _database(request)
+    head = bool(request.scope.get(HEAD))
+
+    def generate() -> Iterator[str]:
+        if head:
+            return
+        with reading(database) as session:
+            yield from stream_csv(columns, rows(session))
+
+    return StreamingResponse(
+        generate(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+# --- tasks ------------------------------------------------------------------------------
+
+
+@router.get(
+    "/tasks/",
+    response_model=models.TaskPage,
+    responses={200: _CSV},
+    summary="Tasks with last status and next run",
+)
+def tasks(
+    request: Request,
+    who: Principal = Depends(principal),
+    q: str | None = Query(None, max_length=200, description="Substring of name/description/task"),
+    owner: str | None = Query(None, max_length=200),
+    type: TaskType | None = Query(None),
+    enabled: bool | None = Query(None),
+    sort: TaskSortParam = Query("name"),
+    limit: int = Limit,
+    cursor: str | None = CursorParam,
+    format: Format | None = FormatParam,
+) -> Response:
+    _text("q", q)
+    _text("owner", owner)
+    _text("cursor", cursor)
+    if who.owner is not None:
+        if owner is not None and owner != who.owner:
+            return _json({"items": [], "next_cursor": None})
+        owner = who.owner
+    filters: dict[str, Any] = {"q": q, "owner": owner, "type": type, "enabled": enabled}
+    if _wants_csv(request, format):
+        with reading(_database(request)) as session:
+            list_tasks(session, sort=sort, limit=1, **filters)  # bad filters: 422 before streaming
+
+        def rows(session: ReadSession) -> Iterator[dict[str, Any]]:
+            return (task_item(row) for row in iter_tasks(session, sort=sort, **filters))
+
+        return _csv(request, TASK_CSV_COLUMNS, rows, "tasks.csv")
+    with reading(_database(request)) as session:
+        page, next_cursor = list_tasks(session, sort=sort, limit=limit, cursor=cursor, **filters)
+        items = [task_item(row) for row in page]
+    return _json({"items": items, "next_cursor": next_cursor})
+
+
+@router.get("/tasks/registered", response_model=models.Registered, summary="Registered tasks")
+def registered(request: Request, who: Principal = Depends(principal)) -> Response:
+    """The task names the Celery app registers (its own, without ``celery.*``)."""
+    from reconciler import celeryapp
+
+    app_path: str = request.app.state.app_path
+    cache: dict[str, list[str]] = request.app.state.registered
+    if app_path not in cache:
+        try:
+            cache[app_path] = celeryapp.registered_task_names(celeryapp.load_app(app_path))
+        except ConfigError as exc:
+            return JSONResponse({"detail": f"cannot load the Celery app: {exc}"}, status_code=503)
+        except Exception as exc:  # the user's module failed while importing
+            detail = f"cannot load the Celery app {app_path!r}: {type(exc).__name__}: {exc}"
+            return JSONResponse({"detail": detail}, status_code=503)
+    return _json({"app": app_path, "items": cache[app_path], "next_cursor": None})
+
+
+@router.get("/tasks/executions/{id}", response_model=models.Execution, summary="One execution")
+def execution(
+    request: Request,
+    id: int = Path(ge=1, le=MAX_ID),
+    who: Principal = Depends(principal),
+) -> Response:
+    with reading(_database(request)) as session:
+        row = get_execution(session, id, owner=who.owner)
+        if row is None:
+            raise _not_found(f"execution {id}")
+        return _json(execution_to_dict(row))
+
+
+def _visible_task(session: ReadSession, name: str, who: Principal) -> str:
+    owner = task_owner(session, name) if _NAME.match(name) else None
+    if owner is None or not who.may_see(owner):
+        raise _not_found(f"task {name!r}")
+    return name
+
+
+@router.get("/tasks/{name}", response_model=models.TaskDetail, summary="One task")
+def task(request: Request, name: str, who: Principal = Depends(principal)) -> Response:
+    """The definition, where it came from, and its schedule state. A task deleted from the
+    files is still served, with ``deleted_at`` set and no next run."""
+    with reading(_database(request)) as session:
+        summary = get_task(session, name, owner=who.owner) if _NAME.match(name) else None
+        if summary is None:
+            raise _not_found(f"task {name!r}")
+        return _json(task_detail(summary))
+
+
+@router.get("/tasks/{name}/status", response_model=models.TaskStatus, summary="Task status")
+def status(request: Request, name: str, who: Principal = Depends(principal)) -> Response:
+    with reading(_database(request)) as session:
+        summary = get_task(session, name, owner=who.owner) if _NAME.match(name) else None
+        if summary is None:
+            raise _not_found(f"task {name!r}")
+        return _json(task_status(summary))
+
+
+def _executions(
+    request: Request,
+    who: Principal,
+    *,
+    task: str | None,
+    status: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    limit: int,
+    cursor: str | None,
+    format: Format | None,
+    filename: str,
+) -> Response:
+    _text("cursor", cursor)
+    filters: dict[str, Any] = {
+        "task": task,
+        "status": status,
+        "since": _instant("since", since),
+        "until": _instant("until", until),
+        "owner": who.owner,
+    }
+    if _wants_csv(request, format):
+
+        def rows(session: ReadSession) -> Iterator[dict[str, Any]]:
+            return iter_executions(session, **filters)
+
+        return _csv(request, EXECUTION_KEYS, rows, filename)
+    with reading(_database(request)) as session:
+        page, next_cursor = list_executions(session, limit=limit, cursor=cursor, **filters)
+        items = [execution_to_dict(row) for row in page]
+    return _json({"items": items, "next_cursor": next_cursor})
+
+
+@router.get(
+    "/tasks/{name}/executions",
+    response_model=models.ExecutionPage,
+    responses={200: _CSV},
+    summary="A task's executions, newest first",
+)
+def task_executions(
+    request: Request,
+    name: str,
+    who: Principal = Depends(principal),
+    status: models.Status | None = Query(None),
+    since: dt.datetime | None = Since,
+    until: dt.datetime | None = Until,
+    limit: int = Limit,
+    cursor: str | None = CursorParam,
+    format: Format | None = FormatParam,
+) -> Response:
+    """Also for a task deleted from the files: its history stays readable."""
+    with reading(_database(request)) as session:
+        _visible_task(session, name, who)
+    return _executions(
+        request,
+        who,
+        task=name,
+        status=status,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+        format=format,
+        filename=f"{name}-executions.csv",
+    )
+
+
+@router.get(
+    "/executions",
+    response_model=models.ExecutionPage,
+    responses={200: _CSV},
+    summary="All executions, newest first",
+)
+def executions(
+    request: Request,
+    who: Principal = Depends(principal),
+    task: str | None = Query(None, max_length=200),
+    status: models.Status | None = Query(None),
+    since: dt.datetime | None = Since,
+    until: dt.datetime | None = Until,
+    limit: int = Limit,
+    cursor: str | None = CursorParam,
+    format: Format | None = FormatParam,
+) -> Response:
+    _text("task", task)
+    return _executions(
+        request,
+        who,
+        task=task,
+        status=status,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+        format=format,
+        filename="executions.csv",
+    )
+
+
+# --- the apply log ------------------------------------------------------------------------
+
+
+@router.get("/applies", response_model=models.ApplyPage, summary="The apply log, newest first")
+def applies(
+    request: Request,
+    who: Principal = Depends(principal),
+    limit: int = Limit,
+    cursor: str | None = CursorParam,
+) -> Response:
+    """For an owner's token the name lists keep only that owner's tasks; counts are whole."""
+    _text("cursor", cursor)
+    with reading(_database(request)) as session:
+        page, next_cursor = list_applies(session, limit=limit, cursor=cursor)
+        visible: set[str] | None = None
+        if who.owner is not None:
+            names = [
+                n
+                for row in page
+                for n in (*row.created_names, *row.updated_names, *row.deleted_names)
+            ]
+            visible = owned_names(session, who.owner, names)
+        items = [apply_item(row, visible) for row in page]
+    return _json({"items": items, "next_cursor": next_cursor})

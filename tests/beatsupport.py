@@ -1,0 +1,179 @@
+"""Helpers for the Beat scheduler tests: task rows written as apply writes them, a fake
+publisher at the ``reconciler.ticker.Publisher`` seam, and a clock-driven run loop."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from reconciler.schedule import first_slot
+from reconciler.spec import TaskSpec
+from reconciler.store.database import Database
+from reconciler.store.tables import ChangeMarker, Task, TaskExecution
+from reconciler.ticker import Message, PublishFailed, Ticker
+
+UTC = dt.UTC
+
+
+def at(text: str) -> dt.datetime:
+    """An aware instant from ISO text (``Z`` or an offset)."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def spec(name: str = "t", **fields: Any) -> TaskSpec:
+    base: dict[str, Any] = {
+        "name": name,
+        "owner": "team",
+        "type": "periodic",
+        "task": "app.worker.test_celery",
+    }
+    if fields.get("type", "periodic") == "periodic" and not {"crontab", "interval"} & set(fields):
+        base["interval"] = {"seconds": 10}
+    return TaskSpec.model_validate({**base, **fields})
+
+
+def bump_marker(session: Any, now: dt.datetime) -> int:
+    row = session.execute(select(ChangeMarker).where(ChangeMarker.id == 1)).scalar_one_or_none()
+    if row is None:
+        session.execute(insert(ChangeMarker).values(id=1, seq=1, changed_at=now))
+        return 1
+    row.seq += 1
+    row.changed_at = now
+    return int(row.seq)
+
+
+def put_task(
+    db: Database,
+    task: TaskSpec,
+    now: dt.datetime,
+    *,
+    next_run_at: dt.datetime | str | None = "first",
+) -> None:
+    """Create or replace a task's row as apply does: anchor = now, next run = first slot."""
+    if next_run_at == "first":
+        next_run_at = first_slot(task, now) if task.enabled else None
+    assert not isinstance(next_run_at, str)
+    with db.session() as session:
+        seq = bump_marker(session, now)
+        values = {
+            "owner": task.owner,
+            "type": task.type,
+            "task": task.task,
+            "description": task.description,
+            "enabled": task.enabled,
+            "spec": task.canonical(),
+            "content_hash": task.content_hash,
+            "change_seq": seq,
+            "updated_at": now,
+            "deleted_at": None,
+            "schedule_anchor": now,
+            "next_run_at": next_run_at,
+        }
+        found = session.scalar(select(Task.id).where(Task.name == task.name))
+        if found is None:
+            session.execute(
+                insert(Task).values(
+                    name=task.name,
+                    created_at=now,
+                    source_path="tasks.d/x.yaml",
+                    source_line=1,
+                    version=1,
+                    skipped_count=0,
+                    missed_count=0,
+                    **values,
+                )
+            )
+        else:
+            session.execute(update(Task).where(Task.id == found).values(**values))
+
+
+def delete_task(db: Database, name: str, now: dt.datetime) -> None:
+    with db.session() as session:
+        seq = bump_marker(session, now)
+        session.execute(
+            update(Task)
+            .where(Task.name == name)
+            .values(deleted_at=now, next_run_at=None, change_seq=seq)
+        )
+
+
+def task_row(db: Database, name: str) -> Task:
+    with db.session() as session:
+        row: Task = session.execute(select(Task).where(Task.name == name)).scalar_one()
+        session.expunge(row)
+        return row
+
+
+def executions(db: Database, name: str | None = None) -> list[TaskExecution]:
+    with db.session() as session:
+        query = select(TaskExecution).order_by(TaskExecution.id)
+        if name is not None:
+            query = query.where(TaskExecution.task_name == name)
+        rows = list(session.execute(query).scalars())
+        for row in rows:
+            session.expunge(row)
+        return rows
+
+
+def set_status(db: Database, celery_task_id: str, status: str) -> None:
+    with db.session() as session:
+        session.execute(
+            update(TaskExecution)
+            .where(TaskExecution.celery_task_id == celery_task_id)
+            .values(status=status)
+        )
+
+
+@dataclass
+class FakePublisher:
+    """Records what would be sent; ``down`` makes every publish fail like a lost broker."""
+
+    sent: list[Message] = field(default_factory=list)
+    down: bool = False
+    fail_after: int | None = None
+
+    def publish(self, messages: Sequence[Message]) -> list[str]:
+        if self.down:
+            raise PublishFailed("broker: connection refused", [])
+        ids: list[str] = []
+        for message in messages:
+            if self.fail_after is not None and len(self.sent) >= self.fail_after:
+                self.down, self.fail_after = True, None
+                raise PublishFailed("broker: connection reset", ids)
+            self.sent.append(message)
+            ids.append(message.task_id)
+        return ids
+
+    def reachable(self) -> bool:
+        return not self.down
+
+    def slots(self, name: str | None = None) -> list[dt.datetime | None]:
+        return [m.scheduled_for for m in self.sent if name is None or m.name == name]
+
+
+@dataclass
+class Clock:
+    now: dt.datetime
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def run_until(ticker: Ticker, clock: Clock, end: dt.datetime, lag: float = 0.01) -> None:
+    """Tick exactly when the next slot is due (``lag`` seconds after it) until ``end``."""
+    from reconciler.store.scheduling import next_due
+
+    for _ in range(100_000):
+        ticker.tick(clock.now)
+        with ticker.database.session() as session:
+            upcoming = next_due(session)
+        if upcoming is None or upcoming > end:
+            clock.now = end
+            ticker.tick(clock.now)
+            return
+        clock.now = max(clock.now, upcoming + dt.timedelta(seconds=lag))
+    raise AssertionError("run_until did not reach the end")

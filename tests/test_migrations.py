@@ -1,0 +1,88 @@
+"""The alembic migrations build exactly the schema of reconciler.store.tables, on every backend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, select
+
+from reconciler.store.database import Database, head_revision
+from reconciler.store.tables import Base, ChangeMarker
+from tests.support import ROOT
+
+
+def test_migrations_match_the_models(database_url: str) -> None:
+    db = Database.open(database_url)
+    try:
+        with db.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, Base.metadata)
+        assert differences == []
+        assert db.current_revision() == head_revision()
+    finally:
+        db.dispose()
+
+
+def test_upgrade_creates_the_change_marker_row_and_is_idempotent(database_url: str) -> None:
+    db = Database.open(database_url)
+    try:
+        assert db.upgrade() is False
+        with db.session() as session:
+            assert session.scalar(select(func.count()).select_from(ChangeMarker)) == 1
+            assert session.scalar(select(ChangeMarker.seq).where(ChangeMarker.id == 1)) == 0
+    finally:
+        db.dispose()
+
+
+def test_open_without_upgrade_leaves_an_empty_database(database_url: str) -> None:
+    db = Database.open(database_url, upgrade=False)
+    try:
+        assert db.current_revision() is None
+        assert db.upgrade() is True
+        assert db.current_revision() == head_revision()
+    finally:
+        db.dispose()
+
+
+@pytest.mark.e2e
+def test_concurrent_upgrades_of_a_fresh_database_both_succeed(database_url: str) -> None:
+    code = (
+        "import sys; from reconciler.store.database import Database; "
+        "Database.open(sys.argv[1]).dispose()"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, database_url], cwd=ROOT,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    errors = [proc.communicate(timeout=60)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], errors
+    db = Database.open(database_url, upgrade=False)
+    try:
+        assert db.current_revision() == head_revision()
+    finally:
+        db.dispose()
+
+
+def test_db_cli_upgrade_and_current(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    run = [sys.executable, "-m", "reconciler", "db"]
+    current = subprocess.run([*run, "current", "--database-url", url], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert current.returncode == 0, current.stderr
+    assert current.stdout.strip() == "none (head is 0001; run: reconcile db upgrade)"
+    upgrade = subprocess.run([*run, "upgrade", "--database-url", url], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert upgrade.stdout.strip() == "upgraded to 0001"
+    again = subprocess.run([*run, "upgrade", "--database-url", url], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert again.stdout.strip() == "already at 0001 (head)"
+    current = subprocess.run([*run, "current", "--database-url", url], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert current.stdout.strip() == "0001 (head)"

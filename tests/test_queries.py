@@ -1,0 +1,235 @@
+"""The read side of the store (reconciler.store.queries) on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+
+from reconciler.store.database import Database
+from reconciler.store.queries import (
+    EXECUTION_KEYS,
+    BadParameter,
+    execution_counts,
+    execution_to_dict,
+    get_execution,
+    get_task,
+    iter_executions,
+    list_applies,
+    list_executions,
+    list_tasks,
+    task_counts,
+)
+from tests.webseed import T0, add_apply, add_execution, add_task
+
+H = dt.timedelta(hours=1)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database.open(database_url)
+    yield database
+    database.dispose()
+
+
+def test_execution_to_dict_has_exactly_the_public_keys_and_redacts(db: Database) -> None:
+    with db.session() as s:
+        add_task(s, "report")
+        row = add_execution(
+            s,
+            "report",
+            kwargs={"region": "eu", "DB_Password": "x", "nested": {"apiKey": "k", "n": 1}},
+            result={"ok": True},
+        )
+        out = execution_to_dict(row)
+    assert tuple(out) == EXECUTION_KEYS
+    assert out["kwargs"] == {
+        "region": "eu",
+        "DB_Password": "***",
+        "nested": {"apiKey": "***", "n": 1},
+    }
+    assert out["queued_at"] == "2025-01-01T12:00:00+00:00"
+    assert out["finished_at"] == "2025-01-01T12:00:03+00:00"
+    assert out["task"] == "report" and out["result"] == {"ok": True}
+
+
+def test_list_executions_newest_first_with_stable_cursor(db: Database) -> None:
+    with db.session() as s:
+        add_task(s, "a")
+        for i in range(7):
+            add_execution(s, "a", queued_at=T0 + i * H)
+    seen: list[int] = []
+    with db.session() as s:
+        page, cursor = list_executions(s, task="a", limit=3)
+    seen += [r.id for r in page]
+    assert cursor is not None
+    # Rows added while paging appear on no later page and shift nothing.
+    with db.session() as s:
+        add_execution(s, "a", queued_at=T0 + 10 * H)
+    while cursor is not None:
+        with db.session() as s:
+            page, cursor = list_executions(s, task="a", limit=3, cursor=cursor)
+        seen += [r.id for r in page]
+    assert seen == sorted(seen, reverse=True)
+    assert len(seen) == len(set(seen)) == 7
+
+
+def test_list_executions_filters(db: Database) -> None:
+    with db.session() as s:
+        add_task(s, "a", owner="billing")
+        add_task(s, "b", owner="ops")
+        add_execution(s, "a", status="failure", queued_at=T0)
+        add_execution(s, "a", status="success", queued_at=T0 + H)
+        add_execution(s, "b", status="success", queued_at=T0 + 2 * H)
+        add_execution(s, "ghost", status="success", queued_at=T0)
+    with db.session() as s:
+        assert [r.task_name for r in list_executions(s)[0]] == ["ghost", "b", "a", "a"]
+        assert [r.status for r in list_executions(s, task="a", status="failure")[0]] == ["failure"]
+        assert [r.task_name for r in list_executions(s, since=T0 + H)[0]] == ["b", "a"]
+        assert [r.task_name for r in list_executions(s, until=T0 + H)[0]] == ["ghost", "a"]
+        assert {r.task_name for r in list_executions(s, owner="billing")[0]} == {"a"}
+        assert list_executions(s, owner="nobody")[0] == []
+        assert [d["task"] for d in iter_executions(s, owner="ops", batch=1)] == ["b"]
+        assert len(list(iter_executions(s, batch=3))) == 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"status": "done"}, "status"),
+        ({"cursor": "garbage!"}, "cursor"),
+        ({"limit": 0}, "limit"),
+        ({"since": dt.datetime(2025, 1, 1)}, "since"),
+    ],
+)
+def test_list_executions_bad_parameters_name_the_parameter(
+    db: Database, kwargs: dict[str, object], parameter: str
+) -> None:
+    with db.session() as s, pytest.raises(BadParameter) as info:
+        list_executions(s, **kwargs)  # type: ignore[arg-type]
+    assert info.value.parameter == parameter
+    assert str(info.value).startswith(f"{parameter}: ")
+
+
+def test_get_execution_respects_owner(db: Database) -> None:
+    with db.session() as s:
+        add_task(s, "a", owner="billing")
+        row = add_execution(s, "a")
+        ident = row.id
+    with db.session() as s:
+        assert get_execution(s, ident) is not None
+        assert get_execution(s, ident, owner="billing") is not None
+        assert get_execution(s, ident, owner="ops") is None
+        assert get_execution(s, ident + 100) is None
+
+
+def test_task_list_has_last_status_and_sorts_with_keyset(db: Database) -> None:
+    with db.session() as s:
+        add_task(s, "c", next_run_at=T0 + 2 * H)
+        add_task(s, "a", next_run_at=None)
+        add_task(s, "b", next_run_at=T0 + H)
+        add_task(s, "d", next_run_at=T0 + H)
+        add_task(s, "gone", deleted_at=T0)
+        add_execution(s, "a", status="success", queued_at=T0)
+        add_execution(s, "a", status="failure", queued_at=T0 + 3 * H)
+        add_execution(s, "c", status="started", queued_at=T0 + H)
+
+    def names(sort: str, limit: int) -> list[str]:
+        out: list[str] = []
+        cursor: str | None = None
+        while True:
+            with db.session() as s:
+                rows, cursor = list_tasks(s, sort=sort, limit=limit, cursor=cursor)
+            out += [r.task.name for r in rows]
+            if cursor is None:
+                return out
+
+    for limit in (1, 2, 10):
+        assert names("name", limit) == ["a", "b", "c", "d"]
+        assert names("-name", limit) == ["d", "c", "b", "a"]
+        assert names("next_run", limit) == ["b", "d", "c", "a"]
+        assert names("last_run", limit) == ["b", "d", "c", "a"]
+        assert names("-last_run", limit) == ["a", "c", "d", "b"]
+    with db.session() as s:
+        rows, _ = list_tasks(s)
+        by_name = {r.task.name: r for r in rows}
+        assert by_name["a"].last_status == "failure"
+        assert by_name["a"].last_run_at == T0 + 3 * H
+        assert by_name["b"].last_status is None
+        cursor = list_tasks(s, sort="name", limit=1)[1]
+        assert cursor is not None
+        with pytest.raises(BadParameter, match="cursor: not a cursor of a list sorted by next_run"):
+            list_tasks(s, sort="next_run", cursor=cursor)
+        with pytest.raises(BadParameter, match="sort: 'size' is not one of"):
+            list_tasks(s, sort="size")
+        deleted = get_task(s, "gone")
+        assert deleted is not None and deleted.task.deleted_at == T0
+        assert get_task(s, "gone", owner="ops") is None
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("100%", ["pct"]),
+        ("a_b", ["under"]),
+        ("it's", ["quote"]),
+        ('say "hi"', ["dquote"]),
+        ("'; DROP TABLE tasks; --", ["sql"]),
+        ("SELECT", ["sql"]),
+        ("Zürich", ["unicode"]),
+        ("日本", ["unicode"]),
+        ("\\", ["backslash"]),
+        ("REPORT", ["report"]),
+        ("nothing-matches", []),
+    ],
+)
+def test_search_is_literal_and_parameterised(db: Database, q: str, expected: list[str]) -> None:
+    with db.session() as s:
+        add_task(s, "pct", description="grows 100% a year")
+        add_task(s, "under", description="a_b test")
+        add_task(s, "aXb", description="axb")
+        add_task(s, "quote", description="it's quoted")
+        add_task(s, "dquote", description='they say "hi"')
+        add_task(s, "sql", description="'; DROP TABLE tasks; -- SELECT")
+        add_task(s, "unicode", description="Zürich 日本")
+        add_task(s, "backslash", description="C:\\path")
+        add_task(s, "report", task="app.reports.build")
+    with db.session() as s:
+        rows, _ = list_tasks(s, q=q)
+        assert [r.task.name for r in rows] == expected
+        assert len(list_tasks(s)[0]) == 9
+
+
+def test_task_filters_and_counts(db: Database) -> None:
+    with db.session() as s:
+        add_task(s, "a", owner="billing", type="periodic", enabled=True)
+        add_task(s, "b", owner="billing", type="async", enabled=False, crontab=None)
+        add_task(s, "c", owner="ops", type="periodic", enabled=False)
+        add_execution(s, "a", status="success")
+        add_execution(s, "a", status="success", queued_at=T0 + H)
+        add_execution(s, "c", status="failure")
+    with db.session() as s:
+        assert [r.task.name for r in list_tasks(s, owner="billing")[0]] == ["a", "b"]
+        assert [r.task.name for r in list_tasks(s, type="async")[0]] == ["b"]
+        assert [r.task.name for r in list_tasks(s, enabled=False)[0]] == ["b", "c"]
+        with pytest.raises(BadParameter, match="type: "):
+            list_tasks(s, type="cron")
+        assert sorted(execution_counts(s)) == [("a", "success", 2), ("c", "failure", 1)]
+        assert execution_counts(s, owner="billing") == [("a", "success", 2)]
+        assert sorted(task_counts(s)) == [
+            ("async", False, 1),
+            ("periodic", False, 1),
+            ("periodic", True, 1),
+        ]
+
+
+def test_apply_log_newest_first(db: Database) -> None:
+    with db.session() as s:
+        for i in range(3):
+            add_apply(s, at=T0 + i * H, created=[f"t{i}"])
+    with db.session() as s:
+        page, cursor = list_applies(s, limit=2)
+        assert [r.created_names for r in page] == [["t2"], ["t1"]]
+        page, cursor = list_applies(s, limit=2, cursor=cursor)
+        assert [r.created_names for r in page] == [["t0"]] and cursor is None

@@ -1,0 +1,154 @@
+"""The Beat scheduler's statements (reconciler.store.scheduling) on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from reconciler.store import scheduling
+from reconciler.store.database import Database
+from reconciler.store.tables import BeatHeartbeat
+from tests.beatsupport import at, delete_task, executions, put_task, spec, task_row
+
+T0 = at("2026-01-05T10:00:00Z")
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database.open(database_url)
+    yield database
+    database.dispose()
+
+
+def seconds(n: float) -> dt.timedelta:
+    return dt.timedelta(seconds=n)
+
+
+def new_execution(name: str, celery_id: str, slot: dt.datetime | None) -> scheduling.NewExecution:
+    return scheduling.NewExecution(name, celery_id, "schedule", slot, [], {}, T0)
+
+
+def test_due_slots_are_oldest_first_limited_and_only_live_enabled_tasks(db: Database) -> None:
+    for n in range(5):
+        put_task(db, spec(f"t{n}", interval={"seconds": 10 + n}), T0)
+    put_task(db, spec("off", interval={"seconds": 1}, enabled=False), T0, next_run_at=T0)
+    put_task(db, spec("dead", interval={"seconds": 1}), T0)
+    delete_task(db, "dead", T0)
+    with db.session() as session:
+        due = scheduling.due_slots(session, T0 + seconds(12), limit=2)
+        assert [d.name for d in due] == ["t0", "t1"]
+        assert due[0].slot == T0 + seconds(10)
+        assert due[0].anchor == T0
+        everything = scheduling.due_slots(session, T0 + seconds(100), limit=100)
+        assert {d.name for d in everything} == {"t0", "t1", "t2", "t3", "t4"}
+        assert scheduling.next_due(session) == T0 + seconds(10)
+
+
+def test_the_claim_is_a_compare_and_set_on_the_slot(db: Database) -> None:
+    put_task(db, spec("cas", interval={"seconds": 10}), T0)
+    task_id = task_row(db, "cas").id
+    claim = scheduling.Claim(task_id, T0 + seconds(10), T0 + seconds(20), T0 + seconds(10))
+    with db.session() as session:
+        assert scheduling.claim(session, [claim]) == {task_id}
+    with db.session() as session:
+        # A second beat holding the old slot loses.
+        assert scheduling.claim(session, [claim]) == set()
+    row = task_row(db, "cas")
+    assert row.next_run_at == T0 + seconds(20)
+    assert row.last_run_at == T0 + seconds(10)
+
+
+def test_claims_count_missed_and_skipped_and_may_clear_the_next_run(db: Database) -> None:
+    put_task(db, spec("a", type="async"), T0)
+    put_task(db, spec("b", interval={"seconds": 10}), T0)
+    a, b = task_row(db, "a"), task_row(db, "b")
+    claims = [
+        scheduling.Claim(a.id, T0, None, T0),
+        scheduling.Claim(b.id, T0 + seconds(10), T0 + seconds(20), None, missed=3, skipped=1),
+    ]
+    with db.session() as session:
+        assert scheduling.claim(session, claims) == {a.id, b.id}
+    a, b = task_row(db, "a"), task_row(db, "b")
+    assert a.next_run_at is None and a.last_run_at == T0
+    assert (b.missed_count, b.skipped_count, b.last_run_at) == (3, 1, None)
+
+
+def test_one_execution_row_per_slot(db: Database) -> None:
+    with db.session() as session:
+        first = scheduling.insert_executions(
+            session, [new_execution("x", "id-1", T0), new_execution("x", "id-2", T0 + seconds(1))]
+        )
+        again = scheduling.insert_executions(
+            session, [new_execution("x", "id-3", T0), new_execution("x", "id-4", None)]
+        )
+    assert first == {"id-1", "id-2"}
+    assert again == {"id-4"}
+    assert [row.celery_task_id for row in executions(db, "x")] == ["id-1", "id-2", "id-4"]
+
+
+@pytest.mark.postgres
+def test_two_beats_split_due_rows_instead_of_waiting(postgres_url: str) -> None:
+    db = Database.open(postgres_url)
+    try:
+        for n in range(6):
+            put_task(db, spec(f"t{n}", interval={"seconds": 10}), T0)
+        now = T0 + seconds(10)
+        with db.session() as first:
+            mine = scheduling.due_slots(first, now, limit=4)
+            with db.session() as second:
+                theirs = scheduling.due_slots(second, now, limit=4)
+        assert len(mine) == 4 and len(theirs) == 2
+        assert not {d.name for d in mine} & {d.name for d in theirs}
+    finally:
+        db.dispose()
+
+
+def test_unpublished_rows_are_found_marked_and_failed(db: Database) -> None:
+    with db.session() as session:
+        scheduling.insert_executions(
+            session,
+            [new_execution("u", f"id-{n}", T0 + seconds(n)) for n in range(3)],
+        )
+    with db.session() as session:
+        scheduling.mark_published(session, ["id-0"], T0 + seconds(1))
+    with db.session() as session:
+        assert scheduling.unpublished(session, T0, 10) == []
+        rows = scheduling.unpublished(session, T0 + seconds(1), 10)
+        assert [row.celery_task_id for row in rows] == ["id-1", "id-2"]
+        scheduling.fail_unpublished(session, [rows[0].id], "not published: test", T0)
+    by_id = {row.celery_task_id: row for row in executions(db, "u")}
+    assert by_id["id-0"].published_at == T0 + seconds(1)
+    assert by_id["id-1"].status == "failure"
+    assert by_id["id-1"].error == "not published: test"
+    assert by_id["id-2"].status == "pending"
+
+
+def test_the_heartbeat_is_one_row_per_beat_updated_in_place(db: Database) -> None:
+    with db.session() as session:
+        scheduling.heartbeat(session, "beat-1", "host", 10, T0, T0)
+    with db.session() as session:
+        scheduling.heartbeat(session, "beat-1", "host", 10, T0, T0 + seconds(5))
+        scheduling.heartbeat(session, "beat-2", "host", 11, T0, T0 + seconds(1))
+    with db.session() as session:
+        beats = {
+            b.instance: b.last_tick_at for b in session.execute(select(BeatHeartbeat)).scalars()
+        }
+    assert beats == {"beat-1": T0 + seconds(5), "beat-2": T0 + seconds(1)}
+
+
+def test_changes_are_read_by_the_marker(db: Database) -> None:
+    put_task(db, spec("one"), T0)
+    with db.session() as session:
+        seen = scheduling.change_marker(session)
+    put_task(db, spec("two"), T0)
+    delete_task(db, "one", T0)
+    with db.session() as session:
+        assert scheduling.change_marker(session) == seen + 2
+        changed = {row.name: row.live for row in scheduling.changed_specs(session, seen)}
+        assert changed == {"two": True, "one": False}
+        found = scheduling.find_task(session, "one")
+        assert found is not None and found.deleted
+        assert scheduling.find_task(session, "nope") is None

@@ -1,0 +1,91 @@
+"""The JSON Schema: generated from the models, committed in sync, used by the examples."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from reconciler.celeryapp import load_app, registered_task_names
+from reconciler.cli import main
+from reconciler.jsonschema import SCHEMA_ID, render, task_schema
+from reconciler.loader import check_registered, load_directory
+from reconciler.spec import TaskSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / "schemas" / "task.schema.json"
+EXAMPLES = ROOT / "tasks.d"
+SCHEMA_LINE = re.compile(r"^# yaml-language-server: \$schema=(\S+)$")
+
+
+def test_committed_schema_is_current() -> None:
+    assert COMMITTED.read_text(encoding="utf-8") == render(), (
+        "schemas/task.schema.json is stale: run `make schema` and commit it"
+    )
+
+
+def test_schema_command_prints_it() -> None:
+    result = CliRunner().invoke(main, ["schema"])
+    assert result.exit_code == 0
+    assert result.output == render()
+
+
+def test_schema_shape() -> None:
+    schema = task_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"] == SCHEMA_ID
+    assert schema["title"] == "celery-reconciler task"
+    assert set(schema["properties"]) == set(TaskSpec.model_fields)
+    assert schema["required"] == ["name", "owner", "type", "task"]
+    assert schema["additionalProperties"] is False
+    crontab = schema["properties"]["crontab"]["anyOf"]
+    assert {"$ref": "#/$defs/Crontab"} in crontab
+    assert crontab[0]["type"] == "string"
+    assert schema["$defs"]["Crontab"]["properties"]["minute"]["type"] == ["string", "integer"]
+    assert schema["properties"]["at"]["anyOf"][0] == {"type": "string", "format": "date-time"}
+    assert schema["properties"]["name"]["not"] == {"enum": ["registered", "executions"]}
+    assert all(prop.get("description") for prop in schema["properties"].values())
+    rules = {rule["if"]["properties"]["type"]["const"]: rule["then"] for rule in schema["allOf"]}
+    assert rules["scheduled"]["required"] == ["at"]
+    assert rules["periodic"]["oneOf"] == [{"required": ["crontab"]}, {"required": ["interval"]}]
+    json.dumps(schema)  # serialisable as is
+
+
+def _example_files() -> list[Path]:
+    return sorted(p for p in EXAMPLES.rglob("*") if p.suffix in (".yaml", ".yml"))
+
+
+def test_examples_point_at_the_schema() -> None:
+    files = _example_files()
+    assert files, "tasks.d/ holds the examples"
+    for path in files:
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        match = SCHEMA_LINE.match(first)
+        assert match, f"{path} must start with '# yaml-language-server: $schema=...'"
+        assert (path.parent / match.group(1)).resolve() == COMMITTED
+
+
+def test_examples_are_valid_against_the_demo_app() -> None:
+    result = load_directory(EXAMPLES)
+    assert [str(d) for d in result.errors] == []
+    names = registered_task_names(load_app("reconciler.demo:app"))
+    assert [str(d) for d in check_registered(result, names)] == []
+
+
+def test_examples_cover_every_type_and_schedule_form() -> None:
+    schema_fields = set(task_schema()["properties"])
+    forms: set[str] = set()
+    for path in _example_files():
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if not document:
+                continue
+            assert set(document) <= schema_fields
+            if "crontab" in document:
+                kind = "string" if isinstance(document["crontab"], str) else "mapping"
+                forms.add(f"crontab {kind}")
+            else:
+                forms.add("interval" if "interval" in document else document["type"])
+    assert forms >= {"async", "scheduled", "crontab string", "crontab mapping", "interval"}

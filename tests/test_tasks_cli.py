@@ -1,0 +1,91 @@
+"""``reconcile tasks``: the registered task names, as text and JSON, and a bad ``--app``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import main
+
+DEMO_TASKS = [
+    "app.api.tasks.demo_async_task",
+    "app.api.tasks.demo_dynamic_task",
+    "app.api.tasks.demo_periodic_task",
+    "app.api.tasks.demo_scheduled_task",
+    "app.worker.long_running_task",
+    "app.worker.test_celery",
+]
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.delenv("RECONCILER_APP", raising=False)
+    return CliRunner()
+
+
+def test_text_lists_the_demo_tasks(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["tasks"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "".join(f"{name}\n" for name in DEMO_TASKS)
+
+
+def test_json(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["tasks", "--app", "reconciler.demo:app", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"app": "reconciler.demo:app", "tasks": DEMO_TASKS}
+
+
+def test_app_from_the_environment(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "myproj_celery.py").write_text(
+        "from celery import Celery\n"
+        "app = Celery('mine')\n"
+        "@app.task(name='mine.hello')\n"
+        "def hello():\n"
+        "    return 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("RECONCILER_APP", "myproj_celery:app")
+    result = runner.invoke(main, ["tasks"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "mine.hello\n"
+
+
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        (
+            "nosuch.module",
+            "error: --app nosuch.module: cannot import 'nosuch.module': No module named 'nosuch'\n",
+        ),
+        (
+            "reconciler.demo:nothing",
+            "error: --app reconciler.demo:nothing: 'reconciler.demo' has no attribute 'nothing'\n",
+        ),
+        (
+            "reconciler.demo:logger",
+            "error: --app reconciler.demo:logger: 'logger' is a Logger, not a Celery app\n",
+        ),
+    ],
+)
+def test_bad_app(runner: CliRunner, app: str, message: str) -> None:
+    result = runner.invoke(main, ["tasks", "--app", app])
+    assert result.exit_code == 1
+    assert result.stderr == message
+    assert result.stdout == ""
+
+
+def test_app_whose_import_raises(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken_celery_app.py").write_text("raise RuntimeError('no config file')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = runner.invoke(main, ["tasks", "--app", "broken_celery_app:app"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: --app broken_celery_app:app: importing it failed: RuntimeError: no config file\n"
+    )

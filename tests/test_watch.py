@@ -1,0 +1,148 @@
+"""``reconcile watch`` as a real process: file changes, invalid states, outages, git pull."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
+
+from reconciler.store.database import Database
+from reconciler.store.tables import ApplyRecord, Task
+from tests.support import Process, TcpProxy, reconcile_argv, wait_for
+from tests.test_apply import git, task_yaml, write_tasks
+
+pytestmark = pytest.mark.e2e
+
+
+def watch(tmp_path: Path, tasks: Path, url: str, *extra: str) -> Process:
+    argv = reconcile_argv(
+        "watch", "--tasks-dir", str(tasks), "--database-url", url, "--debounce-ms", "50", *extra
+    )
+    return Process(argv, tmp_path / "watch.log", cwd=tmp_path)
+
+
+def names(db: Database) -> dict[str, str]:
+    """Live task name -> its crontab hour (enough to see which version is applied)."""
+    with db.session() as session:
+        rows = session.execute(
+            select(Task.name, Task.spec).where(Task.deleted_at.is_(None)).order_by(Task.name)
+        )
+        return {name: str(spec.get("crontab", {}).get("hour")) for name, spec in rows}
+
+
+@pytest.fixture
+def sqlite_db(sqlite_url: str) -> Iterator[Database]:
+    db = Database.open(sqlite_url)
+    yield db
+    db.dispose()
+
+
+def test_applies_at_start_and_on_change_and_stops_on_sigterm(
+    tmp_path: Path, sqlite_url: str, sqlite_db: Database
+) -> None:
+    tasks = tmp_path / "tasks.d"
+    write_tasks(tasks, ["a"])
+    with watch(tmp_path, tasks, sqlite_url) as proc:
+        wait_for(lambda: names(sqlite_db) == {"a": "1"}, 30, message="first apply")
+        write_tasks(tasks, ["b"])
+        wait_for(lambda: names(sqlite_db) == {"a": "1", "b": "1"}, 30, message="b applied")
+        wait_for(lambda: "applied: 1 created (b); 1 unchanged, in " in proc.output(), 10)
+        started = time.monotonic()
+        proc.kill(signal.SIGTERM)
+        assert proc.popen.wait(10) == 0
+        assert time.monotonic() - started < 3
+    log = proc.output()
+    assert "applied: 1 created (a); 0 unchanged, in " in log
+    assert "SIGTERM received, stopping" in log and "Traceback" not in log
+
+
+def test_invalid_state_keeps_the_last_good_one_and_the_next_valid_is_applied(
+    tmp_path: Path, sqlite_url: str, sqlite_db: Database
+) -> None:
+    tasks = tmp_path / "tasks.d"
+    write_tasks(tasks, ["a"])
+    with watch(tmp_path, tasks, sqlite_url) as proc:
+        wait_for(lambda: names(sqlite_db) == {"a": "1"}, 30)
+        # One "commit": a valid edit of a, plus a broken new file.
+        (tasks / "a.yaml").write_text(task_yaml("a", crontab="0 5 * * *"))
+        (tasks / "b.yaml").write_text(task_yaml("b", crontab="61 * * * *"))
+        wait_for(lambda: "invalid task files, last good state kept" in proc.output(), 30)
+        assert "b.yaml:" in proc.output()
+        assert names(sqlite_db) == {"a": "1"}
+        (tasks / "b.yaml").write_text(task_yaml("b", crontab="0 3 * * *"))
+        wait_for(lambda: names(sqlite_db) == {"a": "5", "b": "3"}, 30, message="fixed state")
+        wait_for(lambda: "task files are valid again" in proc.output(), 10)
+        assert proc.popen.poll() is None
+
+
+def test_resync_reverts_drift(tmp_path: Path, sqlite_url: str, sqlite_db: Database) -> None:
+    tasks = tmp_path / "tasks.d"
+    write_tasks(tasks, ["a"])
+    with watch(tmp_path, tasks, sqlite_url, "--resync-interval", "0.5"):
+        wait_for(lambda: names(sqlite_db) == {"a": "1"}, 30)
+        with sqlite_db.session() as session:
+            session.execute(update(Task).where(Task.name == "a").values(enabled=False))
+
+        def enabled() -> bool:
+            with sqlite_db.session() as session:
+                return bool(session.scalar(select(Task.enabled).where(Task.name == "a")))
+
+        wait_for(enabled, 30, message="drift reverted")
+
+
+@pytest.mark.postgres
+def test_survives_the_database_going_away_and_applies_the_pending_change(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    direct = Database.open(postgres_url)
+    target = make_url(postgres_url)
+    tasks = tmp_path / "tasks.d"
+    write_tasks(tasks, ["a"])
+    try:
+        with TcpProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
+            proxied = target.set(port=proxy.port).render_as_string(hide_password=False)
+            with watch(tmp_path, tasks, proxied, "--max-backoff", "1") as proc:
+                wait_for(lambda: names(direct) == {"a": "1"}, 30, message="first apply")
+                proxy.cut()
+                write_tasks(tasks, ["b"])
+                wait_for(lambda: "database unavailable, retrying" in proc.output(), 30)
+                assert names(direct) == {"a": "1"}
+                proxy.restore()
+                wait_for(lambda: names(direct) == {"a": "1", "b": "1"}, 30, message="after outage")
+                wait_for(lambda: "database is reachable again" in proc.output(), 10)
+                assert proc.output().count("database unavailable, retrying") == 1
+                assert proc.popen.poll() is None
+    finally:
+        direct.dispose()
+
+
+def test_git_pull_applies_what_was_pushed(
+    tmp_path: Path, sqlite_url: str, sqlite_db: Database
+) -> None:
+    upstream, author, checkout = tmp_path / "upstream.git", tmp_path / "author", tmp_path / "co"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(upstream))
+    git(tmp_path, "clone", "-q", str(upstream), str(author))
+    write_tasks(author / "tasks.d", ["a"])
+    git(author, "checkout", "-q", "-b", "main")
+    git(author, "add", ".")
+    git(author, "commit", "-q", "-m", "first")
+    git(author, "push", "-q", "origin", "main")
+    git(tmp_path, "clone", "-q", "-b", "main", str(upstream), str(checkout))
+    with watch(tmp_path, checkout / "tasks.d", sqlite_url, "--git-pull", "1") as proc:
+        wait_for(lambda: names(sqlite_db) == {"a": "1"}, 30)
+        write_tasks(author / "tasks.d", ["b"])
+        git(author, "add", ".")
+        git(author, "commit", "-q", "-m", "second")
+        git(author, "push", "-q", "origin", "main")
+        wait_for(lambda: names(sqlite_db) == {"a": "1", "b": "1"}, 30, message="pulled and applied")
+        assert "git pull: " in proc.output()
+    head = git(author, "rev-parse", "HEAD").strip()
+    with sqlite_db.session() as session:
+        last = session.scalars(select(ApplyRecord).order_by(ApplyRecord.id.desc())).first()
+        assert last is not None
+        assert (last.created_names, last.git_commit, last.git_dirty) == (["b"], head, False)
