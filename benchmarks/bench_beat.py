@@ -176,7 +176,7 @@ def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         env={**os.environ, **env},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
-        cwd=log.parent,
+        cwd=ROOT,
         start_new_session=True,
     )
 
@@ -315,6 +315,7 @@ def change_pickup(workdir: Path, changes: int = 20, count: int = 10_000) -> list
     """Seconds from an applied change's commit to beat publishing it (a new async task)."""
     pickups: list[float] = []
     with fresh_database() as url, redis_database() as broker:
+        Database.open(url).dispose()
         base = time.time() + STARTUP
         load_tasks(url, count, 60, base)
         beat = our_beat(url, broker, workdir / "pickup.log")

@@ -106,13 +106,16 @@ def run_backend(name: str, url: str, directory: Path) -> list[list[object]]:
     db = Database.open(url)
 
     def series(case: str, prepare: Callable[[int], None]) -> None:
-        validates, times, counter = [], [], Counter()
+        validates: list[float] = []
+        times: list[float] = []
+        counters: list[Counter] = []
         for attempt in range(REPEAT):
             prepare(attempt)
             validates.append(validate_seconds(directory))
             with counting(db) as counter:
                 times.append(timed(lambda: reconcile(db, directory)))
-        seconds, validate = min(times), min(validates)
+            counters.append(counter)
+        seconds, validate, counter = min(times), min(validates), counters[-1]
         ratio = seconds / validate
         rows.append(
             [

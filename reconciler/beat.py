@@ -12,6 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery
@@ -78,9 +82,15 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         """Open the database (upgrading its schema) and start the ticker."""
         if self._ticker is not None:
             return
-        self._database = Database.open(self._url)
+        # A server that does not answer must not hold a tick for the OS connect timeout.
+        if "postgres" in self._url:
+            self._database = Database.open(self._url, connect_args={"connect_timeout": 5})
+        else:
+            self._database = Database.open(self._url)
         self._publisher = CeleryPublisher(self.app)
-        ticker = Ticker(self._database, self._publisher, grace=catchup_grace(self.app))
+        ticker = Ticker(
+            self._database, self._publisher, grace=catchup_grace(self.app), shield=deferred_stop
+        )
         database = self._database
 
         def reap(now: dt.datetime) -> None:
@@ -137,6 +147,27 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
     @property
     def info(self) -> str:
         return f"    . database -> {_masked(self._url)}"
+
+
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+
+
+@contextmanager
+def deferred_stop() -> Iterator[None]:
+    """Hold SIGTERM/SIGINT/SIGQUIT until the block ends.
+
+    Celery Beat stops by raising ``SystemExit`` from its signal handler, wherever the
+    main thread is; between a publish and the write of its ``published_at`` that would
+    leave a sent message looking unsent, to be sent again by the next beat.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _masked(url: str) -> str:

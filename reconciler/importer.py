@@ -236,6 +236,8 @@ def payload_to_document(payload: _Payload, owner: str | None) -> dict[str, Any] 
         payload.problem("enabled", f"must be true or false, got {json.dumps(enabled)}")
     task_type = _task_type(payload)
     schedule = _schedule(payload, task_type) if task_type else None
+    if task_type:
+        _note_unused_schedule(payload, task_type)
     if payload.problems or original is None or task is None or task_type is None:
         return None
     name = slugify(original, fallback=task.rsplit(".", 1)[-1])
@@ -258,6 +260,26 @@ def payload_to_document(payload: _Payload, owner: str | None) -> dict[str, Any] 
     if schedule is not None:
         document.update(schedule)
     return document
+
+
+def _note_unused_schedule(payload: _Payload, task_type: str) -> None:
+    """The old form sent every schedule field; say which meaningful ones are dropped."""
+    unused: list[str] = []
+    if task_type != "scheduled" and payload.get("scheduled_time"):
+        unused.append("scheduled_time")
+    if task_type != "periodic":
+        unused += [
+            f"crontab_{name}"
+            for name, _, _ in CRON_FIELDS
+            if payload.get(f"crontab_{name}") not in (None, "", "*")
+        ]
+        unused += [
+            f"interval_{part}"
+            for part, _ in INTERVAL_PARTS
+            if payload.get(f"interval_{part}") not in (None, "", 0, "0")
+        ]
+    if unused:
+        payload.notes.append(f"{', '.join(unused)} ignored: type {task_type!r} does not use them")
 
 
 def _closest(key: str) -> str:

@@ -15,6 +15,9 @@ from reconciler.spec import CRON_FIELDS, TaskSpec
 
 SCHEMA_ID = "urn:celery-reconciler:schemas:task"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
+AT_PATTERN = (
+    r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*([Zz]|[+-]\d{2}(:?\d{2})?)?)?$"
+)
 
 DESCRIPTIONS: dict[str, str] = {
     "name": "Identity of the task: lowercase letters, digits, '.', '_', '-'; unique.",
@@ -93,7 +96,9 @@ def task_schema() -> dict[str, Any]:
         )
     properties["at"] = {
         "description": DESCRIPTIONS["at"],
-        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}],
+        # A pattern, not "format": date-time, which would demand an offset that the
+        # format lets users leave out (the task's timezone applies then).
+        "anyOf": [{"type": "string", "pattern": AT_PATTERN}, {"type": "null"}],
         "default": None,
     }
     properties["name"]["not"] = {"enum": ["registered", "executions"]}

@@ -378,6 +378,13 @@ _PATTERN_MESSAGES = {
     "task": "must be a Celery task name without spaces",
 }
 
+_MISSING_HINTS: dict[Loc, str] = {
+    ("name",): "add e.g. name: daily-report",
+    ("owner",): "add e.g. owner: billing (the team whose history it is)",
+    ("type",): "add type: async, scheduled or periodic",
+    ("task",): "add the Celery task name, e.g. task: app.worker.test_celery",
+}
+
 _EXPECTED = {
     "string_type": "a string",
     "int_type": "an integer",
@@ -404,7 +411,7 @@ def _explain(error: Any, loc: Loc) -> tuple[str, str | None, Loc]:
     value = error.get("input")
     last = loc[-1] if loc else ""
     if kind == "missing":
-        return "required field missing", None, loc
+        return "required field missing", _MISSING_HINTS.get(loc), loc
     if kind == "extra_forbidden":
         model = _MODELS.get(loc[:-1])
         known = sorted(model.model_fields) if model else []
@@ -673,26 +680,51 @@ def _task_files(root: str, diagnostics: list[Diagnostic]) -> Iterator[str]:
                     continue
             if entry.is_dir():
                 subdirectories.append(entry.path)
-            elif is_task_file:
+            elif is_task_file and entry.is_file():
                 yield os.path.normpath(entry.path)
+            elif is_task_file:
+                # A FIFO or device would block or stream forever: never opened.
+                diagnostics.append(_file_error(entry.path, "is not a regular file"))
         pending.extend(reversed(subdirectories))
 
 
 # --- entry points ------------------------------------------------------------------------
 
 
+Progress = Callable[[int, int], None]
+"""Called after each file with (files read, files in total), e.g. for a progress bar."""
+
+
 class _Collector:
-    def __init__(self, now: dt.datetime | None) -> None:
+    """Gathers the files to read first (so progress has a total), then reads them."""
+
+    def __init__(self, now: dt.datetime | None, progress: Progress | None) -> None:
         now = now or dt.datetime.now(dt.UTC)
         self.now = now if now.tzinfo is not None else now.replace(tzinfo=dt.UTC)
+        self.progress = progress
         self.tasks: list[LoadedTask] = []
         self.diagnostics: list[Diagnostic] = []
-        self.files = 0
         self.missing_root = False
+        self._files: list[str] = []
         self._names: dict[str, tuple[str, int, int]] = {}
 
     def add_file(self, path: str) -> None:
-        self.files += 1
+        if os.path.isfile(path):
+            self._files.append(path)
+        else:
+            self.diagnostics.append(_file_error(path, "is not a regular file"))
+
+    def add_directory(self, root: str) -> None:
+        if not os.path.isdir(root):
+            self.missing_root = True
+            what = "is not a directory" if os.path.exists(root) else "does not exist"
+            self.diagnostics.append(
+                _file_error(root, f"tasks directory {what}", "create it or pass --tasks-dir")
+            )
+            return
+        self._files.extend(_task_files(root, self.diagnostics))
+
+    def _read(self, path: str) -> None:
         outcome = _load_file(path, self.now)
         self.diagnostics.extend(outcome.diagnostics)
         for task, (line, column) in outcome.tasks:
@@ -713,32 +745,30 @@ class _Collector:
             self._names[task.spec.name] = (path, line, column)
             self.tasks.append(task)
 
-    def add_directory(self, root: str) -> None:
-        if not os.path.isdir(root):
-            self.missing_root = True
-            what = "is not a directory" if os.path.exists(root) else "does not exist"
-            self.diagnostics.append(
-                _file_error(root, f"tasks directory {what}", "create it or pass --tasks-dir")
-            )
-            return
-        for path in _task_files(root, self.diagnostics):
-            self.add_file(path)
-
     def result(self) -> LoadResult:
+        total = len(self._files)
+        for done, path in enumerate(self._files, start=1):
+            self._read(path)
+            if self.progress is not None:
+                self.progress(done, total)
         diagnostics = sorted(self.diagnostics, key=Diagnostic.sort_key)
-        return LoadResult(self.tasks, diagnostics, self.files, self.missing_root)
+        return LoadResult(self.tasks, diagnostics, total, self.missing_root)
 
 
-def load_directory(tasks_dir: Path | str, now: dt.datetime | None = None) -> LoadResult:
+def load_directory(
+    tasks_dir: Path | str, now: dt.datetime | None = None, progress: Progress | None = None
+) -> LoadResult:
     """Load every task file under ``tasks_dir``; ``now`` decides which ``at`` is past."""
-    collector = _Collector(now)
+    collector = _Collector(now, progress)
     collector.add_directory(str(tasks_dir))
     return collector.result()
 
 
-def load_paths(paths: Sequence[Path | str], now: dt.datetime | None = None) -> LoadResult:
+def load_paths(
+    paths: Sequence[Path | str], now: dt.datetime | None = None, progress: Progress | None = None
+) -> LoadResult:
     """Load the given files and directories (directories recursively) as one set."""
-    collector = _Collector(now)
+    collector = _Collector(now, progress)
     for path in paths:
         text = str(path)
         if os.path.isdir(text) or not os.path.exists(text):

@@ -18,6 +18,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -144,6 +145,7 @@ class Ticker:
         max_batches: int = 20,
         clock: Callable[[], dt.datetime] = utcnow,
         instance: str | None = None,
+        shield: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self.database = database
         self.publisher = publisher
@@ -151,6 +153,9 @@ class Ticker:
         self.batch = batch
         self.max_batches = max_batches
         self.clock = clock
+        # Held from a publish until its ``published_at`` is written: beat defers SIGTERM
+        # there, so a stopped beat never leaves a sent message looking unsent.
+        self.shield = shield
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
         self.instance = instance or f"{self.hostname}:{self.pid}:{uuid.uuid4().hex[:8]}"
@@ -218,10 +223,14 @@ class Ticker:
             upcoming = None if full else scheduling.next_due(session)
         if messages:
             self._send(messages)
-        if full or (upcoming is not None and upcoming <= now):
+        # More is due now (claims moved slots still due): go again. Due rows that were
+        # all locked by another beat are its work: wait for the next tick instead.
+        if full or (due and upcoming is not None and upcoming <= now):
             return 0.0, True
         if upcoming is None:
             return MAX_SLEEP, False
+        if upcoming <= now:
+            return MIN_SLEEP, False
         wait = (upcoming - self.clock()).total_seconds()
         return min(MAX_SLEEP, max(MIN_SLEEP, wait)), False
 
@@ -287,17 +296,18 @@ class Ticker:
         return [m for m in claimed if m.task_id in inserted]
 
     def _send(self, messages: Sequence[Message]) -> None:
-        try:
-            sent = self.publisher.publish(messages)
-        except PublishFailed as exc:
-            self.broker_health.fail(str(exc))
-            sent = exc.sent
-        else:
-            self.broker_health.ok()
-        self.stats.fired += len(sent)
-        if sent:
-            self._unmarked.extend(sent)
-            self._mark(list(self._unmarked))
+        with self.shield():
+            try:
+                sent = self.publisher.publish(messages)
+            except PublishFailed as exc:
+                self.broker_health.fail(str(exc))
+                sent = exc.sent
+            else:
+                self.broker_health.ok()
+            self.stats.fired += len(sent)
+            if sent:
+                self._unmarked.extend(sent)
+                self._mark(list(self._unmarked))
 
     def _mark(self, ids: list[str]) -> None:
         """Set ``published_at``; kept in memory and retried while the database is away."""
@@ -337,7 +347,7 @@ class Ticker:
         resends them.
         """
         self._last_recovery = now
-        with scheduling.transaction(self.database) as session:
+        with self.shield(), scheduling.transaction(self.database) as session:
             rows = scheduling.unpublished(session, now - RECOVERY_AGE, self.batch)
             if not rows:
                 return
@@ -374,17 +384,20 @@ class Ticker:
                 self.stats.failed_unpublished += len(ids)
                 log.warning("beat: %d claimed execution(s) not sent: %s", len(ids), why)
             if send:
-                try:
-                    sent = self.publisher.publish(send)
-                except PublishFailed as exc:
-                    self.broker_health.fail(str(exc))
-                    sent = exc.sent
-                # Remembered first: if this transaction fails, the next tick marks them.
-                self._unmarked.extend(sent)
-                scheduling.mark_published(session, sent, self.clock())
-                self.stats.recovered += len(sent)
-                if sent:
-                    log.warning("beat: sent %d claimed execution(s) left unpublished", len(sent))
+                self._resend(session, send)
+
+    def _resend(self, session: Any, send: list[Message]) -> None:
+        try:
+            sent = self.publisher.publish(send)
+        except PublishFailed as exc:
+            self.broker_health.fail(str(exc))
+            sent = exc.sent
+        # Remembered first: if this transaction fails, the next tick marks them.
+        self._unmarked.extend(sent)
+        scheduling.mark_published(session, sent, self.clock())
+        self.stats.recovered += len(sent)
+        if sent:
+            log.warning("beat: sent %d claimed execution(s) left unpublished", len(sent))
 
     # --- specs and changes --------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from reconciler.store.executions import (
     change_seq,
     managed_tasks,
     pick_by_arguments,
+    relax_commit,
 )
 
 logger = logging.getLogger("reconciler.tracking")
@@ -54,6 +55,7 @@ DEADLINE_GRACE = 30.0
 """Added to a time limit: the worker itself reports a hard time limit within that time."""
 
 BATCH_SIZE = 500
+LINGER = 0.1  # seconds the writer waits to gather a batch after the first step
 CATALOG_MAX_AGE = 30.0  # re-read the managed tasks at least this often
 CATALOG_MISS_RECHECK = 0.2  # an unknown Celery name re-checks the change marker this often
 RETRY_FOR = 30.0  # seconds one batch is retried while the database is away, then dropped
@@ -76,6 +78,8 @@ def _cut(text: str, limit: int = RESULT_LIMIT) -> str:
 
 def encode_result(value: Any) -> Any:
     """The result as stored: itself when it is JSON, else its repr; cut to 64 KiB."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
     try:
         text = json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, OverflowError, RecursionError):
@@ -85,8 +89,26 @@ def encode_result(value: Any) -> Any:
     return _cut(text)
 
 
+_SCALARS = (str, int, bool, type(None))
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """JSON as it is (the common case), checked without serialising it."""
+    if isinstance(value, _SCALARS):
+        return True
+    if depth > 4:
+        return False
+    if isinstance(value, list):
+        return all(_plain(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
 def json_safe(value: Any) -> Any:
     """Arguments as stored: unchanged when JSON, else each odd value as its repr."""
+    if _plain(value):
+        return value
     try:
         return json.loads(json.dumps(value, default=_safe_repr, allow_nan=False))
     except (TypeError, ValueError, OverflowError, RecursionError):
@@ -178,7 +200,6 @@ class Writer:
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
-        self.pid = os.getpid()
         self._queue: queue.SimpleQueue[Step | threading.Event] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -216,9 +237,17 @@ class Writer:
             logger.debug("execution tracking: database not ready yet: %s", exc)
         while True:
             items: list[Step | threading.Event] = [self._queue.get()]
-            while len(items) < BATCH_SIZE:
+            # Linger a moment for more: one transaction for many steps costs far less
+            # than one each, and a fast task's start and finish then merge into one write.
+            linger_until = time.monotonic() + LINGER
+            while len(items) < BATCH_SIZE and not isinstance(items[-1], threading.Event):
+                remaining = linger_until - time.monotonic()
                 try:
-                    items.append(self._queue.get_nowait())
+                    items.append(
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else self._queue.get_nowait()
+                    )
                 except queue.Empty:
                     break
             steps = [item for item in items if isinstance(item, Step)]
@@ -247,6 +276,7 @@ class Writer:
                 with self._open().begin() as session:
                     updates = self._resolve(session, steps)
                     if updates:
+                        relax_commit(session)
                         apply_updates(session, updates)
             except Exception as exc:
                 if not self._failing:
@@ -295,18 +325,29 @@ class Tracker:
     database_url_override: str | None = None
     _writer: Writer | None = None
     _running: dict[str, tuple[dt.datetime, float]] = field(default_factory=dict)
+    _conf: tuple[str, float | None, float] | None = None  # url, app time limit, lost-after
+
+    def after_fork(self) -> None:
+        """A forked pool process starts with its own writer (and engine), nothing running."""
+        self._writer = None
+        self._running = {}
+
+    def _settings(self) -> tuple[str, float | None, float]:
+        # Read once: Celery's settings lookups cost more than everything else per task.
+        if self._conf is None:
+            conf = self.app.conf
+            limit = conf.task_time_limit or conf.task_soft_time_limit
+            url = self.database_url_override or database_url_for(self.app)
+            self._conf = (url, float(limit) if limit else None, lost_after_for(self.app))
+        return self._conf
 
     @property
     def writer(self) -> Writer:
-        return self._this_process()
-
-    def _this_process(self) -> Writer:
-        """One writer per process: a forked pool child starts its own (with its own engine)."""
         writer = self._writer
-        url = self.database_url_override or database_url_for(self.app)
-        if writer is None or writer.pid != os.getpid():
+        url = self.database_url_override or os.environ.get("RECONCILER_DATABASE_URL")
+        url = url or self._settings()[0]
+        if writer is None:
             writer = self._writer = Writer(url)
-            self._running = {}
         elif writer.database_url != url:  # reconfigured (tests, or a re-read setting)
             writer.flush()
             writer = self._writer = Writer(url)
@@ -319,18 +360,16 @@ class Tracker:
             logger.exception("execution tracking could not queue a step")
 
     def deadline(self, task: Any, started_at: dt.datetime) -> dt.datetime:
-        request = task.request
-        hard, soft = (getattr(request, "timelimit", None) or (None, None))[:2]
-        conf = self.app.conf
+        hard, soft = (getattr(task.request, "timelimit", None) or (None, None))[:2]
+        _, app_limit, lost_after = self._settings()
         limit = (
             hard
             or soft
             or getattr(task, "time_limit", None)
             or getattr(task, "soft_time_limit", None)
-            or conf.task_time_limit
-            or conf.task_soft_time_limit
+            or app_limit
         )
-        seconds = float(limit) + DEADLINE_GRACE if limit else lost_after_for(self.app)
+        seconds = float(limit) + DEADLINE_GRACE if limit else lost_after
         return started_at + dt.timedelta(seconds=seconds)
 
     # before_task_publish, in whatever process publishes
@@ -378,7 +417,6 @@ class Tracker:
 
     def on_prerun(self, sender: Any, task_id: str, task: Any, **_: Any) -> None:
         started_at = _now()
-        self._this_process()
         self._running[task_id] = (started_at, time.monotonic())
         update = self._base(
             task,
@@ -462,17 +500,24 @@ class Tracker:
 
     def flush(self, timeout: float = 10.0) -> bool:
         writer = self._writer
-        if writer is None or writer.pid != os.getpid():
-            return True
-        return writer.flush(timeout)
+        return True if writer is None else writer.flush(timeout)
 
 
 _trackers: list[Tracker] = []
 
 
+def _after_fork_in_child() -> None:
+    for tracker in _trackers:
+        tracker.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @dataclass
 class _Process:
     in_beat: bool = False
+    connected: bool = False
 
 
 _process = _Process()
@@ -564,6 +609,14 @@ def lost_after_for(app: Celery) -> float:
     return float(value) if value else DEFAULT_LOST_AFTER
 
 
+def uninstall(app: Celery) -> None:
+    """Stop recording this app's executions (after writing what is queued)."""
+    for tracker in list(_trackers):
+        if tracker.app is app:
+            tracker.flush()
+            _trackers.remove(tracker)
+
+
 def install(app: Celery, *, database_url: str | None = None) -> Tracker:
     """Record every execution of this app's managed tasks; idempotent.
 
@@ -576,7 +629,8 @@ def install(app: Celery, *, database_url: str | None = None) -> Tracker:
             return tracker
     tracker = Tracker(app, database_url)
     _trackers.append(tracker)
-    if len(_trackers) == 1:
+    if not _process.connected:
+        _process.connected = True
         for signal, handler in _HANDLERS:
             signal.connect(
                 handler, weak=False, dispatch_uid=f"reconciler.tracking{handler.__name__}"

@@ -15,7 +15,7 @@ CONNECT_TIMEOUT = 3.0
 
 @dataclass(frozen=True)
 class WorkersSeen:
-    """The workers that answered a ping, and the task names each registers."""
+    """The workers that answered, and the task names each registers."""
 
     can_ask: bool  # False: the broker has no broadcast (the embedded SQLite broker)
     answered: tuple[str, ...] = ()

@@ -225,7 +225,7 @@ def test_two_reconcilers_started_together_both_succeed_and_converge(
     database_url: str, tmp_path: Path
 ) -> None:
     tasks = tmp_path / "tasks.d"
-    write_tasks(tasks, [f"t{i:03d}" for i in range(500)])
+    write_tasks(tasks, [f"t{i:03d}" for i in range(200)])
     Database.open(database_url).dispose()
     argv = reconcile_argv("apply", "--tasks-dir", str(tasks), "--database-url", database_url)
     procs = [
@@ -236,12 +236,12 @@ def test_two_reconcilers_started_together_both_succeed_and_converge(
     assert [proc.returncode for proc in procs] == [0, 0], outputs
     applied = sorted(out.strip().splitlines()[-1] for out, _ in outputs)
     assert applied == [
-        "Applied: 500 created, 0 updated, 0 deleted.",
+        "Applied: 200 created, 0 updated, 0 deleted.",
         "No changes. Nothing applied.",
     ]
     db = Database.open(database_url)
     try:
-        assert len(live_names(db)) == 500
+        assert len(live_names(db)) == 200
         assert len(records(db)) == 1
     finally:
         db.dispose()

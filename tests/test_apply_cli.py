@@ -207,3 +207,10 @@ def test_progress_bar_only_for_long_work_on_a_terminal(monkeypatch: pytest.Monke
     with progress_bar(5000) as step:
         step(5000)
     assert "Applying" in terminal.getvalue()
+
+
+def test_invalid_database_url_is_a_clear_error(workdir: Path) -> None:
+    for command in (["apply"], ["watch"], ["status"]):
+        result = run(*command, "--database-url", "nosuch://x")
+        assert result.exit_code == 1
+        assert result.stderr.startswith("error: invalid database URL 'nosuch://x': ")

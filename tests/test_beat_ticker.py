@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -405,3 +406,117 @@ def test_claimed_rows_carry_the_slot_and_the_queue_time(db: Database) -> None:
     assert row.queued_at == T0 + seconds(10.5)
     with db.session() as session:
         assert scheduling.unfinished(session, ["rec", "other"]) == {"rec"}
+
+
+@pytest.mark.postgres
+def test_a_database_outage_is_ridden_out_and_caught_up_by_policy(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from urllib.parse import urlsplit
+
+    from tests.support import TcpProxy
+
+    direct = Database.open(postgres_url)
+    put_task(direct, spec("skip", interval={"seconds": 10}, catchup="skip"), T0)
+    put_task(direct, spec("once", interval={"seconds": 10}, catchup="once"), T0)
+    parts = urlsplit(postgres_url)
+    with TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
+        proxied = Database.open(postgres_url.replace(f":{parts.port}/", f":{proxy.port}/"))
+        clock = Clock(T0)
+        publisher = FakePublisher()
+        ticker = Ticker(proxied, publisher, clock=clock, batch=50)
+        ticker.tick(T0 + seconds(10))
+        assert len(publisher.sent) == 2
+        proxy.cut()
+        for minute in range(1, 6):
+            assert ticker.tick(T0 + seconds(10 + 60 * minute)) > 0
+        assert ticker.database_health.up is False
+        proxy.restore()
+        clock.now = T0 + seconds(310)
+        ticker.tick(clock.now)
+        proxied.dispose()
+    assert ticker.database_health.up is True
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("database unavailable" in m for m in messages) == 1
+    assert sum("database is back" in m for m in messages) == 1
+    skip_slots = publisher.slots("skip")
+    once_slots = publisher.slots("once")
+    # Slots older than the grace: skip dropped them, once ran one of them.
+    assert all(s is not None and s >= T0 + seconds(250) for s in skip_slots[1:])
+    assert len([s for s in once_slots[1:] if s is not None and s < T0 + seconds(250)]) == 1
+    assert task_row(direct, "skip").missed_count > 0
+    direct.dispose()
+
+
+def test_with_the_reconcilers_own_apply(db: Database, tmp_path: Path) -> None:
+    from reconciler.apply import reconcile
+
+    tasks_dir = tmp_path / "tasks.d"
+    tasks_dir.mkdir()
+    path = tasks_dir / "t.yaml"
+
+    def write(extra: str) -> None:
+        path.write_text(
+            "name: applied\nowner: team\ntype: periodic\ntask: app.worker.test_celery\n"
+            f"interval: {{seconds: 10}}\n{extra}"
+        )
+
+    write("args: [1]\n")
+    reconcile(db, tasks_dir, now=T0)
+    publisher = FakePublisher()
+    clock = Clock(T0)
+    ticker = make_ticker(db, clock, publisher)
+    ticker.tick(T0 + seconds(10))
+    write("args: [2]\n")
+    reconcile(db, tasks_dir, now=T0 + seconds(15))
+    ticker.tick(T0 + seconds(20))
+    write("args: [2]\nenabled: false\n")
+    reconcile(db, tasks_dir, now=T0 + seconds(25))
+    ticker.tick(T0 + seconds(30))
+    ticker.tick(T0 + seconds(40))
+    assert [(m.args, m.scheduled_for) for m in publisher.sent] == [
+        ([1], T0 + seconds(10)),
+        ([2], T0 + seconds(20)),
+    ]
+    assert task_row(db, "applied").next_run_at is None
+
+
+def test_a_publish_and_its_mark_happen_inside_the_shield(db: Database) -> None:
+    from collections.abc import Iterator as Iter
+    from contextlib import contextmanager
+
+    put_task(db, spec("shielded", interval={"seconds": 10}), T0)
+    events: list[str] = []
+
+    @contextmanager
+    def shield() -> Iter[None]:
+        events.append("enter")
+        yield
+        marked = [row.published_at is not None for row in executions(db, "shielded")]
+        events.append(f"exit marked={marked}")
+
+    class Recording(FakePublisher):
+        def publish(self, messages):  # type: ignore[no-untyped-def]
+            events.append("publish")
+            return super().publish(messages)
+
+    ticker = Ticker(db, Recording(), clock=Clock(T0), shield=shield)
+    ticker.tick(T0 + seconds(10))
+    assert events[-3:] == ["enter", "publish", "exit marked=[True]"]
+
+
+def test_beat_defers_stop_signals_while_shielded() -> None:
+    import os
+    import signal
+
+    from reconciler.beat import deferred_stop
+
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        with deferred_stop():
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert received == []
+        assert received == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

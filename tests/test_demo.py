@@ -47,7 +47,8 @@ def run(name: str, *args: Any, **kwargs: Any) -> Any:
 
 
 def test_registers_the_old_task_names() -> None:
-    assert registered_task_names(app) == DEMO_TASKS
+    # Other tests' apps may add their shared tasks to every app in this process.
+    assert [name for name in registered_task_names(app) if name.startswith("app.")] == DEMO_TASKS
 
 
 def test_config() -> None:

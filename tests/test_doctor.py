@@ -157,7 +157,7 @@ def test_workers_are_pinged_and_tasks_no_worker_registers_are_named(
 
     checks = by_name(settings)
     assert (checks["workers"].status, checks["workers"].message) == (
-        "fail", "no worker answered a ping within 0.5 s"
+        "fail", "no worker answered within 0.5 s"
     )  # fmt: skip
     assert checks["registered"].status == "skip"
 

@@ -430,3 +430,13 @@ def test_a_file_that_appears_before_writing_stops_the_whole_import(project: Path
     with pytest.raises(ReconcilerError, match="already exists; nothing was imported"):
         write_tasks(tasks)
     assert imported_files(project) == {tasks[1].path.name: "# raced\n"}
+
+
+def test_schedule_fields_a_type_does_not_use_are_noted(project: Path) -> None:
+    payload = {**ONCE_IMMEDIATE, "name": "now", "crontab_minute": "*", "interval_minutes": 5}
+    payload["scheduled_time"] = "2030-01-01T00:00:00"
+    result = run_import(project, [payload], "--owner", "demo")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1] == (
+        "    note: scheduled_time, interval_minutes ignored: type 'async' does not use them"
+    )

@@ -112,6 +112,14 @@ def test_load_paths_mixes_files_and_directories(tasks: Path) -> None:
     assert result.files == 2
 
 
+def test_progress_reports_every_file(tasks: Path) -> None:
+    write(tasks, "one.yaml", ASYNC)
+    write(tasks, "sub/two.yaml", ASYNC.replace("name: a", "name: b"))
+    seen: list[tuple[int, int]] = []
+    load_directory(tasks, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 2), (2, 2)]
+
+
 def test_result_properties(tasks: Path) -> None:
     write(tasks, "past.yaml", ASYNC.replace("async", "scheduled") + "at: 2020-01-01T00:00:00Z\n")
     result = load_directory(tasks, now=NOW)
@@ -161,6 +169,14 @@ def test_symlink_inside_the_tree_is_read(tasks: Path) -> None:
         "tasks.d/broken.yaml:1:1: file: is a broken symlink",
         "tasks.d/real/one.yml:1:7: name: 'a' is already used at tasks.d/alias.yaml:1:7 "
         "(hint: task names are unique across all files; rename one)",
+    ]
+
+
+def test_fifo_is_refused_not_opened(tasks: Path) -> None:
+    os.mkfifo(tasks / "pipe.yaml")
+    assert lines(load_directory(tasks)) == ["tasks.d/pipe.yaml:1:1: file: is not a regular file"]
+    assert lines(load_paths([tasks / "pipe.yaml"])) == [
+        "tasks.d/pipe.yaml:1:1: file: is not a regular file"
     ]
 
 
@@ -308,7 +324,12 @@ RULES: list[tuple[str, str, list[str]]] = [
     (
         "required fields",
         "name: a\ntype: async\n",
-        ["1:1: owner: required field missing", "1:1: task: required field missing"],
+        [
+            "1:1: owner: required field missing "
+            "(hint: add e.g. owner: billing (the team whose history it is))",
+            "1:1: task: required field missing "
+            "(hint: add the Celery task name, e.g. task: app.worker.test_celery)",
+        ],
     ),
     (
         "wrong types say what was expected",

@@ -149,7 +149,8 @@ def _mutate(document: dict[str, Any], draw: st.DrawFn) -> dict[str, Any]:
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         target = result
         nested = [k for k, v in result.items() if isinstance(v, dict)]
-        if nested and draw(st.booleans()):
+        go_deeper: bool = draw(st.booleans())
+        if nested and go_deeper:
             key = draw(st.sampled_from(nested))
             target = result[key] = dict(result[key])
         action = draw(st.sampled_from(["drop", "rename", "retype", "add"]))

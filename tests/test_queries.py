@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import delete
 
 from reconciler.store.database import Database
 from reconciler.store.queries import (
@@ -15,22 +17,37 @@ from reconciler.store.queries import (
     execution_to_dict,
     get_execution,
     get_task,
+    iter_execution_records,
     iter_executions,
     list_applies,
     list_executions,
     list_tasks,
     task_counts,
 )
-from tests.webseed import T0, add_apply, add_execution, add_task
+from reconciler.store.tables import ApplyRecord, Task, TaskExecution
+from tests.webseed import BACKENDS, T0, add_apply, add_execution, add_task, backend_url
 
 H = dt.timedelta(hours=1)
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
+    for url in backend_url(str(request.param), tmp_path_factory.mktemp("queries")):
+        database = Database.open(url)
+        yield database
+        database.dispose()
+
+
 @pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database.open(database_url)
-    yield database
-    database.dispose()
+def db(module_db: Database) -> Database:
+    """Empty tables for each test, in one database per backend (creating one per test
+    would cost seconds each on PostgreSQL)."""
+    with module_db.session() as session:
+        for table in (TaskExecution, Task, ApplyRecord):
+            session.execute(delete(table))
+    return module_db
 
 
 def test_execution_to_dict_has_exactly_the_public_keys_and_redacts(db: Database) -> None:
@@ -233,3 +250,26 @@ def test_apply_log_newest_first(db: Database) -> None:
         assert [r.created_names for r in page] == [["t2"], ["t1"]]
         page, cursor = list_applies(s, limit=2, cursor=cursor)
         assert [r.created_names for r in page] == [["t0"]] and cursor is None
+
+
+def test_export_records_match_execution_to_dict(db: Database) -> None:
+    with db.session() as s:
+        add_task(s, "a")
+        add_execution(s, "a", queued_at=T0 + dt.timedelta(microseconds=500_000), result=None)
+        add_execution(
+            s,
+            "a",
+            kwargs={"token": "t", "x": [1, {"api_key": 2}]},
+            result=[1, "é"],
+            queued_at=T0 + H,
+        )
+        add_execution(s, "a", status="pending", queued_at=T0 + 2 * H, result="text")
+    with db.session() as s:
+        expected = [execution_to_dict(row) for row in list_executions(s)[0]]
+        records = list(iter_execution_records(s, batch=2))
+    assert len(records) == len(expected) == 3
+    for record, want in zip(records, expected, strict=True):
+        got = dict(zip(EXECUTION_KEYS, record, strict=True))
+        for key in ("args", "kwargs", "result"):
+            got[key] = None if got[key] is None else json.loads(got[key])  # type: ignore[arg-type]
+        assert got == want

@@ -45,7 +45,18 @@ def test_schema_shape() -> None:
     assert {"$ref": "#/$defs/Crontab"} in crontab
     assert crontab[0]["type"] == "string"
     assert schema["$defs"]["Crontab"]["properties"]["minute"]["type"] == ["string", "integer"]
-    assert schema["properties"]["at"]["anyOf"][0] == {"type": "string", "format": "date-time"}
+    at_pattern = re.compile(schema["properties"]["at"]["anyOf"][0]["pattern"])
+    for accepted in (
+        "2030-01-01",
+        "2030-01-01T10:00",
+        "2030-01-01 10:00:00.5+02:00",
+        "2030-01-01T10:00:00Z",
+    ):
+        assert at_pattern.match(accepted), accepted
+        assert TaskSpec.model_validate(
+            {"name": "a", "owner": "o", "type": "scheduled", "task": "t", "at": accepted}
+        ).at
+    assert not at_pattern.match("tomorrow")
     assert schema["properties"]["name"]["not"] == {"enum": ["registered", "executions"]}
     assert all(prop.get("description") for prop in schema["properties"].values())
     rules = {rule["if"]["properties"]["type"]["const"]: rule["then"] for rule in schema["allOf"]}

@@ -103,7 +103,7 @@ def test_csv_export_streams_the_owners_rows(server: tuple[str, dict[str, int]]) 
         text = response.read().decode()
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [int(r["id"]) for r in rows] == [ids["running"], ids["ops"]]
-    assert rows[1]["result"].startswith("'=")
+    assert rows[1]["error"].startswith("'@")
 
 
 def test_writes_are_405_and_head_works(server: tuple[str, dict[str, int]]) -> None:

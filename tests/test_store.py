@@ -241,3 +241,12 @@ def test_status_rows_with_latest_execution(db: Database) -> None:
         assert rows["c"].last_status is None
         assert [r.name for r in store.status_rows(session, "b")] == ["b"]
         assert store.last_heartbeat(session) is None
+
+
+def test_specs_are_stored_as_their_exact_json_text(db: Database) -> None:
+    # What makes an unchanged task cost one serialisation and a string comparison.
+    tasks = [spec("a", kwargs={"z": 1, "a": [1, 2.5]}), spec("b", labels={"team": "x"})]
+    apply(db, tasks)
+    with db.session() as session:
+        stored = {row.name: row.spec_json for row in store.read_current(session).live}
+    assert stored == {task.name: task.model_dump_json() for task in tasks}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections.abc import Iterator
@@ -13,10 +14,9 @@ from sqlalchemy.engine import make_url
 
 from reconciler.store.database import Database
 from reconciler.store.tables import ApplyRecord, Task
+from reconciler.watch import Watcher, WatchOptions
 from tests.support import Process, TcpProxy, reconcile_argv, wait_for
 from tests.test_apply import git, task_yaml, write_tasks
-
-pytestmark = pytest.mark.e2e
 
 
 def watch(tmp_path: Path, tasks: Path, url: str, *extra: str) -> Process:
@@ -42,6 +42,7 @@ def sqlite_db(sqlite_url: str) -> Iterator[Database]:
     db.dispose()
 
 
+@pytest.mark.e2e
 def test_applies_at_start_and_on_change_and_stops_on_sigterm(
     tmp_path: Path, sqlite_url: str, sqlite_db: Database
 ) -> None:
@@ -61,6 +62,7 @@ def test_applies_at_start_and_on_change_and_stops_on_sigterm(
     assert "SIGTERM received, stopping" in log and "Traceback" not in log
 
 
+@pytest.mark.e2e
 def test_invalid_state_keeps_the_last_good_one_and_the_next_valid_is_applied(
     tmp_path: Path, sqlite_url: str, sqlite_db: Database
 ) -> None:
@@ -80,6 +82,7 @@ def test_invalid_state_keeps_the_last_good_one_and_the_next_valid_is_applied(
         assert proc.popen.poll() is None
 
 
+@pytest.mark.e2e
 def test_resync_reverts_drift(tmp_path: Path, sqlite_url: str, sqlite_db: Database) -> None:
     tasks = tmp_path / "tasks.d"
     write_tasks(tasks, ["a"])
@@ -95,6 +98,7 @@ def test_resync_reverts_drift(tmp_path: Path, sqlite_url: str, sqlite_db: Databa
         wait_for(enabled, 30, message="drift reverted")
 
 
+@pytest.mark.e2e
 @pytest.mark.postgres
 def test_survives_the_database_going_away_and_applies_the_pending_change(
     tmp_path: Path, postgres_url: str
@@ -121,6 +125,7 @@ def test_survives_the_database_going_away_and_applies_the_pending_change(
         direct.dispose()
 
 
+@pytest.mark.e2e
 def test_git_pull_applies_what_was_pushed(
     tmp_path: Path, sqlite_url: str, sqlite_db: Database
 ) -> None:
@@ -146,3 +151,46 @@ def test_git_pull_applies_what_was_pushed(
         last = session.scalars(select(ApplyRecord).order_by(ApplyRecord.id.desc())).first()
         assert last is not None
         assert (last.created_names, last.git_commit, last.git_dirty) == (["b"], head, False)
+
+
+# --- the loop's decisions, in process ---------------------------------------------------
+
+
+def test_cycle_reports_an_invalid_state_once_and_keeps_the_applied_one(
+    tmp_path: Path, sqlite_url: str, sqlite_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    tasks = tmp_path / "tasks.d"
+    write_tasks(tasks, ["a"])
+    watcher = Watcher(WatchOptions(tasks_dir=tasks, database_url=sqlite_url))
+    caplog.set_level(logging.INFO, logger="reconciler.watch")
+    assert watcher.cycle() is True
+    (tasks / "b.yaml").write_text("name: b\n")
+    assert watcher.cycle() is True
+    assert watcher.cycle() is True
+    assert names(sqlite_db) == {"a": "1"}
+    invalid = [r for r in caplog.records if "invalid task files" in r.getMessage()]
+    assert len(invalid) == 1 and "b.yaml" in invalid[0].getMessage()
+    (tasks / "b.yaml").unlink()
+    assert watcher.cycle() is True
+    assert "task files are valid again" in caplog.text
+    assert watcher.cycles == 2
+
+
+def test_cycle_backs_off_while_the_database_is_away(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tasks = tmp_path / "tasks.d"
+    write_tasks(tasks, ["a"])
+    options = WatchOptions(
+        tasks_dir=tasks, database_url="postgresql://nobody@127.0.0.1:1/none", max_backoff=2
+    )
+    watcher = Watcher(options)
+    caplog.set_level(logging.INFO, logger="reconciler.watch")
+    backoffs = []
+    for _ in range(4):
+        assert watcher.cycle() is False
+        backoffs.append(watcher._backoff)
+    assert backoffs == [0.5, 1.0, 2.0, 2.0]
+    assert caplog.text.count("database unavailable, retrying with backoff") == 1
+    watcher.stop()
+    watcher.run()  # returns at once once stopped

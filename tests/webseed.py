@@ -197,7 +197,12 @@ def seed_standard(session: Session) -> dict[str, int]:
         ).id,
         "old": add_execution(s, "old-report", queued_at=T0 + 2 * h).id,
         "ops": add_execution(
-            s, "ops-cleanup", queued_at=T0 + 3 * h, result="=cmd|' /C calc'!A0"
+            s,
+            "ops-cleanup",
+            queued_at=T0 + 3 * h,
+            result="=cmd|' /C calc'!A0",
+            error="@SUM(1+1)*cmd|' /C calc'!A0",
+            traceback="-2+3",
         ).id,
         "running": add_execution(s, "ops-cleanup", status="started", queued_at=T0 + 4 * h).id,
     }

@@ -11,13 +11,20 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from reconciler.cli.options import format_option, handle_errors
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.loader import LoadResult, check_registered, load_directory, load_paths
+from reconciler.loader import (
+    LoadResult,
+    Progress,
+    check_registered,
+    load_directory,
+    load_paths,
+)
 from reconciler.settings import Settings
 
 
@@ -41,7 +48,8 @@ def validate(
     paths: tuple[str, ...], tasks_dir: str | None, app_path: str | None, output_format: str
 ) -> None:
     """Check task files (default: the tasks directory) without touching the database."""
-    result = run_validation(paths, tasks_dir, app_path)
+    progress = _ProgressBar() if output_format == "text" and sys.stderr.isatty() else None
+    result = run_validation(paths, tasks_dir, app_path, progress)
     if output_format == "json":
         click.echo(json.dumps(as_json(result), indent=2))
     elif output_format == "github":
@@ -64,11 +72,36 @@ def validate(
     sys.exit(0 if result.ok else 1)
 
 
-def run_validation(paths: Sequence[str], tasks_dir: str | None, app_path: str | None) -> LoadResult:
+class _ProgressBar:
+    """A progress bar on stderr for long runs (thousands of files), people only."""
+
+    MIN_FILES = 2_000
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < self.MIN_FILES:
+            return
+        if self._bar is None:
+            self._bar = click.progressbar(length=total, label="validating", file=sys.stderr)
+            self._bar.__enter__()
+        self._bar.update(1)
+        if done == total:
+            self._bar.__exit__(None, None, None)
+
+
+def run_validation(
+    paths: Sequence[str],
+    tasks_dir: str | None,
+    app_path: str | None,
+    progress: Progress | None = None,
+) -> LoadResult:
     if paths:
-        result = load_paths(list(paths))
+        result = load_paths(list(paths), progress=progress)
     else:
-        result = load_directory(Settings.resolve(tasks_dir=tasks_dir).tasks_dir)
+        tasks_root = Settings.resolve(tasks_dir=tasks_dir).tasks_dir
+        result = load_directory(tasks_root, progress=progress)
     if app_path:
         # Imported here: validating without --app must not pay for (or need) Celery.
         from reconciler.celeryapp import load_app, registered_task_names

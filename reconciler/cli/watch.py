@@ -15,6 +15,7 @@ import click
 
 from reconciler.cli.options import handle_errors, settings_options
 from reconciler.settings import Settings
+from reconciler.store.database import Database
 from reconciler.watch import Watcher, WatchOptions
 
 
@@ -72,6 +73,8 @@ def watch(
     allow_mass_delete: bool,
 ) -> None:
     """Apply now, then on every change of the task files and every resync interval."""
+    # A malformed URL is a usage error to report now, not an outage to wait out.
+    Database.open(settings.database_url, upgrade=False).dispose()
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,

@@ -19,10 +19,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
-from reconciler.errors import DatabaseUnavailable
+from reconciler.errors import ConfigError, DatabaseUnavailable
 from reconciler.store.db import make_engine, session_factory
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -49,6 +49,11 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+def _known_revision(revision: str) -> bool:
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return revision in {script.revision for script in scripts.walk_revisions()}
+
+
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
@@ -62,7 +67,13 @@ class Database:
     def open(cls, url: str, *, upgrade: bool = True, **engine_kwargs: Any) -> Database:
         """Connect (and by default migrate); DatabaseUnavailable when it cannot be reached."""
         engine_kwargs.setdefault("json_serializer", serialize_json)
-        engine = make_engine(url, **engine_kwargs)
+        try:
+            engine = make_engine(url, **engine_kwargs)
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ConfigError(
+                f"invalid database URL {url!r}: {exc}; use e.g. sqlite:///path/state.db or "
+                f"postgresql://user@host/dbname (--database-url / RECONCILER_DATABASE_URL)"
+            ) from exc
         database = cls(engine, session_factory(engine))
         if upgrade:
             try:
@@ -86,8 +97,15 @@ class Database:
         from alembic import command
 
         head = head_revision()
-        if self.current_revision() == head:
+        current = self.current_revision()
+        if current == head:
             return False
+        if current is not None and not _known_revision(current):
+            raise DatabaseUnavailable(
+                f"the database {describe_url(self.engine)} is at schema revision {current}, "
+                f"which this version of celery-reconciler does not know (its newest is "
+                f"{head}); upgrade celery-reconciler"
+            )
         with (
             unavailable_as_error(self.engine),
             self.engine.connect() as connection,
@@ -135,8 +153,14 @@ def unavailable_as_error(engine: Engine) -> Iterator[None]:
 
 
 def _is_connect_error(exc: DBAPIError) -> bool:
-    name = type(exc.orig).__name__ if exc.orig is not None else ""
-    return name in {"OperationalError", "InterfaceError"} and "locked" not in str(exc.orig)
+    kind = type(exc.orig)
+    if kind.__module__.startswith("sqlite3"):
+        # SQLite's OperationalError also means "locked" or "no such table"; only a file
+        # that cannot be opened is a database that is away.
+        return "unable to open" in str(exc.orig) or "disk I/O" in str(exc.orig)
+    # psycopg: the exact classes for connection failures (subclasses such as
+    # LockNotAvailable or QueryCanceled are not outages).
+    return kind.__name__ in {"OperationalError", "InterfaceError"}
 
 
 def _first_line(error: object) -> str:

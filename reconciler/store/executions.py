@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -215,12 +215,32 @@ def apply_updates(session: Session, updates: Iterable[ExecutionUpdate]) -> None:
     The guard in each statement makes the outcome independent of the order in which
     batches from different processes reach the database: a row only moves forward.
     """
-    ordered = sorted(updates, key=lambda update: update.order)
+    ordered = sorted(_coalesced(list(updates)), key=lambda update: update.order)
     connection = session.connection()
     for status, group in itertools.groupby(ordered, key=lambda update: update.status):
         connection.execute(
             _upsert_statement(session, status), [update.params() for update in group]
         )
+
+
+def _coalesced(updates: list[ExecutionUpdate]) -> list[ExecutionUpdate]:
+    """Drop the steps a final step of the same batch makes moot (it carries their fields).
+
+    A fast task's ``started`` and ``success`` usually reach one batch together: writing
+    only the final step halves the writes and leaves the row exactly as both would.
+    """
+    finished = {
+        update.celery_task_id
+        for update in updates
+        if update.status in FINAL and update.started_at is not None
+    }
+    if not finished:
+        return updates
+    return [
+        update
+        for update in updates
+        if update.status in FINAL or update.celery_task_id not in finished
+    ]
 
 
 def upsert(session: Session, update_: ExecutionUpdate) -> None:
@@ -277,3 +297,14 @@ def pick_by_arguments(
         if list(spec.get("args") or []) == list(args) and dict(spec.get("kwargs") or {}) == kwargs
     )
     return matches[0] if matches else None
+
+
+def relax_commit(session: Session) -> None:
+    """Let this transaction's commit return before its WAL reaches disk (PostgreSQL).
+
+    Tracking writes from a background thread and already loses its queue if the worker
+    is killed; waiting for the disk would cost more than it protects. A database crash
+    may lose the last moments of tracking, never a half-written row.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))

@@ -16,12 +16,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    DateTime,
+    Select,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from reconciler.errors import DatabaseUnavailable, UsageError
-from reconciler.redact import redact
+from reconciler.redact import SECRET_KEY, redact
 from reconciler.store.database import Database
 from reconciler.store.tables import (
     ApplyRecord,
@@ -256,24 +270,98 @@ def iter_executions(
     owner: str | None = None,
     batch: int = 2000,
 ) -> Iterator[dict[str, Any]]:
-    """Every matching execution as ``execution_to_dict``, newest first, in keyset batches.
-
-    For exports: memory stays at one batch whatever the size of the history, and no
-    server-side cursor stays open while the client reads.
-    """
+    """Every matching execution as ``execution_to_dict``, newest first, in keyset batches."""
     filters = _execution_filters(task=task, status=status, since=since, until=until, owner=owner)
-    before: int | None = None
-    while True:
-        page_filters = [*filters] if before is None else [*filters, TaskExecution.id < before]
-        stmt = (
-            select(*EXECUTION_COLUMNS)
-            .where(*page_filters)
-            .order_by(TaskExecution.id.desc())
-            .limit(batch)
-        )
-        rows = session.execute(stmt).all()
+    for rows in _keyset_batches(session.connection(), select(*EXECUTION_COLUMNS), filters, batch):
         for row in rows:
             yield execution_to_dict(row)  # type: ignore[arg-type]
+
+
+def iter_execution_records(
+    session: Session,
+    *,
+    task: str | None = None,
+    status: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    owner: str | None = None,
+    batch: int = 5000,
+) -> Iterator[list[str | int | None]]:
+    """Every matching execution as a list of ``EXECUTION_KEYS`` values, for exports.
+
+    The same values as ``execution_to_dict`` with args, kwargs and result as JSON text,
+    read as stored rather than decoded and encoded again (kwargs are decoded only when
+    their text holds a secret-looking key, to redact it). Memory stays at one batch.
+    """
+    filters = _execution_filters(task=task, status=status, since=since, until=until, owner=owner)
+    connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:
+        # PostgreSQL writes the times as ISO 8601 text itself, in UTC, which spares a
+        # conversion per value here.
+        connection.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+    columns: list[Any] = []
+    for column in EXECUTION_COLUMNS:
+        if column.key in ("args", "kwargs", "result"):
+            columns.append(cast(column, Text).label(column.key))
+        elif postgres and isinstance(column.type, UTCDateTime):
+            columns.append(_pg_isoformat(column).label(column.key))
+        else:
+            columns.append(column)
+    redacted: dict[str, str] = {}  # kwargs repeat from run to run: redact each text once
+    for rows in _keyset_batches(connection, select(*columns), filters, batch):
+        for row in rows:
+            record: list[str | int | None] = list(row)
+            if not postgres:
+                for index in _TIME_INDEXES:
+                    value = record[index]
+                    if value is not None:
+                        record[index] = value.isoformat()  # type: ignore[union-attr]
+            kwargs = record[_KWARGS_INDEX]
+            if isinstance(kwargs, str) and SECRET_KEY.search(kwargs):
+                if kwargs not in redacted:
+                    if len(redacted) > 4096:
+                        redacted.clear()
+                    redacted[kwargs] = json.dumps(redact(json.loads(kwargs)))
+                record[_KWARGS_INDEX] = redacted[kwargs]
+            if record[_RESULT_INDEX] == "null":
+                record[_RESULT_INDEX] = None
+            yield record
+
+
+def _pg_isoformat(column: Any) -> ColumnElement[str]:
+    """``datetime.isoformat()`` of a UTC time, computed by PostgreSQL (session zone UTC):
+    microseconds only when there are some, as Python writes them."""
+    value = type_coerce(column, DateTime(timezone=True))
+    fraction = case(
+        (func.extract("microseconds", value) % 1_000_000 != 0, func.to_char(value, ".US")),
+        else_="",
+    )
+    return func.to_char(value, 'YYYY-MM-DD"T"HH24:MI:SS') + fraction + "+00:00"
+
+
+_TIME_INDEXES = tuple(
+    EXECUTION_KEYS.index(key) for key in ("scheduled_for", "queued_at", "started_at", "finished_at")
+)
+_KWARGS_INDEX = EXECUTION_KEYS.index("kwargs")
+_RESULT_INDEX = EXECUTION_KEYS.index("result")
+
+
+def _keyset_batches(
+    executor: Session | Connection,
+    stmt: Select[Any],
+    filters: list[ColumnElement[bool]],
+    batch: int,
+) -> Iterator[Sequence[Any]]:
+    """``stmt`` under ``filters``, newest first, one batch of rows at a time (keyset on id);
+    no server-side cursor stays open while the client reads."""
+    before: int | None = None
+    while True:
+        page_filters = filters if before is None else [*filters, TaskExecution.id < before]
+        rows = executor.execute(
+            stmt.where(*page_filters).order_by(TaskExecution.id.desc()).limit(batch)
+        ).all()
+        yield rows
         if len(rows) < batch:
             return
         before = rows[-1].id
@@ -290,11 +378,52 @@ def get_execution(session: Session, id: int, *, owner: str | None = None) -> Tas
 # --- tasks ------------------------------------------------------------------------------
 
 
+class TaskRow(Protocol):
+    """The columns of a ``tasks`` row, as a ``Task`` or as a selected row."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def task(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def spec(self) -> dict[str, Any]: ...
+    @property
+    def content_hash(self) -> str: ...
+    @property
+    def source_path(self) -> str: ...
+    @property
+    def source_line(self) -> int: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def created_at(self) -> dt.datetime: ...
+    @property
+    def updated_at(self) -> dt.datetime: ...
+    @property
+    def deleted_at(self) -> dt.datetime | None: ...
+    @property
+    def schedule_anchor(self) -> dt.datetime | None: ...
+    @property
+    def next_run_at(self) -> dt.datetime | None: ...
+    @property
+    def skipped_count(self) -> int: ...
+    @property
+    def missed_count(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class TaskSummary:
     """A task row with its latest execution (if any): what lists and status lookups show."""
 
-    task: Task
+    task: TaskRow
     last_execution_id: int | None
     last_status: str | None
     last_run_at: dt.datetime | None
@@ -304,11 +433,12 @@ class TaskSummary:
 _LastRun = aliased(TaskExecution, name="last_run")
 
 
-def _tasks_with_last_run() -> Select[Task, int, str, dt.datetime, dt.datetime | None]:
+def _tasks_with_last_run() -> Select[Any]:
     """Tasks joined to their latest execution in one statement (no query per task).
 
     The latest execution is found per row through ``max(id)`` on the (task_name, id)
-    index, which both SQLite and PostgreSQL answer with one index probe.
+    index, which both SQLite and PostgreSQL answer with one index probe. Plain rows,
+    not ORM objects: a page of 500 tasks costs no identity-map bookkeeping.
     """
     latest_id = (
         select(func.max(TaskExecution.id))
@@ -317,21 +447,21 @@ def _tasks_with_last_run() -> Select[Task, int, str, dt.datetime, dt.datetime | 
         .scalar_subquery()
     )
     return select(
-        Task,
-        _LastRun.id,
-        _LastRun.status,
-        _LastRun.queued_at,
-        _LastRun.finished_at,
+        *Task.__table__.columns,
+        _LastRun.id.label("last_execution_id"),
+        _LastRun.status.label("last_status"),
+        _LastRun.queued_at.label("last_queued_at"),
+        _LastRun.finished_at.label("last_finished_at"),
     ).outerjoin(_LastRun, _LastRun.id == latest_id)
 
 
 def _summary(row: Any) -> TaskSummary:
     return TaskSummary(
-        task=row[0],
-        last_execution_id=row[1],
-        last_status=row[2],
-        last_run_at=row[3],
-        last_finished_at=row[4],
+        task=row,
+        last_execution_id=row.last_execution_id,
+        last_status=row.last_status,
+        last_run_at=row.last_queued_at,
+        last_finished_at=row.last_finished_at,
     )
 
 

@@ -341,11 +341,21 @@ class StatusRow:
 
 
 def status_rows(session: Session, name: str | None = None) -> list[StatusRow]:
-    """Live tasks (or the one named) with their latest execution status, in one query."""
-    latest = (
-        select(TaskExecution.task_name, func.max(TaskExecution.id).label("last_id"))
-        .group_by(TaskExecution.task_name)
-        .subquery()
+    """Live tasks (or the one named) with their latest execution status, in one query.
+
+    The latest status is a correlated subquery per task that walks the
+    ``(task_name, id)`` index backwards, so it costs one index probe per task however
+    long the history is.
+    """
+    executions = TaskExecution.__table__
+    last_status = (
+        select(executions.c.status)
+        .where(executions.c.task_name == tasks.c.name)
+        .order_by(executions.c.id.desc())
+        .limit(1)
+        .correlate(tasks)
+        .scalar_subquery()
+        .label("status")
     )
     query = (
         select(
@@ -357,11 +367,8 @@ def status_rows(session: Session, name: str | None = None) -> list[StatusRow]:
             tasks.c.last_run_at,
             tasks.c.skipped_count,
             tasks.c.missed_count,
-            TaskExecution.status,
+            last_status,
         )
-        .select_from(tasks)
-        .outerjoin(latest, latest.c.task_name == tasks.c.name)
-        .outerjoin(TaskExecution, TaskExecution.id == latest.c.last_id)
         .where(tasks.c.deleted_at.is_(None))
         .order_by(tasks.c.name)
     )

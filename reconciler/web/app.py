@@ -128,7 +128,7 @@ def create_app(
     api.include_router(router)
 
     @api.get("/healthz", response_model=models.Health, summary="Liveness (touches nothing)")
-    def healthz() -> Response:
+    async def healthz() -> Response:
         return JSONResponse({"status": "ok"})
 
     @api.get(

@@ -39,9 +39,10 @@ def _unauthorized(detail: str, error: str | None = None) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": challenge})
 
 
-def principal(
+async def principal(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
 ) -> Principal:
+    # async: a hash and a few comparisons need no worker thread.
     tokens: TokenSet | None = request.app.state.tokens
     if tokens is None:
         return ANYONE

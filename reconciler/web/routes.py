@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -25,7 +25,7 @@ from reconciler.store.queries import (
     execution_to_dict,
     get_execution,
     get_task,
-    iter_executions,
+    iter_execution_records,
     iter_tasks,
     list_applies,
     list_executions,
@@ -36,7 +36,7 @@ from reconciler.store.queries import (
 )
 from reconciler.web import models
 from reconciler.web.auth import Principal, principal
-from reconciler.web.csvstream import stream_csv
+from reconciler.web.csvstream import stream_csv, stream_records
 from reconciler.web.views import TASK_CSV_COLUMNS, apply_item, task_detail, task_item, task_status
 
 HEAD = "reconciler.head"  # set in the ASGI scope by the read-only middleware for HEAD
@@ -103,8 +103,7 @@ def _wants_csv(request: Request, format: Format | None) -> bool:
 
 def _csv(
     request: Request,
-    columns: tuple[str, ...],
-    rows: Callable[[ReadSession], Iterable[Mapping[str, Any]]],
+    chunks: Callable[[ReadSession], Iterator[str]],
     filename: str,
 ) -> StreamingResponse:
     database = _database(request)
@@ -114,7 +113,7 @@ def _csv(
         if head:
             return
         with reading(database) as session:
-            yield from stream_csv(columns, rows(session))
+            yield from chunks(session)
 
     return StreamingResponse(
         generate(),
@@ -156,10 +155,11 @@ def tasks(
         with reading(_database(request)) as session:
             list_tasks(session, sort=sort, limit=1, **filters)  # bad filters: 422 before streaming
 
-        def rows(session: ReadSession) -> Iterator[dict[str, Any]]:
-            return (task_item(row) for row in iter_tasks(session, sort=sort, **filters))
+        def chunks(session: ReadSession) -> Iterator[str]:
+            rows = (task_item(row) for row in iter_tasks(session, sort=sort, **filters))
+            return stream_csv(TASK_CSV_COLUMNS, rows)
 
-        return _csv(request, TASK_CSV_COLUMNS, rows, "tasks.csv")
+        return _csv(request, chunks, "tasks.csv")
     with reading(_database(request)) as session:
         page, next_cursor = list_tasks(session, sort=sort, limit=limit, cursor=cursor, **filters)
         items = [task_item(row) for row in page]
@@ -247,10 +247,10 @@ def _executions(
     }
     if _wants_csv(request, format):
 
-        def rows(session: ReadSession) -> Iterator[dict[str, Any]]:
-            return iter_executions(session, **filters)
+        def chunks(session: ReadSession) -> Iterator[str]:
+            return stream_records(EXECUTION_KEYS, iter_execution_records(session, **filters))
 
-        return _csv(request, EXECUTION_KEYS, rows, filename)
+        return _csv(request, chunks, filename)
     with reading(_database(request)) as session:
         page, next_cursor = list_executions(session, limit=limit, cursor=cursor, **filters)
         items = [execution_to_dict(row) for row in page]

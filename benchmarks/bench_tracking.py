@@ -1,0 +1,241 @@
+"""Execution tracking's cost: 5,000 no-op tasks through a prefork worker, three ways.
+
+With tracking off, with tracking on (PostgreSQL), and with Celery's own SQLAlchemy
+result backend on the same PostgreSQL database, in the same run, each on a Redis
+broker with a prefork worker of concurrency 2. The messages are queued before the
+worker starts; throughput counts from the first task to the last one recorded.
+Targets: tracking >= 0.8 of the throughput without it, and >= the result backend's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, signals
+
+from benchmarks.table import print_table
+
+TASKS = int(os.environ.get("BENCH_TRACKING_TASKS", "5000"))
+ROUNDS = int(os.environ.get("BENCH_TRACKING_ROUNDS", "2"))
+PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ("off", "tracking", "backend")
+COUNTER = "bench:tracking:done"
+
+# --- the worker's app (imported by the worker as benchmarks.bench_tracking:app) ---------
+
+app = Celery("bench-tracking", set_as_current=False)
+app.conf.update(
+    broker_url=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/0"),
+    task_ignore_result=True,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+)
+_MODE = os.environ.get("BENCH_TRACKING_MODE", "off")
+if _MODE == "backend":
+    app.conf.update(
+        result_backend=os.environ["BENCH_BACKEND_URL"],
+        task_ignore_result=False,
+    )
+elif _MODE == "tracking":
+    from reconciler import tracking
+
+    tracking.install(app)
+
+
+@app.task(name="bench.noop")
+def noop() -> None:
+    """Does nothing: what is measured is the worker and what records the execution."""
+
+
+_counter: Any = None
+
+
+@signals.task_postrun.connect
+def _count(**_: Any) -> None:
+    # The same small cost in every mode: how the benchmark sees that a task ran.
+    global _counter
+    if _counter is None:
+        import redis
+
+        _counter = redis.Redis.from_url(app.conf.broker_url)
+    _counter.incr(COUNTER)
+
+
+# --- the harness ------------------------------------------------------------------------
+
+
+@contextmanager
+def _postgres() -> Iterator[str]:
+    import psycopg
+
+    name = f"bench_tracking_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def _redis_db() -> Iterator[str]:
+    """A Redis database number no test is using (the test suite's lock files)."""
+    import redis
+
+    for number in range(15, 0, -1):
+        lock = open(f"/tmp/reconciler-test-redis-{number}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        try:
+            url = f"redis://127.0.0.1:6379/{number}"
+            redis.Redis.from_url(url).flushdb()
+            yield url
+            return
+        finally:
+            lock.close()
+    raise RuntimeError("every Redis database 1-15 is in use")
+
+
+def _seed(database_url: str) -> None:
+    """The schema, and ``bench.noop`` as a managed task, so tracking records its runs."""
+    import datetime as dt
+
+    from reconciler.store.database import Database
+    from reconciler.store.tables import Task
+
+    now = dt.datetime.now(dt.UTC)
+    database = Database.open(database_url)
+    with database.session() as session:
+        session.add(
+            Task(
+                name="bench-noop", owner="bench", type="async", task="bench.noop",
+                spec={"name": "bench-noop", "task": "bench.noop", "args": [], "kwargs": {}},
+                content_hash="0" * 64, created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+    database.dispose()
+
+
+def _recorded(database_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from reconciler.store.database import Database
+    from reconciler.store.tables import TaskExecution
+
+    database = Database.open(database_url, upgrade=False)
+    try:
+        with database.session() as session:
+            return int(
+                session.scalar(select(func.count()).where(TaskExecution.status == "success")) or 0
+            )
+    finally:
+        database.dispose()
+
+
+def _run(mode: str, broker_url: str, database_url: str) -> dict[str, Any]:
+    import redis
+
+    from reconciler import tracking
+
+    client = redis.Redis.from_url(broker_url)
+    client.flushdb()
+    producer_app = Celery("bench-producer", broker=broker_url, set_as_current=False)
+    producer_app.conf.task_ignore_result = True
+    if mode == "tracking":
+        # Published from here, as user code would: tracking writes each pending row.
+        tracking.install(producer_app, database_url=database_url)
+    with producer_app.producer_or_acquire() as producer:
+        for _ in range(TASKS):
+            producer_app.send_task("bench.noop", producer=producer)
+    tracking.flush(60)
+    tracking.uninstall(producer_app)
+    env = {
+        **os.environ,
+        "BENCH_TRACKING_MODE": mode,
+        "BENCH_BROKER_URL": broker_url,
+        "BENCH_BACKEND_URL": "db+" + database_url.replace("postgresql://", "postgresql+psycopg://"),
+        "RECONCILER_DATABASE_URL": database_url,
+        "PYTHONPATH": str(ROOT),
+    }
+    argv = [sys.executable, "-m", "celery", "-A", "benchmarks.bench_tracking:app", "worker",
+            "--pool", "prefork", "--concurrency", "2", "--loglevel", "WARNING",
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+    worker = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    first = last = ran_at = None
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            done = int(client.get(COUNTER) or 0)
+            now = time.perf_counter()
+            if done and first is None:
+                first = now
+            if done >= TASKS:
+                last = now
+                break
+            time.sleep(0.005)
+        ran_at = last
+        if mode == "tracking":
+            # The run counts as done once every execution is recorded as finished.
+            while _recorded(database_url) < TASKS and time.monotonic() < deadline:
+                time.sleep(0.01)
+            last = time.perf_counter()
+    finally:
+        worker.terminate()
+        _, errors = worker.communicate(timeout=60)
+    if first is None or last is None:
+        raise RuntimeError(f"{mode}: the worker did not finish: {errors.decode()[-2000:]}")
+    seconds = last - first
+    ran = (ran_at or last) - first
+    return {"mode": mode, "seconds": seconds, "per_second": (TASKS - 1) / seconds, "ran": ran}
+
+
+def main() -> None:
+    print(f"{TASKS} no-op tasks, prefork worker (concurrency 2), Redis broker, "
+          f"best of {ROUNDS} rounds")  # fmt: skip
+    best: dict[str, dict[str, Any]] = {}
+    with _redis_db() as broker_url:
+        for round_ in range(ROUNDS):
+            for mode in MODES:
+                with _postgres() as database_url:
+                    _seed(database_url)
+                    result = _run(mode, broker_url, database_url)
+                print(f"  round {round_ + 1}: {mode:<8} {result['per_second']:8.0f} tasks/s "
+                      f"(tasks ran in {result['ran']:.2f} s)", flush=True)  # fmt: skip
+                if mode not in best or result["per_second"] > best[mode]["per_second"]:
+                    best[mode] = result
+    off = best["off"]["per_second"]
+    backend = best["backend"]["per_second"]
+    labels = {
+        "off": "tracking off",
+        "tracking": "tracking on (PostgreSQL)",
+        "backend": "db result backend (PostgreSQL)",
+    }
+    rows = [
+        (labels[mode], round(best[mode]["seconds"], 2), round(best[mode]["per_second"]),
+         best[mode]["per_second"] / off, best[mode]["per_second"] / backend)
+        for mode in MODES
+    ]  # fmt: skip
+    print_table(("case", "seconds", "tasks/s", "vs off", "vs backend"), rows)
+    tracked = best["tracking"]["per_second"]
+    print(f"target: tracking >= 0.8 x off: {'met' if tracked >= 0.8 * off else 'NOT met'} "
+          f"({tracked / off:.2f}); tracking >= backend: "
+          f"{'met' if tracked >= backend else 'NOT met'} ({tracked / backend:.2f})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
