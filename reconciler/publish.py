@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
+from celery.app.routes import MapRoute
 
 from reconciler.errors import ReconcilerError, UnknownTask
 from reconciler.spec import TaskSpec
@@ -27,6 +28,7 @@ log = logging.getLogger("reconciler.beat")
 
 CONNECT_TIMEOUT = 2.0
 BATCH = 200
+REPR_LIMIT = 1024
 """Messages per pipelined flush on transports that batch (Redis)."""
 TRIGGER_HEADER = "reconciler_trigger"
 """Says the execution row exists already (tracking must not record it as external)."""
@@ -46,6 +48,8 @@ class CeleryPublisher:
         self.app = app
         self._connection: Any = None
         self._producer: Any = None
+        self._declared: set[str] = set()
+        self._routes: dict[tuple[str, str | None], dict[str, Any]] = {}
 
     def _ensure_producer(self) -> Any:
         if self._producer is None:
@@ -83,7 +87,7 @@ class CeleryPublisher:
         expires = options.pop("expires", None)
         time_limit = options.pop("time_limit", None)
         soft_time_limit = options.pop("soft_time_limit", None)
-        routed = amqp.router.route(options, message.task, message.args, message.kwargs)
+        routed = self._route(options, message)
         if expires is not None:
             routed["expiration"] = expires
         body = amqp.create_task_message(
@@ -94,12 +98,38 @@ class CeleryPublisher:
             expires=expires,
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
+            # Plain reprs: Celery's safe repr costs more than the rest of the message.
+            argsrepr=repr(message.args)[:REPR_LIMIT],
+            kwargsrepr=repr(message.kwargs)[:REPR_LIMIT],
         )
         headers = {
             TRIGGER_HEADER: message.trigger,
             SLOT_HEADER: message.scheduled_for.isoformat() if message.scheduled_for else None,
         }
-        amqp.send_task_message(producer, message.task, body, retry=False, headers=headers, **routed)
+        queue = routed.get("queue")
+        if queue is not None and getattr(queue, "name", None) not in self._declared:
+            # Declared once per connection, not once per message.
+            producer.maybe_declare(queue)
+            self._declared.add(queue.name)
+        amqp.send_task_message(
+            producer, message.task, body, retry=False, headers=headers, declare=[], **routed
+        )
+
+    def _route(self, options: dict[str, Any], message: Message) -> dict[str, Any]:
+        """The app's routing for this message; cached when routes depend on the name only."""
+        router = self.app.amqp.router
+        if not all(isinstance(route, MapRoute) for route in router.routes):
+            routed: dict[str, Any] = router.route(
+                options, message.task, message.args, message.kwargs
+            )
+            return routed
+        queue = options.pop("queue", None)
+        key = (message.task, queue)
+        if key not in self._routes:
+            self._routes[key] = router.route(
+                {"queue": queue} if queue else {}, message.task, message.args, message.kwargs
+            )
+        return {**self._routes[key], **options}
 
     def reachable(self) -> bool:
         try:
@@ -111,6 +141,7 @@ class CeleryPublisher:
 
     def close(self) -> None:
         connection, self._connection, self._producer = self._connection, None, None
+        self._declared = set()
         if connection is not None:
             try:
                 connection.release()

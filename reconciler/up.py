@@ -109,8 +109,10 @@ class Supervisor:
         *,
         colour: bool | None = None,
         stop_timeout: float = STOP_TIMEOUT,
+        notes: Sequence[str] = (),
     ) -> None:
         self.specs = list(children)
+        self.notes = list(notes)
         self.env = env
         self.out = out or sys.stdout
         self.colour = self.out.isatty() if colour is None else colour
@@ -163,6 +165,8 @@ class Supervisor:
             running.pump.start()
             self.running.append(running)
             self.say("up", f"started {spec.name} (pid {process.pid}): {' '.join(spec.argv)}")
+        for note in self.notes:
+            self.say("up", note)
 
     def request_stop(self, reason: str) -> None:
         if not self._stop.is_set():

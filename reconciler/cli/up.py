@@ -11,6 +11,7 @@ import sys
 import click
 
 from reconciler.cli.options import handle_errors, settings_options
+from reconciler.doctor import masked
 from reconciler.settings import Settings
 from reconciler.store.database import Database
 from reconciler.up import Supervisor, UpOptions, child_env, plan_children
@@ -55,5 +56,12 @@ def up(
         loglevel=loglevel.upper(),
         watch_args=("--git-pull", str(git_pull)) if git_pull else (),
     )
-    supervisor = Supervisor(plan_children(settings, options), child_env(settings))
+    notes = [
+        f"tasks from {settings.tasks_dir}/, state in {masked(settings.database_url)}",
+        "history: 'reconcile history NAME'; health: 'reconcile doctor'; stop: Ctrl-C",
+    ]
+    if serve:
+        shown = "any free port (see serve's log)" if port == 0 else f"http://{host}:{port}/"
+        notes.insert(1, f"the page and API: {shown}")
+    supervisor = Supervisor(plan_children(settings, options), child_env(settings), notes=notes)
     sys.exit(supervisor.run())

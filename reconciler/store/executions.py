@@ -239,7 +239,9 @@ def _coalesced(updates: list[ExecutionUpdate]) -> list[ExecutionUpdate]:
     return [
         update
         for update in updates
-        if update.status in FINAL or update.celery_task_id not in finished
+        if update.status in FINAL
+        or update.status == PENDING  # it may create the row, with its trigger
+        or update.celery_task_id not in finished
     ]
 
 

@@ -32,7 +32,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from reconciler.errors import DatabaseUnavailable, UsageError
 from reconciler.redact import SECRET_KEY, redact
@@ -295,11 +295,9 @@ def iter_execution_records(
     """
     filters = _execution_filters(task=task, status=status, since=since, until=until, owner=owner)
     connection = session.connection()
+    # PostgreSQL writes the times as ISO 8601 text itself, which spares a conversion
+    # per value here.
     postgres = connection.dialect.name == "postgresql"
-    if postgres:
-        # PostgreSQL writes the times as ISO 8601 text itself, in UTC, which spares a
-        # conversion per value here.
-        connection.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
     columns: list[Any] = []
     for column in EXECUTION_COLUMNS:
         if column.key in ("args", "kwargs", "result"):
@@ -330,9 +328,9 @@ def iter_execution_records(
 
 
 def _pg_isoformat(column: Any) -> ColumnElement[str]:
-    """``datetime.isoformat()`` of a UTC time, computed by PostgreSQL (session zone UTC):
-    microseconds only when there are some, as Python writes them."""
-    value = type_coerce(column, DateTime(timezone=True))
+    """``datetime.isoformat()`` of a time in UTC, computed by PostgreSQL: microseconds
+    only when there are some, as Python writes them."""
+    value = func.timezone("UTC", type_coerce(column, DateTime(timezone=True)))
     fraction = case(
         (func.extract("microseconds", value) % 1_000_000 != 0, func.to_char(value, ".US")),
         else_="",
@@ -379,7 +377,8 @@ def get_execution(session: Session, id: int, *, owner: str | None = None) -> Tas
 
 
 class TaskRow(Protocol):
-    """The columns of a ``tasks`` row, as a ``Task`` or as a selected row."""
+    """The columns of a ``tasks`` row, as a ``Task`` or as a selected row (list rows carry
+    only the columns a list shows: ``get_task`` rows carry them all)."""
 
     @property
     def name(self) -> str: ...
@@ -393,8 +392,6 @@ class TaskRow(Protocol):
     def description(self) -> str: ...
     @property
     def enabled(self) -> bool: ...
-    @property
-    def spec(self) -> dict[str, Any]: ...
     @property
     def content_hash(self) -> str: ...
     @property
@@ -424,6 +421,9 @@ class TaskSummary:
     """A task row with its latest execution (if any): what lists and status lookups show."""
 
     task: TaskRow
+    # type, crontab, interval, at, timezone: what a list needs of the definition
+    schedule: dict[str, Any]
+    definition: dict[str, Any] | None  # the whole spec; only from ``get_task``
     last_execution_id: int | None
     last_status: str | None
     last_run_at: dt.datetime | None
@@ -433,12 +433,29 @@ class TaskSummary:
 _LastRun = aliased(TaskExecution, name="last_run")
 
 
-def _tasks_with_last_run() -> Select[Any]:
+_SCHEDULE_KEYS = ("crontab", "interval", "at", "timezone")
+_LIST_COLUMNS = (
+    Task.name,
+    Task.description,
+    Task.owner,
+    Task.type,
+    Task.task,
+    Task.enabled,
+    Task.next_run_at,
+    Task.deleted_at,
+    Task.spec["crontab"].label("spec_crontab"),
+    Task.spec["interval"].label("spec_interval"),
+    Task.spec["at"].as_string().label("spec_at"),
+    Task.spec["timezone"].as_string().label("spec_timezone"),
+)
+
+
+def _tasks_with_last_run(*, detail: bool = False) -> Select[Any]:
     """Tasks joined to their latest execution in one statement (no query per task).
 
     The latest execution is found per row through ``max(id)`` on the (task_name, id)
     index, which both SQLite and PostgreSQL answer with one index probe. Plain rows,
-    not ORM objects: a page of 500 tasks costs no identity-map bookkeeping.
+    not ORM objects, and for lists only the columns shown (not the whole definition).
     """
     latest_id = (
         select(func.max(TaskExecution.id))
@@ -446,8 +463,9 @@ def _tasks_with_last_run() -> Select[Any]:
         .correlate(Task)
         .scalar_subquery()
     )
+    columns: list[Any] = list(Task.__table__.columns) if detail else list(_LIST_COLUMNS)
     return select(
-        *Task.__table__.columns,
+        *columns,
         _LastRun.id.label("last_execution_id"),
         _LastRun.status.label("last_status"),
         _LastRun.queued_at.label("last_queued_at"),
@@ -455,9 +473,18 @@ def _tasks_with_last_run() -> Select[Any]:
     ).outerjoin(_LastRun, _LastRun.id == latest_id)
 
 
-def _summary(row: Any) -> TaskSummary:
+def _summary(row: Any, *, detail: bool = False) -> TaskSummary:
+    if detail:
+        definition = row.spec or {}
+        schedule = {key: definition.get(key) for key in _SCHEDULE_KEYS}
+    else:
+        definition = None
+        schedule = {key: getattr(row, f"spec_{key}") for key in _SCHEDULE_KEYS}
+    schedule["type"] = row.type
     return TaskSummary(
         task=row,
+        schedule=schedule,
+        definition=definition,
         last_execution_id=row.last_execution_id,
         last_status=row.last_status,
         last_run_at=row.last_queued_at,
@@ -558,11 +585,11 @@ def _after_cursor(
 
 def get_task(session: Session, name: str, *, owner: str | None = None) -> TaskSummary | None:
     """One task (deleted ones too, with ``deleted_at``) with its last execution."""
-    stmt = _tasks_with_last_run().where(Task.name == name)
+    stmt = _tasks_with_last_run(detail=True).where(Task.name == name)
     if owner is not None:
         stmt = stmt.where(Task.owner == owner)
     row = session.execute(stmt).first()
-    return None if row is None else _summary(row)
+    return None if row is None else _summary(row, detail=True)
 
 
 def iter_tasks(session: Session, *, batch: int = 500, **filters: Any) -> Iterator[TaskSummary]:
@@ -643,6 +670,14 @@ def last_apply(session: Session) -> ApplyRecord | None:
 
 
 # --- sessions for readers ---------------------------------------------------------------
+
+
+def for_reading(database: Database) -> Database:
+    """The same database and pool, in autocommit: a read then costs one round trip, not
+    three (no BEGIN and ROLLBACK around it). Pages are keyset, so no list needs one
+    snapshot across statements."""
+    engine = database.engine.execution_options(isolation_level="AUTOCOMMIT")
+    return Database(engine, sessionmaker(engine, expire_on_commit=False))
 
 
 @contextmanager

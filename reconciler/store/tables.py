@@ -1,7 +1,7 @@
 """The tables: tasks, their executions, the apply log, beat heartbeats, the change marker.
 
 Times are stored as timezone-aware UTC. The alembic migrations under
-``reconciler/migrations`` create exactly these; a test compares the two.
+``reconciler/store/migrations`` create exactly these; a test compares the two.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reconciler.errors import DatabaseUnavailable
 from reconciler.settings import Settings
 from reconciler.store.database import Database
-from reconciler.store.queries import BadParameter
+from reconciler.store.queries import BadParameter, for_reading
 from reconciler.tokens import TokenSet
 from reconciler.web import metrics, models
 from reconciler.web.auth import Principal, principal
@@ -109,6 +109,7 @@ def create_app(
     else:
         database = source
         app_path = app_path or Settings.resolve().app
+    database = for_reading(database)
     api = FastAPI(
         title="celery-reconciler",
         version=_package_version(),

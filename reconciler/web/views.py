@@ -31,7 +31,10 @@ _INTERVAL_UNITS = (("days", "d"), ("hours", "h"), ("minutes", "m"), ("seconds", 
 
 
 def schedule_text(spec: dict[str, Any]) -> str | None:
-    """The schedule in one short string: ``0 1 * * *``, ``every 1h30m``, ``at …``, ``once``."""
+    """The schedule in one short string: ``0 1 * * *``, ``every 1h30m``, ``at …``, ``once``.
+
+    ``spec`` needs only ``type``, ``crontab``, ``interval`` and ``at``.
+    """
     crontab = spec.get("crontab")
     if isinstance(crontab, dict):
         return " ".join(str(crontab.get(field, "*")) for field in _CRON_FIELDS)
@@ -51,7 +54,7 @@ def schedule_text(spec: dict[str, Any]) -> str | None:
 
 def task_item(summary: TaskSummary) -> dict[str, Any]:
     task = summary.task
-    spec = task.spec or {}
+    spec = summary.schedule
     return {
         "name": task.name,
         "description": task.description,
@@ -73,7 +76,7 @@ def task_detail(summary: TaskSummary) -> dict[str, Any]:
     task = summary.task
     return {
         **task_item(summary),
-        "definition": task.spec,
+        "definition": summary.definition,
         "source": {"path": task.source_path, "line": task.source_line},
         "created_at": iso(task.created_at),
         "updated_at": iso(task.updated_at),
