@@ -271,8 +271,14 @@ def main() -> None:
         ]
         rows = []
         health_rps = 0.0
+        server_process = psutil.Process(server.pid)
+        print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         for label, paths, is_list in cases:
+            cpu_before = sum(server_process.cpu_times()[:2])
             latencies, rps = asyncio.run(_load(base, paths))
+            # Server CPU per request (warm-up included): what the case costs the server,
+            # independent of what else the machine runs at the same time.
+            cpu_ms = (sum(server_process.cpu_times()[:2]) - cpu_before) / (REQUESTS + 50) * 1000
             if label == "/healthz":
                 health_rps = rps
             p99 = _quantile(latencies, 0.99)
@@ -287,10 +293,15 @@ def main() -> None:
                     f"{p99:.1f}",
                     f"{rps:.0f}",
                     f"{ratio:.2f}",
+                    f"{cpu_ms:.2f}",
                     verdict,
                 )
             )
-        print_table(("case", "p50 ms", "p99 ms", "req/s", "vs /healthz", "target"), rows)
+        print_table(
+            ("case", "p50 ms", "p99 ms", "req/s", "vs /healthz", "server CPU ms/req", "target"),
+            rows,
+        )
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
 
         print()
         with PeakRss(server.pid) as memory:

@@ -73,24 +73,34 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self._database: Database | None = None
         self._publisher: CeleryPublisher | None = None
         self._url = database_url(app)
+        self._grace = catchup_grace(app)  # a bad setting stops beat at start, with the reason
         self._failing = False
         super().__init__(app, *args, **kwargs)
 
     # --- Celery's Scheduler interface ---------------------------------------------------
 
     def setup_schedule(self) -> None:
-        """Open the database (upgrading its schema) and start the ticker."""
+        """Open the database (upgrading its schema) and start the ticker.
+
+        A database that is not there yet is not fatal: ``tick`` tries again every second.
+        """
         if self._ticker is not None:
             return
+        try:
+            self._start()
+        except Exception as exc:
+            if not self._failing:
+                log.error("beat: cannot start scheduling yet (retrying every second): %s", exc)
+            self._failing = True
+
+    def _start(self) -> None:
         # A server that does not answer must not hold a tick for the OS connect timeout.
         if "postgres" in self._url:
             self._database = Database.open(self._url, connect_args={"connect_timeout": 5})
         else:
             self._database = Database.open(self._url)
         self._publisher = CeleryPublisher(self.app)
-        ticker = Ticker(
-            self._database, self._publisher, grace=catchup_grace(self.app), shield=deferred_stop
-        )
+        ticker = Ticker(self._database, self._publisher, grace=self._grace, shield=deferred_stop)
         database = self._database
 
         def reap(now: dt.datetime) -> None:
@@ -109,7 +119,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         """One round of claims and publishes; returns the seconds until the next."""
         try:
             if self._ticker is None:
-                self.setup_schedule()
+                self._start()
             assert self._ticker is not None
             delay = self._ticker.tick()
         except Exception:

@@ -38,7 +38,7 @@ RECOVERY_EVERY = dt.timedelta(seconds=5)
 HEARTBEAT_EVERY = dt.timedelta(seconds=1)
 MAX_SLEEP = 0.25
 """Longest sleep between ticks: a change applied while beat sleeps is picked up by then."""
-MIN_SLEEP = 0.02
+MIN_SLEEP = 0.01
 """Shortest sleep while slots are close: batches slots instead of one tick per slot."""
 
 

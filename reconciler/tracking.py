@@ -43,7 +43,7 @@ from reconciler.store.executions import (
 logger = logging.getLogger("reconciler.tracking")
 
 PUBLISHED_HEADER = "reconciler_trigger"
-"""Message header our own publisher sets; such executions already have their row."""
+"""A message with this header already has its row (its publisher wrote it first)."""
 
 RESULT_LIMIT = 64 * 1024
 """Results, tracebacks and errors above this many bytes are cut, with a marker saying so."""
@@ -57,7 +57,7 @@ DEADLINE_GRACE = 30.0
 BATCH_SIZE = 500
 LINGER = 0.1  # seconds the writer waits to gather a batch after the first step
 CATALOG_MAX_AGE = 30.0  # re-read the managed tasks at least this often
-CATALOG_MISS_RECHECK = 0.2  # an unknown Celery name re-checks the change marker this often
+CATALOG_RECHECK = 0.2  # the change marker (did any task change?) is read at most this often
 RETRY_FOR = 30.0  # seconds one batch is retried while the database is away, then dropped
 
 
@@ -145,6 +145,7 @@ class Catalog:
     """The task rows by Celery task name, re-read when the change marker moves."""
 
     by_celery: dict[str, list[ManagedTask]] = field(default_factory=dict)
+    picked: dict[str, str | None] = field(default_factory=dict)  # among several, by arguments
     seq: int | None = None
     loaded_at: float = 0.0
     checked_at: float = 0.0
@@ -152,7 +153,7 @@ class Catalog:
     def refresh(self, session: Any, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and self.seq is not None and now - self.loaded_at < CATALOG_MAX_AGE:
-            if now - self.checked_at < CATALOG_MISS_RECHECK:
+            if now - self.checked_at < CATALOG_RECHECK:
                 return
             self.checked_at = now
             if change_seq(session) == self.seq:
@@ -162,6 +163,7 @@ class Catalog:
         for task in tasks:
             by_celery.setdefault(task.celery_name, []).append(task)
         self.by_celery, self.seq, self.loaded_at, self.checked_at = by_celery, seq, now, now
+        self.picked = {}
 
     def resolve(
         self, session: Any, celery_name: str, args: list[Any], kwargs: dict[str, Any], live: bool
@@ -179,7 +181,12 @@ class Catalog:
         alive = [task.name for task in candidates if task.live]
         names = alive or ([] if live else [task.name for task in candidates])
         if len(names) > 1:
-            return pick_by_arguments(session, names, args, kwargs) or names[0]
+            key = json.dumps([celery_name, names, args, kwargs], sort_keys=True, default=repr)
+            if key not in self.picked:
+                if len(self.picked) > 10_000:  # arguments vary without end: stay bounded
+                    self.picked.clear()
+                self.picked[key] = pick_by_arguments(session, names, args, kwargs)
+            return self.picked[key] or names[0]
         return names[0] if names else None
 
 
@@ -231,6 +238,8 @@ class Writer:
 
     def _run(self) -> None:
         try:
+            if self._missing_sqlite_file() is not None:
+                raise FileNotFoundError(self.database_url)
             with self._open().begin() as session:
                 self._catalog.refresh(session, force=True)
         except Exception as exc:  # _write reports and retries; here it is only a head start
@@ -268,7 +277,31 @@ class Writer:
             self._database = session_factory(make_engine(self.database_url, **extra))
         return self._database
 
+    def _missing_sqlite_file(self) -> str | None:
+        """An embedded database that was never created: there is nothing to record into.
+
+        Checked so that a process which merely publishes (a test, a script) in another
+        directory does not create ``.reconciler/state.db`` there.
+        """
+        prefix = "sqlite:///"
+        if not self.database_url.startswith(prefix):
+            return None
+        path = self.database_url[len(prefix) :].split("?", 1)[0]
+        if path in ("", ":memory:") or os.path.exists(path):
+            return None
+        return path
+
     def _write(self, steps: list[Step]) -> None:
+        missing = self._missing_sqlite_file()
+        if missing is not None:
+            if not self._failing:
+                logger.warning(
+                    "execution tracking records nothing: the database %s does not exist "
+                    "(set RECONCILER_DATABASE_URL, or run any reconcile command to create it)",
+                    missing,
+                )
+                self._failing = True
+            return
         give_up_at = time.monotonic() + RETRY_FOR
         delay = 0.2
         while True:
@@ -329,6 +362,10 @@ class Tracker:
 
     def after_fork(self) -> None:
         """A forked pool process starts with its own writer (and engine), nothing running."""
+        if self._writer is not None:
+            # Kept, never used nor collected: freeing the parent's connections here would
+            # close their sockets, which the parent process is still using.
+            _inherited.append(self._writer)
         self._writer = None
         self._running = {}
 
@@ -504,6 +541,7 @@ class Tracker:
 
 
 _trackers: list[Tracker] = []
+_inherited: list[Writer] = []
 
 
 def _after_fork_in_child() -> None:
@@ -559,8 +597,13 @@ def _guarded(function: Callable[..., None]) -> Callable[..., None]:
 
 @_guarded
 def _on_publish(sender: Any = None, **kwargs: Any) -> None:
-    if _trackers:
-        _trackers[0].on_publish(sender, **kwargs)
+    # The signal does not say which app publishes: the app that registers the task
+    # name is taken, else the first installed (a producer may send by name only).
+    if not _trackers:
+        return
+    name = (kwargs.get("headers") or {}).get("task") or sender
+    tracker = next((t for t in _trackers if name in t.app.tasks), _trackers[0])
+    tracker.on_publish(sender, **kwargs)
 
 
 def _task_handler(method: str) -> Callable[..., None]:

@@ -282,7 +282,7 @@ def test_csv_by_format_or_accept_with_header_and_neutralised_cells(
         assert rows[2]["description"] == "Clean =tmp"
     else:
         ops = next(r for r in rows if r["id"] == str(ids["ops"]))
-        assert ops["result"] == "\"=cmd|' /C calc'!A0\""  # JSON text: a string, quoted
+        assert ops["result"] == "'=cmd|' /C calc'!A0"  # a string result is text
         assert ops["error"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
         assert ops["traceback"] == "'-2+3"
 

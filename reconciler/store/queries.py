@@ -74,6 +74,7 @@ EXECUTION_KEYS = (
 
 # Stand-ins for NULL in task sort keys so that keyset comparisons stay two-valued:
 # a task with nothing to fire sorts after every next run; one never run before every last run.
+_MAX_ID = 2**63 - 1
 _LATEST = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 _EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
 
@@ -110,6 +111,12 @@ class ExecutionLike(Protocol):
     error: str | None
     traceback: str | None
     retries: int
+
+
+def _core(session: Session) -> Connection:
+    """The session's connection, for plain-row statements: ``Session.execute`` would run
+    them through the ORM's statement machinery, which costs more than the query here."""
+    return session.connection()
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -224,19 +231,42 @@ def list_executions(
     only executions of that owner's tasks. Pages are keyset on ``id``, so rows added
     while a client pages never shift or repeat what it sees.
     """
-    _check_limit(limit)
     filters = _execution_filters(task=task, status=status, since=since, until=until, owner=owner)
-    if cursor is not None:
-        (before,) = decode_cursor(cursor, "e", 1)
-        if not isinstance(before, int):
-            raise BadParameter("cursor", "not a cursor returned by this list")
-        filters.append(TaskExecution.id < before)
-    stmt = select(TaskExecution).where(*filters).order_by(TaskExecution.id.desc()).limit(limit + 1)
-    rows = list(session.scalars(stmt))
+    stmt = select(TaskExecution).where(*filters, *_execution_cursor(cursor, limit))
+    rows = list(session.scalars(stmt.order_by(TaskExecution.id.desc()).limit(limit + 1)))
     if len(rows) > limit:
-        rows = rows[:limit]
-        return rows, encode_cursor("e", rows[-1].id)
+        return rows[:limit], encode_cursor("e", rows[limit - 1].id)
     return rows, None
+
+
+def list_execution_dicts(
+    session: Session,
+    *,
+    task: str | None = None,
+    status: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    owner: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """``list_executions`` already as ``execution_to_dict`` objects, read as plain rows
+    (no ORM objects): what the HTTP endpoint serves."""
+    filters = _execution_filters(task=task, status=status, since=since, until=until, owner=owner)
+    stmt = select(*EXECUTION_COLUMNS).where(*filters, *_execution_cursor(cursor, limit))
+    rows = _core(session).execute(stmt.order_by(TaskExecution.id.desc()).limit(limit + 1)).all()
+    items = [execution_to_dict(row) for row in rows[:limit]]  # type: ignore[arg-type]
+    return items, encode_cursor("e", rows[limit - 1].id) if len(rows) > limit else None
+
+
+def _execution_cursor(cursor: str | None, limit: int) -> list[ColumnElement[bool]]:
+    _check_limit(limit)
+    if cursor is None:
+        return []
+    (before,) = decode_cursor(cursor, "e", 1)
+    if type(before) is not int or not 0 < before <= _MAX_ID:
+        raise BadParameter("cursor", "not a cursor returned by this list")
+    return [TaskExecution.id < before]
 
 
 EXECUTION_COLUMNS = (
@@ -289,42 +319,66 @@ def iter_execution_records(
 ) -> Iterator[list[str | int | None]]:
     """Every matching execution as a list of ``EXECUTION_KEYS`` values, for exports.
 
-    The same values as ``execution_to_dict`` with args, kwargs and result as JSON text,
-    read as stored rather than decoded and encoded again (kwargs are decoded only when
-    their text holds a secret-looking key, to redact it). Memory stays at one batch.
+    The values of ``execution_to_dict``, with args, kwargs and a result that is not a
+    string as JSON text (see ``_Records``). Memory stays at one batch.
     """
     filters = _execution_filters(task=task, status=status, since=since, until=until, owner=owner)
     connection = session.connection()
-    # PostgreSQL writes the times as ISO 8601 text itself, which spares a conversion
-    # per value here.
-    postgres = connection.dialect.name == "postgresql"
-    columns: list[Any] = []
-    for column in EXECUTION_COLUMNS:
-        if column.key in ("args", "kwargs", "result"):
-            columns.append(cast(column, Text).label(column.key))
-        elif postgres and isinstance(column.type, UTCDateTime):
-            columns.append(_pg_isoformat(column).label(column.key))
-        else:
-            columns.append(column)
-    redacted: dict[str, str] = {}  # kwargs repeat from run to run: redact each text once
-    for rows in _keyset_batches(connection, select(*columns), filters, batch):
+    records = _Records(connection.dialect.name)
+    for rows in _keyset_batches(connection, records.select(), filters, batch):
         for row in rows:
-            record: list[str | int | None] = list(row)
-            if not postgres:
-                for index in _TIME_INDEXES:
-                    value = record[index]
-                    if value is not None:
-                        record[index] = value.isoformat()  # type: ignore[union-attr]
-            kwargs = record[_KWARGS_INDEX]
-            if isinstance(kwargs, str) and SECRET_KEY.search(kwargs):
-                if kwargs not in redacted:
-                    if len(redacted) > 4096:
-                        redacted.clear()
-                    redacted[kwargs] = json.dumps(redact(json.loads(kwargs)))
-                record[_KWARGS_INDEX] = redacted[kwargs]
-            if record[_RESULT_INDEX] == "null":
-                record[_RESULT_INDEX] = None
+            record = records.convert(row)
+            result = record[_RESULT_INDEX]
+            if isinstance(result, str) and result.startswith('"'):
+                record[_RESULT_INDEX] = json.loads(result)
             yield record
+
+
+class _Records:
+    """Executions as records: the values of ``execution_to_dict`` in ``EXECUTION_KEYS``
+    order, with args, kwargs and result as their JSON text (null: None), read as stored
+    rather than decoded and encoded again; kwargs are decoded only when their text holds
+    a secret-looking key, to redact it. Times are ISO 8601 text (PostgreSQL writes them
+    itself, which spares a conversion per value here)."""
+
+    def __init__(self, dialect: str) -> None:
+        self.postgres = dialect == "postgresql"
+        self.redacted: dict[str, str] = {}  # kwargs repeat from run to run: redact once
+
+    def select(self) -> Select[Any]:
+        columns: list[Any] = []
+        for column in EXECUTION_COLUMNS:
+            if column.key in ("args", "kwargs", "result"):
+                columns.append(cast(column, Text).label(column.key))
+            elif self.postgres and isinstance(column.type, UTCDateTime):
+                columns.append(_pg_isoformat(column).label(column.key))
+            else:
+                columns.append(column)
+        return select(*columns)
+
+    def convert(self, row: Any) -> list[str | int | None]:
+        record: list[str | int | None] = list(row)
+        if not self.postgres:
+            for index in _TIME_INDEXES:
+                value = record[index]
+                if value is not None:
+                    record[index] = value.isoformat()  # type: ignore[union-attr]
+        if record[_ARGS_INDEX] in (None, "null"):
+            record[_ARGS_INDEX] = "[]"
+        kwargs = record[_KWARGS_INDEX]
+        if kwargs in (None, "null"):
+            record[_KWARGS_INDEX] = "{}"
+        elif isinstance(kwargs, str) and SECRET_KEY.search(kwargs):
+            if kwargs not in self.redacted:
+                if len(self.redacted) > 4096:
+                    self.redacted.clear()
+                self.redacted[kwargs] = json.dumps(redact(json.loads(kwargs)))
+            record[_KWARGS_INDEX] = self.redacted[kwargs]
+        if record[_RESULT_INDEX] == "null":
+            record[_RESULT_INDEX] = None
+        if record[_RETRIES_INDEX] is None:
+            record[_RETRIES_INDEX] = 0
+        return record
 
 
 def _pg_isoformat(column: Any) -> ColumnElement[str]:
@@ -341,7 +395,9 @@ def _pg_isoformat(column: Any) -> ColumnElement[str]:
 _TIME_INDEXES = tuple(
     EXECUTION_KEYS.index(key) for key in ("scheduled_for", "queued_at", "started_at", "finished_at")
 )
+_ARGS_INDEX = EXECUTION_KEYS.index("args")
 _KWARGS_INDEX = EXECUTION_KEYS.index("kwargs")
+_RETRIES_INDEX = EXECUTION_KEYS.index("retries")
 _RESULT_INDEX = EXECUTION_KEYS.index("result")
 
 
@@ -363,6 +419,18 @@ def _keyset_batches(
         if len(rows) < batch:
             return
         before = rows[-1].id
+
+
+def get_execution_dict(
+    session: Session, id: int, *, owner: str | None = None
+) -> dict[str, Any] | None:
+    """``execution_to_dict`` of one execution, read as a plain row; ``None`` when it does
+    not exist or belongs to another owner."""
+    stmt = select(*EXECUTION_COLUMNS).where(TaskExecution.id == id)
+    if owner is not None:
+        stmt = stmt.where(TaskExecution.task_name.in_(owned_task_names(owner)))
+    row = _core(session).execute(stmt).first()
+    return None if row is None else execution_to_dict(row)  # type: ignore[arg-type]
 
 
 def get_execution(session: Session, id: int, *, owner: str | None = None) -> TaskExecution | None:
@@ -553,7 +621,7 @@ def list_tasks(
         stmt = stmt.order_by(key.desc(), Task.name.desc())
     else:
         stmt = stmt.order_by(key.asc(), Task.name.asc())
-    rows = [_summary(row) for row in session.execute(stmt.limit(limit + 1))]
+    rows = [_summary(row) for row in _core(session).execute(stmt.limit(limit + 1)).all()]
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
@@ -588,7 +656,7 @@ def get_task(session: Session, name: str, *, owner: str | None = None) -> TaskSu
     stmt = _tasks_with_last_run(detail=True).where(Task.name == name)
     if owner is not None:
         stmt = stmt.where(Task.owner == owner)
-    row = session.execute(stmt).first()
+    row = _core(session).execute(stmt).first()
     return None if row is None else _summary(row, detail=True)
 
 
@@ -604,7 +672,7 @@ def iter_tasks(session: Session, *, batch: int = 500, **filters: Any) -> Iterato
 
 def task_owner(session: Session, name: str) -> str | None:
     """The owner of a task row (deleted or not), or None when no task has that name."""
-    return session.scalar(select(Task.owner).where(Task.name == name))
+    return _core(session).scalar(select(Task.owner).where(Task.name == name))
 
 
 # --- the apply log ----------------------------------------------------------------------
@@ -618,7 +686,7 @@ def list_applies(
     stmt = select(ApplyRecord).order_by(ApplyRecord.id.desc()).limit(limit + 1)
     if cursor is not None:
         (before,) = decode_cursor(cursor, "a", 1)
-        if not isinstance(before, int):
+        if type(before) is not int or not 0 < before <= _MAX_ID:
             raise BadParameter("cursor", "not a cursor returned by this list")
         stmt = stmt.where(ApplyRecord.id < before)
     rows = list(session.scalars(stmt))
@@ -633,7 +701,7 @@ def owned_names(session: Session, owner: str, names: Sequence[str]) -> set[str]:
     if not names:
         return set()
     stmt = select(Task.name).where(Task.owner == owner, Task.name.in_(list(names)))
-    return set(session.scalars(stmt))
+    return set(_core(session).scalars(stmt))
 
 
 # --- counts for /metrics ------------------------------------------------------------------
@@ -646,7 +714,7 @@ def execution_counts(session: Session, *, owner: str | None = None) -> list[tupl
     )
     if owner is not None:
         stmt = stmt.where(TaskExecution.task_name.in_(owned_task_names(owner)))
-    return [(name, status, count) for name, status, count in session.execute(stmt)]
+    return [(name, status, count) for name, status, count in _core(session).execute(stmt)]
 
 
 def task_counts(session: Session, *, owner: str | None = None) -> list[tuple[str, bool, int]]:
@@ -658,7 +726,8 @@ def task_counts(session: Session, *, owner: str | None = None) -> list[tuple[str
     )
     if owner is not None:
         stmt = stmt.where(Task.owner == owner)
-    return [(type_, bool(enabled), count) for type_, enabled, count in session.execute(stmt)]
+    rows = _core(session).execute(stmt)
+    return [(type_, bool(enabled), count) for type_, enabled, count in rows]
 
 
 def heartbeats(session: Session) -> list[BeatHeartbeat]:

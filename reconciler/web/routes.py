@@ -22,13 +22,12 @@ from reconciler.store.queries import (
     EXECUTION_KEYS,
     BadParameter,
     ReadSession,
-    execution_to_dict,
-    get_execution,
+    get_execution_dict,
     get_task,
     iter_execution_records,
     iter_tasks,
     list_applies,
-    list_executions,
+    list_execution_dicts,
     list_tasks,
     owned_names,
     reading,
@@ -191,10 +190,10 @@ def execution(
     who: Principal = Depends(principal),
 ) -> Response:
     with reading(_database(request)) as session:
-        row = get_execution(session, id, owner=who.owner)
-        if row is None:
-            raise _not_found(f"execution {id}")
-        return _json(execution_to_dict(row))
+        item = get_execution_dict(session, id, owner=who.owner)
+    if item is None:
+        raise _not_found(f"execution {id}")
+    return _json(item)
 
 
 def _visible_task(session: ReadSession, name: str, who: Principal) -> str:
@@ -236,7 +235,11 @@ def _executions(
     cursor: str | None,
     format: Format | None,
     filename: str,
+    visible: Callable[[ReadSession], object] | None = None,
 ) -> Response:
+    """A page or the CSV of executions. ``visible`` raises 404 for a task the caller may
+    not see: checked before a CSV streams, and for a page only when it is empty (a page
+    with rows is already limited to the caller's tasks), which saves a query."""
     _text("cursor", cursor)
     filters: dict[str, Any] = {
         "task": task,
@@ -246,14 +249,18 @@ def _executions(
         "owner": who.owner,
     }
     if _wants_csv(request, format):
+        if visible is not None:
+            with reading(_database(request)) as session:
+                visible(session)
 
         def chunks(session: ReadSession) -> Iterator[str]:
             return stream_records(EXECUTION_KEYS, iter_execution_records(session, **filters))
 
         return _csv(request, chunks, filename)
     with reading(_database(request)) as session:
-        page, next_cursor = list_executions(session, limit=limit, cursor=cursor, **filters)
-        items = [execution_to_dict(row) for row in page]
+        items, next_cursor = list_execution_dicts(session, limit=limit, cursor=cursor, **filters)
+        if not items and visible is not None:
+            visible(session)
     return _json({"items": items, "next_cursor": next_cursor})
 
 
@@ -275,8 +282,8 @@ def task_executions(
     format: Format | None = FormatParam,
 ) -> Response:
     """Also for a task deleted from the files: its history stays readable."""
-    with reading(_database(request)) as session:
-        _visible_task(session, name, who)
+    if not _NAME.match(name):
+        raise _not_found(f"task {name!r}")
     return _executions(
         request,
         who,
@@ -288,6 +295,7 @@ def task_executions(
         cursor=cursor,
         format=format,
         filename=f"{name}-executions.csv",
+        visible=lambda session: _visible_task(session, name, who),
     )
 
 

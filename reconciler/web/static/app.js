@@ -106,7 +106,7 @@ async function loadTasks(append = false) {
   for (const th of document.querySelectorAll("#tasks th[data-sort]")) {
     const key = th.dataset.sort;
     th.classList.toggle("sorted-asc", state.sort === key);
-    th.classList.toggle("sorted-desc", state.sort === `-${key}` || (key === "name" && state.sort === "-name"));
+    th.classList.toggle("sorted-desc", state.sort === `-${key}`);
   }
 }
 
