@@ -26,7 +26,7 @@ from celery import Celery, signals
 from benchmarks.table import print_table
 
 TASKS = int(os.environ.get("BENCH_TRACKING_TASKS", "5000"))
-ROUNDS = int(os.environ.get("BENCH_TRACKING_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_TRACKING_ROUNDS", "5"))
 PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("off", "tracking", "backend")
@@ -147,6 +147,16 @@ def _recorded(database_url: str) -> int:
         database.dispose()
 
 
+def _settle(database_url: str) -> None:
+    """Start every mode from the same quiet state: a new database and freshly written
+    rows leave the server flushing and its statistics stale for the first seconds."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+        conn.execute("CHECKPOINT")
+
+
 def _run(mode: str, broker_url: str, database_url: str) -> dict[str, Any]:
     import redis
 
@@ -164,6 +174,7 @@ def _run(mode: str, broker_url: str, database_url: str) -> dict[str, Any]:
             producer_app.send_task("bench.noop", producer=producer)
     tracking.flush(60)
     tracking.uninstall(producer_app)
+    _settle(database_url)
     env = {
         **os.environ,
         "BENCH_TRACKING_MODE": mode,

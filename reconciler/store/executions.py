@@ -3,7 +3,7 @@
 ``reconciler.tracking`` turns Celery signals into ``ExecutionUpdate`` values and hands
 batches of them to ``apply_updates``; the Beat scheduler calls ``reap_lost``. Signals
 from several processes arrive in any order, so every write is an upsert keyed by the
-Celery task id whose guard lets a row only move forward (see ``ORDER`` below).
+Celery task id whose guard lets a row only move forward (see ``PHASE`` below).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ LOST_REASON = "worker lost"
 """The error the reaper writes; a row holding it may still be completed by its worker."""
 
 TRIGGERS = ("schedule", "manual", "external")
+CHUNK = 16  # rows per round trip within a batch
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,11 @@ def apply_updates(session: Session, updates: Iterable[ExecutionUpdate]) -> None:
         # One prepared statement, executed for every row in one pipeline (psycopg);
         # only the step that counts of each execution is sent.
         rows = _one_per_execution(status, list(group))
-        connection.execute(_upsert_statement(session, status), [u.params() for u in rows])
+        statement = _upsert_statement(session, status)
+        # In chunks: each waits for the server without the GIL, so a worker process
+        # that writes from a thread is never held up for the whole batch.
+        for start in range(0, len(rows), CHUNK):
+            connection.execute(statement, [u.params() for u in rows[start : start + CHUNK]])
 
 
 def _one_per_execution(status: str, group: list[ExecutionUpdate]) -> list[ExecutionUpdate]:
