@@ -93,7 +93,7 @@ def text_table(executions: list[dict[str, Any]]) -> str:
 
 
 def write_csv(executions: list[dict[str, Any]]) -> None:
-    from reconciler.web.csvstream import cell
+    from reconciler.csvexport import cell
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(queries.EXECUTION_KEYS)

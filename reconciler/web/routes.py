@@ -15,6 +15,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from reconciler.csvexport import stream_csv, stream_records
 from reconciler.errors import ConfigError
 from reconciler.spec import NAME_PATTERN
 from reconciler.store.database import Database
@@ -35,7 +36,6 @@ from reconciler.store.queries import (
 )
 from reconciler.web import models
 from reconciler.web.auth import Principal, principal
-from reconciler.web.csvstream import stream_csv, stream_records
 from reconciler.web.views import TASK_CSV_COLUMNS, apply_item, task_detail, task_item, task_status
 
 HEAD = "reconciler.head"  # set in the ASGI scope by the read-only middleware for HEAD

@@ -1,7 +1,7 @@
 """CSV export: rows streamed in chunks, with cells a spreadsheet would run neutralised.
 
-Used by the task list and every execution list of ``reconciler.web`` for ``format=csv``
-or ``Accept: text/csv``.
+Used by the HTTP endpoint's task and execution lists (``format=csv`` or ``Accept:
+text/csv``) and by ``reconcile history --format csv``.
 """
 
 from __future__ import annotations
