@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -190,3 +192,52 @@ def test_a_public_address_is_allowed_with_tokens_or_insecure(tmp_path: Path, fla
         status = httpx.get(f"http://127.0.0.1:{port}/api/v1/tasks/").status_code
         assert status == (200 if flag == "--insecure" else 401)
     assert "0.0.0.0" in process.output()
+
+
+def test_workers_serve_and_stop_on_sigterm(tmp_path: Path) -> None:
+    """``--workers 2``: every worker answers with the settings and tokens of the command
+    line (a relative tokens path too), and SIGTERM to the server stops all of them."""
+    (tmp_path / "tokens.yaml").write_text(tokens_yaml())
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    database = Database.open(url)
+    with database.session() as session:
+        seed_standard(session)
+    database.dispose()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = reconcile_argv(
+        "serve", "--database-url", url, "--port", str(port), "--tokens-file", "tokens.yaml"
+    )
+    with Process([*argv, "--workers", "2"], tmp_path / "serve.log", cwd=tmp_path) as process:
+        try:
+            wait_for(lambda: healthy(base), 30, message="serve --workers 2 to answer")
+        except AssertionError:
+            raise AssertionError(process.output()) from None
+        for _ in range(10):  # new connections each time, spread over the workers
+            assert get(base, "/api/v1/tasks/daily-report", "alice").status_code == 200
+            assert get(base, "/api/v1/tasks/daily-report", "olga").status_code == 404
+            assert get(base, "/api/v1/tasks/").status_code == 401
+        os.kill(process.pid, signal.SIGTERM)  # the supervisor only, as a service manager does
+        assert process.popen.wait(30) == 0, process.output()
+
+        def group_gone() -> bool:
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_for(group_gone, 15, message="the workers to exit")
+    assert process.output().count("Started server process") == 2
+    assert not healthy(base)
+
+
+def test_workers_still_check_tokens_before_starting(tmp_path: Path) -> None:
+    (tmp_path / "tokens.yaml").write_text("tokens: [{name: a}]")
+    args = ("--tokens-file", str(tmp_path / "tokens.yaml"), "--workers", "2")
+    result = run_serve(*args, tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert "tokens[0] (a): sha256: expected the 64 hex digits" in result.stderr
+    assert "Started" not in result.stderr
+    refused = run_serve("--host", "0.0.0.0", "--workers", "2", tmp_path=tmp_path)
+    assert refused.returncode == 2 and "refusing" in refused.stderr

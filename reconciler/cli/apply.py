@@ -11,7 +11,14 @@ import sys
 import click
 
 from reconciler.apply import InvalidTasks, reconcile
-from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
+from reconciler.cli.options import (
+    allow_mass_delete_option,
+    echo_json,
+    format_option,
+    handle_errors,
+    lock_timeout_option,
+    settings_options,
+)
 from reconciler.cli.planview import (
     applied_line,
     progress_bar,
@@ -31,18 +38,8 @@ from reconciler.store.database import Database
     is_flag=True,
     help="Exit 0 for no changes, 2 for changes (planned or applied), 1 for an error.",
 )
-@click.option(
-    "--allow-mass-delete",
-    is_flag=True,
-    help="Apply even if more than half (or all) of the tasks would be deleted.",
-)
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for another reconciler's apply lock.",
-)
+@allow_mass_delete_option
+@lock_timeout_option
 @format_option("text", "json", "markdown")
 @handle_errors
 def apply(

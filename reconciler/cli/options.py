@@ -67,6 +67,21 @@ def format_option(*choices: str, default: str = "text") -> Callable[[F], F]:
     )
 
 
+lock_timeout_option = click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for another reconciler's apply lock.",
+)
+
+allow_mass_delete_option = click.option(
+    "--allow-mass-delete",
+    is_flag=True,
+    help="Apply even if more than half (or all) of the tasks would be deleted.",
+)
+
+
 def handle_errors(function: F) -> F:
     """Map the project's errors to a message on stderr and their exit code."""
 

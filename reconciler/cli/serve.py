@@ -24,6 +24,13 @@ from reconciler.settings import Settings
     help="Allow a non-loopback address without a tokens file (everyone sees everything).",
 )
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes; more than 1 uses more cores (each has its own database pool).",
+)
 @handle_errors
 def serve(
     settings: Settings,
@@ -32,6 +39,7 @@ def serve(
     tokens_file: str | None,
     insecure: bool,
     access_log: bool,
+    workers: int,
 ) -> None:
     """Serve the task list, execution history, apply log and /metrics, read-only."""
     from reconciler.web.server import run
@@ -43,4 +51,5 @@ def serve(
         tokens_file=tokens_file,
         insecure=insecure,
         access_log=access_log,
+        workers=workers,
     )

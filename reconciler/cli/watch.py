@@ -13,7 +13,12 @@ from types import FrameType
 
 import click
 
-from reconciler.cli.options import handle_errors, settings_options
+from reconciler.cli.options import (
+    allow_mass_delete_option,
+    handle_errors,
+    lock_timeout_option,
+    settings_options,
+)
 from reconciler.settings import Settings
 from reconciler.store.database import Database
 from reconciler.watch import Watcher, WatchOptions
@@ -43,13 +48,7 @@ from reconciler.watch import Watcher, WatchOptions
     metavar="SECONDS",
     help="Run 'git pull --ff-only' in the tasks checkout every SECONDS.",
 )
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for another reconciler's apply lock.",
-)
+@lock_timeout_option
 @click.option(
     "--max-backoff",
     type=click.FloatRange(min=0.1),
@@ -57,11 +56,7 @@ from reconciler.watch import Watcher, WatchOptions
     show_default=True,
     help="Longest wait, in seconds, between retries while the database is away.",
 )
-@click.option(
-    "--allow-mass-delete",
-    is_flag=True,
-    help="Apply even if more than half (or all) of the tasks would be deleted.",
-)
+@allow_mass_delete_option
 @handle_errors
 def watch(
     settings: Settings,
