@@ -42,9 +42,17 @@ def test_dry_run_prints_the_plan_and_writes_nothing(workdir: Path) -> None:
         "+ beta (tasks.d/beta.yaml:1)\n"
         "+ gamma (tasks.d/gamma.yaml:1)\n"
     )
+    assert not (workdir / ".reconciler").exists()  # not even an empty database file
+
+
+def test_dry_run_against_an_unmigrated_database_leaves_it_unmigrated(workdir: Path) -> None:
+    Database.open("sqlite:///.reconciler/state.db", upgrade=False).dispose()
+    result = run("--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Plan: 3 to create, 0 to update")
     db = Database.open("sqlite:///.reconciler/state.db", upgrade=False)
     try:
-        assert db.current_revision() is None  # not even migrated
+        assert db.current_revision() is None
     finally:
         db.dispose()
 

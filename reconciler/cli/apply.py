@@ -51,7 +51,7 @@ def apply(
     output_format: str,
 ) -> None:
     """Validate the task files, plan, and apply the plan in one transaction."""
-    db = Database.open(settings.database_url, upgrade=not dry_run)
+    db = Database.open(settings.database_url, upgrade=not dry_run, create=not dry_run)
     try:
         result = reconcile(
             db,

@@ -64,11 +64,16 @@ class Database:
     sessions: sessionmaker[Session]
 
     @classmethod
-    def open(cls, url: str, *, upgrade: bool = True, **engine_kwargs: Any) -> Database:
-        """Connect (and by default migrate); DatabaseUnavailable when it cannot be reached."""
+    def open(
+        cls, url: str, *, upgrade: bool = True, create: bool = True, **engine_kwargs: Any
+    ) -> Database:
+        """Connect (and by default migrate); DatabaseUnavailable when it cannot be reached.
+
+        ``create=False`` leaves a missing SQLite file uncreated (a dry run writes nothing).
+        """
         engine_kwargs.setdefault("json_serializer", serialize_json)
         try:
-            engine = make_engine(url, **engine_kwargs)
+            engine = make_engine(url, create=create, **engine_kwargs)
         except (ArgumentError, NoSuchModuleError) as exc:
             raise ConfigError(
                 f"invalid database URL {url!r}: {exc}; use e.g. sqlite:///path/state.db or "

@@ -24,13 +24,18 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
+    """An engine for ``url``. ``create=False``: an SQLite file that does not exist yet is
+    not created (nor its directory); an empty in-memory database stands in for it."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if not create and not Path(database).exists():
+                url = "sqlite://"
+            else:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
