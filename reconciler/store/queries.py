@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
 from sqlalchemy import (
+    JSON,
     ColumnElement,
     Connection,
     DateTime,
@@ -25,10 +27,12 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    column,
     func,
     literal,
     or_,
     select,
+    true,
     type_coerce,
 )
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -347,13 +351,13 @@ class _Records:
 
     def select(self) -> Select[Any]:
         columns: list[Any] = []
-        for column in EXECUTION_COLUMNS:
-            if column.key in ("args", "kwargs", "result"):
-                columns.append(cast(column, Text).label(column.key))
-            elif self.postgres and isinstance(column.type, UTCDateTime):
-                columns.append(_pg_isoformat(column).label(column.key))
+        for source in EXECUTION_COLUMNS:
+            if source.key in ("args", "kwargs", "result"):
+                columns.append(cast(source, Text).label(source.key))
+            elif self.postgres and isinstance(source.type, UTCDateTime):
+                columns.append(_pg_isoformat(source).label(source.key))
             else:
-                columns.append(column)
+                columns.append(source)
         return select(*columns)
 
     def convert(self, row: Any) -> list[str | int | None]:
@@ -511,19 +515,44 @@ _LIST_COLUMNS = (
     Task.enabled,
     Task.next_run_at,
     Task.deleted_at,
-    Task.spec["crontab"].label("spec_crontab"),
-    Task.spec["interval"].label("spec_interval"),
+)
+# The schedule fields of a list row. crontab and interval come as JSON text, decoded by
+# ``_schedule_part``: a decoder per row and column would be most of the cost of a page,
+# and tasks share a few schedules.
+_SCHEDULE_COLUMNS = (
+    cast(Task.spec["crontab"], Text).label("spec_crontab"),
+    cast(Task.spec["interval"], Text).label("spec_interval"),
     Task.spec["at"].as_string().label("spec_at"),
     Task.spec["timezone"].as_string().label("spec_timezone"),
 )
+# On PostgreSQL ``spec`` is a ``json`` column (text, kept as written), which every ``->``
+# parses again: one ``json_to_record`` parses it once for all four fields (a function in
+# FROM may refer to the tables before it).
+_SPEC_RECORD = (
+    func.json_to_record(Task.spec)
+    .table_valued(
+        column("crontab", JSON),
+        column("interval", JSON),
+        column("at", Text),
+        column("timezone", Text),
+    )
+    .render_derived(name="spec_fields", with_types=True)
+)
+_PG_SCHEDULE_COLUMNS = (
+    cast(_SPEC_RECORD.c.crontab, Text).label("spec_crontab"),
+    cast(_SPEC_RECORD.c.interval, Text).label("spec_interval"),
+    _SPEC_RECORD.c.at.label("spec_at"),
+    _SPEC_RECORD.c.timezone.label("spec_timezone"),
+)
 
 
-def _tasks_with_last_run(*, detail: bool = False) -> Select[Any]:
+def _tasks_with_last_run(*, detail: bool = False, postgres: bool = False) -> Select[Any]:
     """Tasks joined to their latest execution in one statement (no query per task).
 
     The latest execution is found per row through ``max(id)`` on the (task_name, id)
-    index, which both SQLite and PostgreSQL answer with one index probe. Plain rows,
-    not ORM objects, and for lists only the columns shown (not the whole definition).
+    index, which both SQLite and PostgreSQL answer with one index probe (an index-only
+    scan). Plain rows, not ORM objects, and for lists only the columns shown (not the
+    whole definition).
     """
     latest_id = (
         select(func.max(TaskExecution.id))
@@ -531,14 +560,27 @@ def _tasks_with_last_run(*, detail: bool = False) -> Select[Any]:
         .correlate(Task)
         .scalar_subquery()
     )
-    columns: list[Any] = list(Task.__table__.columns) if detail else list(_LIST_COLUMNS)
-    return select(
-        *columns,
+    last_run = (
         _LastRun.id.label("last_execution_id"),
         _LastRun.status.label("last_status"),
         _LastRun.queued_at.label("last_queued_at"),
         _LastRun.finished_at.label("last_finished_at"),
-    ).outerjoin(_LastRun, _LastRun.id == latest_id)
+    )
+    if detail:
+        stmt = select(*Task.__table__.columns, *last_run).select_from(Task)
+    elif postgres:
+        stmt = select(*_LIST_COLUMNS, *_PG_SCHEDULE_COLUMNS, *last_run).select_from(Task)
+        stmt = stmt.join(_SPEC_RECORD, true())
+    else:
+        stmt = select(*_LIST_COLUMNS, *_SCHEDULE_COLUMNS, *last_run).select_from(Task)
+    return stmt.outerjoin(_LastRun, _LastRun.id == latest_id)
+
+
+@functools.lru_cache(maxsize=1024)
+def _schedule_part(text: str | None) -> Any:
+    """A list row's crontab or interval from its JSON text. Cached, so the same object is
+    shared by every task with that schedule: it is read, never changed."""
+    return None if text is None else json.loads(text)
 
 
 def _summary(row: Any, *, detail: bool = False) -> TaskSummary:
@@ -547,7 +589,12 @@ def _summary(row: Any, *, detail: bool = False) -> TaskSummary:
         schedule = {key: definition.get(key) for key in _SCHEDULE_KEYS}
     else:
         definition = None
-        schedule = {key: getattr(row, f"spec_{key}") for key in _SCHEDULE_KEYS}
+        schedule = {
+            "crontab": _schedule_part(row.spec_crontab),
+            "interval": _schedule_part(row.spec_interval),
+            "at": row.spec_at,
+            "timezone": row.spec_timezone,
+        }
     schedule["type"] = row.type
     return TaskSummary(
         task=row,
@@ -594,7 +641,7 @@ def list_tasks(
         raise BadParameter("sort", f"{sort!r} is not one of {', '.join(TASK_SORTS)}")
     if type is not None and type not in TASK_TYPES:
         raise BadParameter("type", f"{type!r} is not one of {', '.join(TASK_TYPES)}")
-    stmt = _tasks_with_last_run()
+    stmt = _tasks_with_last_run(postgres=_core(session).dialect.name == "postgresql")
     if not include_deleted:
         stmt = stmt.where(Task.deleted_at.is_(None))
     if q:

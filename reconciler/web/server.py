@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
-
-from reconciler.errors import UsageError
 from typing import TYPE_CHECKING
 
+from reconciler.errors import UsageError
 from reconciler.settings import Settings
 from reconciler.tokens import ENV_VAR as TOKENS_ENV_VAR
 from reconciler.tokens import TokenSet, load_tokens, tokens_file_from_env
@@ -66,11 +65,20 @@ def run(
     # Imported only now, so a refused bind or a bad tokens file answers at once.
     import uvicorn
 
+    from reconciler.web.protocol import NoDelayH11Protocol
+
     if workers == 1:
         from reconciler.web.app import create_app
 
         app = create_app(settings, tokens=tokens)
-        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            http=NoDelayH11Protocol,
+            access_log=access_log,
+            log_level="info",
+        )
         return
     # The checks above ran here, before any worker starts; the workers read the same
     # settings and tokens file again from the environment they inherit.
@@ -93,6 +101,7 @@ def run(
         workers=workers,
         host=host,
         port=port,
+        http=NoDelayH11Protocol,
         access_log=access_log,
         log_level="info",
     )
