@@ -11,9 +11,7 @@ with 10,000 tasks loaded. ``BENCH_BEAT_SECONDS`` (default 65) sets each measured
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
-import fcntl
 import json
 import os
 import statistics
@@ -22,8 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +29,10 @@ import psycopg
 import redis
 from celery import Celery
 
+from benchmarks.services import free_redis, fresh_postgres
 from benchmarks.table import print_table
 from reconciler.store.database import Database
 
-PG_ADMIN = os.environ.get("RECONCILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_HOST = "redis://127.0.0.1:6379"
 WINDOW = float(os.environ.get("BENCH_BEAT_SECONDS", "65"))
 STARTUP = 8.0  # seconds from starting a beat to the first slot of the schedule
 TASK = "app.worker.test_celery"
@@ -71,39 +66,6 @@ if os.environ.get("BENCH_PEER_PERSISTENT"):
 
 
 # --- helpers -----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    name = f"bench_beat_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
-def redis_database() -> Iterator[str]:
-    """A Redis database number no test run holds (the tests' lock files), flushed."""
-    for number in range(15, 0, -1):
-        lock = open(f"/tmp/reconciler-test-redis-{number}.lock", "w")  # noqa: SIM115
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            continue
-        try:
-            url = f"{REDIS_HOST}/{number}"
-            redis.Redis.from_url(url).flushdb()
-            yield url
-            redis.Redis.from_url(url).flushdb()
-            return
-        finally:
-            lock.close()
-    raise RuntimeError("no free Redis database number")
 
 
 def phases(count: int, period: float) -> list[float]:
@@ -259,7 +221,7 @@ def our_beat(url: str, broker: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 def run_ours(label: str, count: int, period: float, workdir: Path) -> list[Any]:
-    with fresh_database() as url, redis_database() as broker:
+    with fresh_postgres("bench_beat") as url, free_redis() as broker:
         Database.open(url).dispose()
         base = time.time() + STARTUP + count / 20_000
         load_tasks(url, count, period, base)
@@ -314,7 +276,7 @@ def our_counts(url: str, window: tuple[float, float]) -> tuple[int, float, float
 def change_pickup(workdir: Path, changes: int = 20, count: int = 10_000) -> list[float]:
     """Seconds from an applied change's commit to beat publishing it (a new async task)."""
     pickups: list[float] = []
-    with fresh_database() as url, redis_database() as broker:
+    with fresh_postgres("bench_beat") as url, free_redis() as broker:
         Database.open(url).dispose()
         base = time.time() + STARTUP
         load_tasks(url, count, 60, base)
@@ -374,7 +336,7 @@ class Consumer(threading.Thread):
 
 
 def run_peer(label: str, scheduler: str, count: int, period: float, workdir: Path) -> list[Any]:
-    with redis_database() as broker:
+    with free_redis() as broker:
         base = time.time() + STARTUP + 4
         env = {
             "BENCH_PEER_BROKER": broker,

@@ -9,25 +9,21 @@ Targets: tracking >= 0.8 of the throughput without it, and >= the result backend
 
 from __future__ import annotations
 
-import fcntl
 import os
 import statistics
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from celery import Celery, signals
 
+from benchmarks.services import free_redis, fresh_postgres
 from benchmarks.table import print_table
 
 TASKS = int(os.environ.get("BENCH_TRACKING_TASKS", "5000"))
 ROUNDS = int(os.environ.get("BENCH_TRACKING_ROUNDS", "5"))
-PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("off", "tracking", "backend")
 COUNTER = "bench:tracking:done"
@@ -73,42 +69,6 @@ def _count(**_: Any) -> None:
 
 
 # --- the harness ------------------------------------------------------------------------
-
-
-@contextmanager
-def _postgres() -> Iterator[str]:
-    import psycopg
-
-    name = f"bench_tracking_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def _redis_db() -> Iterator[str]:
-    """A Redis database number no test is using (the test suite's lock files)."""
-    import redis
-
-    for number in range(15, 0, -1):
-        lock = open(f"/tmp/reconciler-test-redis-{number}.lock", "w")  # noqa: SIM115
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            continue
-        try:
-            url = f"redis://127.0.0.1:6379/{number}"
-            redis.Redis.from_url(url).flushdb()
-            yield url
-            return
-        finally:
-            lock.close()
-    raise RuntimeError("every Redis database 1-15 is in use")
 
 
 def _seed(database_url: str) -> None:
@@ -220,10 +180,10 @@ def main() -> None:
     print(f"{TASKS} no-op tasks, prefork worker (concurrency 2), Redis broker, "
           f"{ROUNDS} rounds, modes interleaved")  # fmt: skip
     results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
-    with _redis_db() as broker_url:
+    with free_redis() as broker_url:
         for round_ in range(ROUNDS):
             for mode in MODES:
-                with _postgres() as database_url:
+                with fresh_postgres("bench_tracking") as database_url:
                     _seed(database_url)
                     result = _run(mode, broker_url, database_url)
                 results[mode].append(result)

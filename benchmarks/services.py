@@ -1,0 +1,55 @@
+"""Private server resources for a benchmark run: a fresh PostgreSQL database, a free Redis one.
+
+Used by the benchmarks that need PostgreSQL or a Redis broker; the Redis numbers are
+shared with the test suite's lock files, so a benchmark never flushes a database a
+running test holds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = "redis://127.0.0.1:6379"
+
+
+@contextmanager
+def fresh_postgres(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty database, dropped afterwards."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def free_redis() -> Iterator[str]:
+    """The URL of a Redis database number no test or benchmark holds, flushed before and after."""
+    import redis
+
+    for number in range(15, 0, -1):
+        lock = open(f"/tmp/reconciler-test-redis-{number}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        try:
+            url = f"{REDIS_URL}/{number}"
+            redis.Redis.from_url(url).flushdb()
+            yield url
+            redis.Redis.from_url(url).flushdb()
+            return
+        finally:
+            lock.close()
+    raise RuntimeError("every Redis database number (1-15) is held by a test or benchmark")
