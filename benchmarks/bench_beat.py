@@ -143,6 +143,21 @@ def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
     )
 
 
+def measure_window(pid: int, base: float) -> tuple[tuple[float, float], float, float]:
+    """Sample the scheduler ``pid`` over the measured window (from 2 s after ``base``, for
+    ``WINDOW`` seconds); return the window, its peak memory in MB and its CPU seconds per
+    minute, once the last slots of the window have had 3 s to be sent."""
+    window = (base + 2, base + 2 + WINDOW)
+    sampler = Sampler(pid)
+    sleep_until(window[0])
+    sampler.start()
+    sleep_until(window[1])
+    sampler.stop()
+    peak = sampler.peak_mb()
+    sleep_until(window[1] + 3)
+    return window, peak, (sampler.cpu_end - sampler.cpu_start) / WINDOW * 60
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
@@ -227,20 +242,12 @@ def run_ours(label: str, count: int, period: float, workdir: Path) -> list[Any]:
         load_tasks(url, count, period, base)
         beat = our_beat(url, broker, workdir / f"ours-{count}-{int(period)}.log")
         try:
-            window = (base + 2, base + 2 + WINDOW)
-            sampler = Sampler(beat.pid)
-            sleep_until(window[0])
-            sampler.start()
-            sleep_until(window[1])
-            sampler.stop()
-            peak = sampler.peak_mb()
-            sleep_until(window[1] + 3)  # the last slots of the window are sent by now
+            window, peak, cpu_per_min = measure_window(beat.pid, base)
         finally:
             stop(beat)
         due = due_in(window, base, count, period)
         published, p50, p99, total = our_counts(url, window)
         queued = redis.Redis.from_url(broker).llen("celery")
-    cpu_per_min = (sampler.cpu_end - sampler.cpu_start) / WINDOW * 60
     return [
         f"ours: {label}",
         due,
@@ -355,14 +362,7 @@ def run_peer(label: str, scheduler: str, count: int, period: float, workdir: Pat
         consumer = Consumer(broker)
         consumer.start()
         try:
-            window = (base + 2, base + 2 + WINDOW)
-            sampler = Sampler(beat.pid)
-            sleep_until(window[0])
-            sampler.start()
-            sleep_until(window[1])
-            sampler.stop()
-            peak = sampler.peak_mb()
-            sleep_until(window[1] + 3)
+            window, peak, cpu_per_min = measure_window(beat.pid, base)
         finally:
             stop(beat)
             consumer.running = False
@@ -376,7 +376,6 @@ def run_peer(label: str, scheduler: str, count: int, period: float, workdir: Pat
         slot = first + ((arrived - first) // period) * period
         if window[0] <= slot < window[1]:
             lateness.append(arrived - slot)
-    cpu_per_min = (sampler.cpu_end - sampler.cpu_start) / WINDOW * 60
     return [
         f"{label}",
         due,
