@@ -1,8 +1,7 @@
-"""Private server resources for a benchmark run: a fresh PostgreSQL database, a free Redis one.
+"""Private server resources: a fresh PostgreSQL database, a Redis database number of one's own.
 
-Used by the benchmarks that need PostgreSQL or a Redis broker; the Redis numbers are
-shared with the test suite's lock files, so a benchmark never flushes a database a
-running test holds.
+Used by the benchmarks and by the test suite's fixtures (tests/conftest.py), so both
+claim Redis numbers through the same lock files and never flush each other's data.
 """
 
 from __future__ import annotations

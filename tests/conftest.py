@@ -9,7 +9,6 @@ missing server fails the test instead of skipping it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
 import subprocess
@@ -19,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+from benchmarks.services import free_redis, fresh_postgres
+
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
 
@@ -46,17 +46,8 @@ def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for this test, dropped afterwards."""
     if not port_open("127.0.0.1", 5432):
         missing("PostgreSQL is not listening on 127.0.0.1:5432")
-    import psycopg
-
-    name = f"rt_{uuid.uuid4().hex[:12]}"
-    admin = PG_ADMIN_URL
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres("rt") as url:
+        yield url
 
 
 @pytest.fixture
@@ -75,28 +66,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis URL on a database number no other test process is using, flushed first."""
+    """A Redis URL on a database number no other test or benchmark process is using,
+    flushed first."""
     if not port_open(REDIS_HOST, REDIS_PORT):
         missing(f"Redis is not listening on {REDIS_HOST}:{REDIS_PORT}")
-    import redis
-
-    for number in range(1, 16):
-        lock = open(f"/tmp/reconciler-test-redis-{number}.lock", "w")  # noqa: SIM115
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            continue
-        try:
-            url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{number}"
-            client = redis.Redis.from_url(url)
-            client.flushdb()
-            client.close()
-            yield url
-            return
-        finally:
-            lock.close()
-    pytest.fail("every Redis test database (1-15) is in use by other test processes")
+    with free_redis() as url:
+        yield url
 
 
 @pytest.fixture

@@ -232,20 +232,13 @@ def backend_url(backend: str, directory: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{directory / 'state.db'}"
         return
-    import psycopg
-
-    from tests.conftest import PG_ADMIN_URL, missing, port_open
+    from benchmarks.services import fresh_postgres
+    from tests.conftest import missing, port_open
 
     if not port_open("127.0.0.1", 5432):
         missing("PostgreSQL is not listening on 127.0.0.1:5432")
-    name = f"rt_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres("rt") as url:
+        yield url
 
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
