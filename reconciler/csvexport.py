@@ -45,17 +45,35 @@ def stream_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Ite
     yield buffer.getvalue()
 
 
-def stream_records(columns: Sequence[str], records: Iterable[Sequence[Any]]) -> Iterator[str]:
+def stream_records(
+    columns: Sequence[str],
+    records: Iterable[Sequence[Any]],
+    *,
+    text_columns: Sequence[str] | None = None,
+) -> Iterator[str]:
     """Like ``stream_csv`` for rows already in column order whose values are text, numbers
-    or null (JSON already encoded): the export's fast path, formulas still neutralised."""
+    or null (JSON already encoded): the export's fast path, formulas still neutralised.
+
+    ``text_columns``: the only columns that can hold text a spreadsheet would run (the
+    others hold numbers, times, names or JSON arrays and objects, which never start with
+    a formula character); default: every column.
+    """
+    indexes = (
+        range(len(columns))
+        if text_columns is None
+        else [columns.index(name) for name in text_columns]
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
     formula = _FORMULA_CHARS
     for count, record in enumerate(records, 1):
-        writer.writerow(
-            ["'" + v if type(v) is str and v and v[0] in formula else v for v in record]
-        )
+        cells = list(record)
+        for index in indexes:
+            value = cells[index]
+            if type(value) is str and value and value[0] in formula:
+                cells[index] = "'" + value
+        writer.writerow(cells)
         if count % CHUNK_ROWS == 0:
             yield buffer.getvalue()
             buffer.seek(0)

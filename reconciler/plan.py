@@ -18,8 +18,20 @@ from typing import Any, Protocol
 from reconciler.spec import SCHEDULE_FIELDS, TaskSpec
 
 # Denormalised task columns that must agree with the spec; an edit of one of them
-# behind the reconciler's back is drift like an edit of the spec itself.
-COLUMN_FIELDS = ("owner", "type", "task", "description", "enabled")
+# behind the reconciler's back is drift like an edit of the spec itself. Each is the
+# TaskSpec attribute of the same name (``schedule_text`` is derived and cached).
+COLUMN_FIELDS = (
+    "owner",
+    "type",
+    "task",
+    "description",
+    "enabled",
+    "schedule_text",
+    "timezone",
+)
+# The spec fields a derived column is worked out from. When one of them is in an
+# update's diff, the column's change is that diff's consequence, not drift of its own.
+_DERIVED_FROM = {"schedule_text": ("type", "crontab", "interval", "at")}
 # Nested spec values shown field by field (``options.queue: a -> b``) in a diff.
 _FLATTENED = ("interval", "options")
 
@@ -191,7 +203,7 @@ def make_plan(desired: Iterable[SourcedSpec], current: Iterable[Current]) -> Pla
                 relocations.append(Relocation(spec.name, item.path, item.line))
             continue
         changes = diff_fields(stored, canonical)
-        changes += _column_drift(row, spec, {change.field for change in changes})
+        changes += _column_drift(row, spec, {change.field.split(".")[0] for change in changes})
         if not changes:
             # Only the stored hash (or the text's form) disagrees: say so, not an empty update.
             changes = (FieldChange("content_hash", row.content_hash, digest),)
@@ -247,10 +259,14 @@ def _columns_agree(row: Current, spec: TaskSpec) -> bool:
 
 
 def _column_drift(row: Current, spec: TaskSpec, seen: set[str]) -> tuple[FieldChange, ...]:
+    """The columns that disagree with ``spec`` for a reason the spec diff (``seen``, its
+    top-level fields) does not already show."""
     return tuple(
         FieldChange(name, row.columns[name], getattr(spec, name))
         for name in COLUMN_FIELDS
-        if name in row.columns and name not in seen and row.columns[name] != getattr(spec, name)
+        if name in row.columns
+        and seen.isdisjoint(_DERIVED_FROM.get(name, (name,)))
+        and row.columns[name] != getattr(spec, name)
     )
 
 

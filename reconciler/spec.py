@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -393,6 +395,69 @@ class TaskSpec(_Model):
     def tz(self) -> ZoneInfo:
         return zone(self.timezone)
 
+    @functools.cached_property
+    def schedule_text(self) -> str | None:
+        """``schedule_text`` of this spec's JSON form (the store writes it beside the spec).
+
+        The plan compares it with the stored column for every task on every apply, so it
+        costs a lookup: cached on the spec (frozen, so it cannot go stale; pydantic
+        leaves it out of dumps and equality) and, across specs, per distinct schedule.
+        """
+        return _schedule_text_of(self.type, self.crontab, self.interval, self.at)
+
 
 SCHEDULE_FIELDS = ("type", "crontab", "interval", "at", "timezone", "enabled")
 """Fields whose change restarts the task's schedule (DESIGN §4)."""
+
+
+# --- the schedule in one line ----------------------------------------------------------
+
+_CRON_ORDER = tuple(name for name, _, _ in CRON_FIELDS)
+_INTERVAL_UNITS = (("days", "d"), ("hours", "h"), ("minutes", "m"), ("seconds", "s"))
+
+
+def schedule_text(spec: Mapping[str, Any]) -> str | None:
+    """The schedule in one short string: ``0 1 * * *``, ``every 1h30m``, ``at …``, ``once``.
+
+    ``spec`` is the JSON form of a task spec (as stored in ``tasks.spec``); only
+    ``type``, ``crontab``, ``interval`` and ``at`` are read. Working on the JSON form
+    lets the store compute it for rows it never validates (the migration's backfill).
+    """
+    crontab = spec.get("crontab")
+    if isinstance(crontab, Mapping):
+        return " ".join(str(crontab.get(field, "*")) for field in _CRON_ORDER)
+    interval = spec.get("interval")
+    if isinstance(interval, Mapping):
+        parts = "".join(
+            f"{interval[key]}{unit}" for key, unit in _INTERVAL_UNITS if interval.get(key)
+        )
+        return f"every {parts}"
+    at = spec.get("at")
+    if at:
+        return f"at {at}"
+    if spec.get("type") == "async":
+        return "once, when applied"
+    return None
+
+
+class _ScheduleFields(_Model):
+    """The fields ``schedule_text`` reads, typed as in TaskSpec so they dump to the same JSON."""
+
+    type: TaskType
+    crontab: Crontab | None
+    interval: Interval | None
+    at: dt.datetime | None
+
+
+@functools.lru_cache(maxsize=4096)
+def _schedule_text_of(
+    type: TaskType, crontab: Crontab | None, interval: Interval | None, at: dt.datetime | None
+) -> str | None:
+    """``schedule_text`` of the JSON form of a spec's schedule fields.
+
+    Tasks share a few schedules, so most specs find theirs here. The key's parts are
+    frozen models and an ``at`` the spec has already turned into UTC (datetimes at
+    different offsets compare equal, so another zone could share the key).
+    """
+    fields = _ScheduleFields.model_construct(type=type, crontab=crontab, interval=interval, at=at)
+    return schedule_text(fields.model_dump(mode="json"))

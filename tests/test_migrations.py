@@ -81,10 +81,10 @@ def test_db_cli_upgrade_and_current(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         return result.stdout.strip()
 
-    assert db("current") == "none (head is 0001; run: reconcile db upgrade)"
-    assert db("upgrade") == "upgraded to 0001"
-    assert db("upgrade") == "already at 0001 (head)"
-    assert db("current") == "0001 (head)"
+    assert db("current") == f"none (head is {head_revision()}; run: reconcile db upgrade)"
+    assert db("upgrade") == f"upgraded to {head_revision()}"
+    assert db("upgrade") == f"already at {head_revision()} (head)"
+    assert db("current") == f"{head_revision()} (head)"
 
 
 def test_a_database_from_a_newer_version_is_refused_clearly(sqlite_url: str) -> None:

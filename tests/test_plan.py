@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.plan import Current, FieldChange, Op, Plan, make_plan
+from reconciler.plan import COLUMN_FIELDS, Current, FieldChange, Op, Plan, make_plan
 from reconciler.spec import TaskSpec
 
 
@@ -33,9 +33,7 @@ def spec(name: str, **fields: Any) -> TaskSpec:
 
 def stored(task: TaskSpec, path: str = "tasks.d/a.yaml", line: int = 1, **drift: Any) -> Current:
     canonical = {**task.canonical(), **drift}
-    columns = {
-        name: getattr(task, name) for name in ("owner", "type", "task", "description", "enabled")
-    }
+    columns = {name: getattr(task, name) for name in COLUMN_FIELDS}
     text = task.model_dump_json() if not drift else json.dumps(canonical)
     return Current(task.name, text, task.content_hash, path, line, columns)
 

@@ -158,7 +158,7 @@ def test_task_list_has_last_status_and_sorts_with_keyset(db: Database) -> None:
         while True:
             with db.session() as s:
                 rows, cursor = list_tasks(s, sort=sort, limit=limit, cursor=cursor)
-            out += [r.task.name for r in rows]
+            out += [r.name for r in rows]
             if cursor is None:
                 return out
 
@@ -170,9 +170,9 @@ def test_task_list_has_last_status_and_sorts_with_keyset(db: Database) -> None:
         assert names("-last_run", limit) == ["a", "c", "d", "b"]
     with db.session() as s:
         rows, _ = list_tasks(s)
-        by_name = {r.task.name: r for r in rows}
+        by_name = {r.name: r for r in rows}
         assert by_name["a"].last_status == "failure"
-        assert by_name["a"].last_run_at == T0 + 3 * H
+        assert by_name["a"].last_run == (T0 + 3 * H).isoformat()
         assert by_name["b"].last_status is None
         cursor = list_tasks(s, sort="name", limit=1)[1]
         assert cursor is not None
@@ -214,7 +214,7 @@ def test_search_is_literal_and_parameterised(db: Database, q: str, expected: lis
         add_task(s, "report", task="app.reports.build")
     with db.session() as s:
         rows, _ = list_tasks(s, q=q)
-        assert [r.task.name for r in rows] == expected
+        assert [r.name for r in rows] == expected
         assert len(list_tasks(s)[0]) == 9
 
 
@@ -227,9 +227,9 @@ def test_task_filters_and_counts(db: Database) -> None:
         add_execution(s, "a", status="success", queued_at=T0 + H)
         add_execution(s, "c", status="failure")
     with db.session() as s:
-        assert [r.task.name for r in list_tasks(s, owner="billing")[0]] == ["a", "b"]
-        assert [r.task.name for r in list_tasks(s, type="async")[0]] == ["b"]
-        assert [r.task.name for r in list_tasks(s, enabled=False)[0]] == ["b", "c"]
+        assert [r.name for r in list_tasks(s, owner="billing")[0]] == ["a", "b"]
+        assert [r.name for r in list_tasks(s, type="async")[0]] == ["b"]
+        assert [r.name for r in list_tasks(s, enabled=False)[0]] == ["b", "c"]
         with pytest.raises(BadParameter, match="type: "):
             list_tasks(s, type="cron")
         assert sorted(execution_counts(s)) == [("a", "success", 2), ("c", "failure", 1)]
@@ -274,3 +274,34 @@ def test_export_records_match_execution_to_dict(db: Database) -> None:
             if got[key] is not None and not isinstance(want[key], str):
                 got[key] = json.loads(got[key])  # type: ignore[arg-type]
         assert got == want
+
+
+def test_an_export_left_early_waits_for_its_prefetch_and_frees_the_connection(
+    db: Database,
+) -> None:
+    with db.session() as s:
+        add_task(s, "a")
+        for i in range(7):
+            add_execution(s, "a", queued_at=T0 + i * H)
+    pool = db.engine.pool
+    with db.session() as s:
+        records = iter_execution_records(s, batch=2)
+        first = [next(records) for _ in range(3)]  # into the second batch; the third is queried
+        records.close()
+        assert [r[EXECUTION_KEYS.index("queued_at")] for r in first] == [
+            (T0 + i * H).isoformat() for i in (6, 5, 4)
+        ]
+        # The session still works: nothing is left running on its connection.
+        assert len(list(iter_execution_records(s, batch=3))) == 7
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_export_pages_overlap_but_keep_the_newest_first_order(db: Database) -> None:
+    with db.session() as s:
+        add_task(s, "a")
+        for i in range(11):
+            add_execution(s, "a", queued_at=T0 + i * H)
+    with db.session() as s:
+        for batch in (1, 2, 5, 11, 50):
+            ids = [r[0] for r in iter_execution_records(s, batch=batch)]
+            assert len(ids) == 11 and ids == sorted(ids, reverse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import http.client
 import io
 import os
 import re
@@ -20,6 +21,7 @@ import pytest
 from reconciler.errors import UsageError
 from reconciler.store.database import Database
 from reconciler.tokens import TokenSet
+from reconciler.web.protocol import REQUESTS_PER_CONNECTION
 from reconciler.web.server import check_bind, is_loopback
 from tests.support import Process, reconcile_argv, wait_for
 from tests.webseed import TOKENS, backend_url, seed_standard, tokens_yaml
@@ -241,3 +243,31 @@ def test_workers_still_check_tokens_before_starting(tmp_path: Path) -> None:
     assert "Started" not in result.stderr
     refused = run_serve("--host", "0.0.0.0", "--workers", "2", tmp_path=tmp_path)
     assert refused.returncode == 2 and "refusing" in refused.stderr
+
+
+def test_a_keep_alive_connection_ends_after_its_share_of_requests(
+    server: tuple[str, dict[str, int]],
+) -> None:
+    """So that clients reconnect now and then, and connections that all landed on one
+    worker process spread out again (``reconciler.web.protocol``)."""
+    base, _ = server
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    sock_ids = set()
+    try:
+        for number in range(1, REQUESTS_PER_CONNECTION + 1):
+            connection.request("GET", "/healthz")
+            sock_ids.add(id(connection.sock))
+            response = connection.getresponse()
+            assert response.status == 200 and response.read() == b'{"status":"ok"}'
+            closing = response.getheader("connection") == "close"
+            assert closing == (number == REQUESTS_PER_CONNECTION), number
+        assert len(sock_ids) == 1  # one connection carried all of them
+        assert connection.sock is None  # http.client closed it, as the server said
+        # The next request opens a new connection, which serves its own share again.
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        assert response.status == 200 and response.getheader("connection") != "close"
+        response.read()
+    finally:
+        connection.close()

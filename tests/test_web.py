@@ -14,9 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
+from reconciler.settings import Settings
 from reconciler.store.database import Database
 from reconciler.web import create_app
+from tests.support import TcpProxy
 from tests.webseed import (
     BACKENDS,
     T0,
@@ -396,6 +399,32 @@ def test_registered_is_503_when_the_app_cannot_load(seeded: Any) -> None:
     assert "no_such_module_xyz" in response.json()["detail"]
 
 
+@pytest.mark.postgres
+def test_a_database_restart_costs_no_request(postgres_url: str) -> None:
+    """The endpoint's pool does not ping before each checkout: when the pooled connection
+    died (here: cut by a proxy, as a restart does), the read is repeated on a new one."""
+    url = make_url(postgres_url)
+    Database.open(postgres_url).dispose()
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        settings = Settings.resolve(
+            database_url=url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+        )
+        with TestClient(create_app(settings)) as test_client:
+            assert test_client.get("/api/v1/tasks/").status_code == 200
+            proxy.cut()
+            proxy.restore()
+            for path in ("/api/v1/tasks/", "/api/v1/executions", "/api/v1/applies"):
+                response = test_client.get(path)
+                assert response.status_code == 200, response.text
+            proxy.cut()  # and down for good: a clear 503, not a retry loop
+            response = test_client.get("/api/v1/tasks/")
+            assert response.status_code == 503
+            assert response.json()["detail"].startswith("database unavailable: ")
+    finally:
+        proxy.close()
+
+
 def test_database_down_is_503() -> None:
     database = Database.open("postgresql://postgres@127.0.0.1:1/none", upgrade=False)
     with TestClient(create_app(database)) as test_client:
@@ -403,3 +432,52 @@ def test_database_down_is_503() -> None:
         assert response.status_code == 503
         assert response.json()["detail"].startswith("database unavailable: ")
         assert test_client.get("/healthz").status_code == 200
+
+
+def test_page_routes_read_in_a_bounded_number_of_threads(scratch: Database) -> None:
+    """At most READ_THREADS reads at once per process: the rest wait their turn instead of
+    competing for the interpreter and the database."""
+    import threading
+
+    from anyio import to_thread
+
+    from reconciler.web.app import READ_THREADS
+
+    running = 0
+    most = 0
+    done = 0
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def slow_read() -> None:
+        nonlocal running, most, done
+        with lock:
+            running += 1
+            most = max(most, running)
+        release.wait(10)
+        with lock:
+            running -= 1
+            done += 1
+
+    with TestClient(create_app(scratch)) as test_client:
+
+        async def limit() -> float:
+            return to_thread.current_default_thread_limiter().total_tokens
+
+        assert test_client.portal is not None
+        assert test_client.portal.call(limit) == READ_THREADS
+
+        async def many() -> None:
+            import anyio
+
+            async with anyio.create_task_group() as group:
+                for _ in range(READ_THREADS * 3):
+                    group.start_soon(to_thread.run_sync, slow_read)
+                with anyio.fail_after(10):
+                    while most < READ_THREADS:  # the first ones are in, the rest wait
+                        await anyio.sleep(0.01)
+                release.set()
+
+        test_client.portal.call(many)
+    assert most == READ_THREADS
+    assert done == READ_THREADS * 3

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
+from reconciler.spec import schedule_text
 from reconciler.store.tables import ApplyRecord, BeatHeartbeat, Task, TaskExecution
 
 T0 = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -71,6 +72,8 @@ def add_task(
         task=task,
         description=description,
         enabled=enabled,
+        schedule_text=schedule_text(spec),
+        timezone=spec["timezone"],
         spec=spec,
         content_hash=hashlib.sha256(name.encode()).hexdigest(),
         source_path=f"tasks.d/{owner}.yaml",

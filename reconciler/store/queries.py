@@ -12,30 +12,31 @@ import binascii
 import datetime as dt
 import functools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Literal, NamedTuple, Protocol, TypeAlias, TypeVar
 
 from sqlalchemy import (
-    JSON,
     ColumnElement,
     Connection,
     DateTime,
     Select,
     Text,
     and_,
+    bindparam,
     case,
     cast,
-    column,
     func,
     literal,
+    literal_column,
     or_,
     select,
     true,
     type_coerce,
 )
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from reconciler.errors import DatabaseUnavailable, UsageError
@@ -54,6 +55,7 @@ TASK_TYPES = ("async", "scheduled", "periodic")
 TASK_SORTS = ("name", "-name", "next_run", "last_run", "-last_run")
 TaskSort = Literal["name", "-name", "next_run", "last_run", "-last_run"]
 ReadSession: TypeAlias = Session
+_T = TypeVar("_T")
 """What ``reading`` yields; callers outside the store name the type through this alias."""
 
 EXECUTION_KEYS = (
@@ -193,29 +195,40 @@ def owned_task_names(owner: str) -> Select[str]:
     return select(Task.name).where(Task.owner == owner)
 
 
-def _execution_filters(
+def _execution_params(
     *,
     task: str | None,
     status: str | None,
     since: dt.datetime | None,
     until: dt.datetime | None,
     owner: str | None,
-) -> list[ColumnElement[bool]]:
+) -> dict[str, Any]:
+    """The bound values of the filters that are given (checked; ``BadParameter``)."""
     _check_status(status)
-    since = _aware("since", since)
-    until = _aware("until", until)
-    filters: list[ColumnElement[bool]] = []
-    if task is not None:
-        filters.append(TaskExecution.task_name == task)
-    if status is not None:
-        filters.append(TaskExecution.status == status)
-    if since is not None:
-        filters.append(TaskExecution.queued_at >= since)
-    if until is not None:
-        filters.append(TaskExecution.queued_at < until)
-    if owner is not None:
-        filters.append(TaskExecution.task_name.in_(owned_task_names(owner)))
-    return filters
+    values = {
+        "task": task,
+        "status": status,
+        "since": _aware("since", since),
+        "until": _aware("until", until),
+        "owner": owner,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _execution_conditions(keys: Iterable[str]) -> list[ColumnElement[bool]]:
+    """The WHERE conditions for the bound parameters ``keys`` (see ``_execution_params``;
+    ``before``: ids below a page cursor's), each value a bound parameter of that name."""
+    conditions: dict[str, Callable[[], ColumnElement[bool]]] = {
+        "task": lambda: TaskExecution.task_name == bindparam("task"),
+        "status": lambda: TaskExecution.status == bindparam("status"),
+        "since": lambda: TaskExecution.queued_at >= bindparam("since"),
+        "until": lambda: TaskExecution.queued_at < bindparam("until"),
+        "owner": lambda: TaskExecution.task_name.in_(
+            select(Task.name).where(Task.owner == bindparam("owner"))
+        ),
+        "before": lambda: TaskExecution.id < bindparam("before"),
+    }
+    return [conditions[key]() for key in keys if key in conditions]
 
 
 def list_executions(
@@ -235,15 +248,17 @@ def list_executions(
     only executions of that owner's tasks. Pages are keyset on ``id``, so rows added
     while a client pages never shift or repeat what it sees.
     """
-    filters = _execution_filters(task=task, status=status, since=since, until=until, owner=owner)
-    stmt = select(TaskExecution).where(*filters, *_execution_cursor(cursor, limit))
-    rows = list(session.scalars(stmt.order_by(TaskExecution.id.desc()).limit(limit + 1)))
+    params = _execution_params(task=task, status=status, since=since, until=until, owner=owner)
+    params.update(_execution_cursor(cursor, limit))
+    stmt = select(TaskExecution).where(*_execution_conditions(params))
+    stmt = stmt.order_by(TaskExecution.id.desc()).limit(limit + 1)
+    rows = list(session.scalars(stmt, params))
     if len(rows) > limit:
         return rows[:limit], encode_cursor("e", rows[limit - 1].id)
     return rows, None
 
 
-def list_execution_dicts(
+def list_execution_records(
     session: Session,
     *,
     task: str | None = None,
@@ -253,24 +268,46 @@ def list_execution_dicts(
     owner: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """``list_executions`` already as ``execution_to_dict`` objects, read as plain rows
-    (no ORM objects): what the HTTP endpoint serves."""
-    filters = _execution_filters(task=task, status=status, since=since, until=until, owner=owner)
-    stmt = select(*EXECUTION_COLUMNS).where(*filters, *_execution_cursor(cursor, limit))
-    rows = _core(session).execute(stmt.order_by(TaskExecution.id.desc()).limit(limit + 1)).all()
-    items = [execution_to_dict(row) for row in rows[:limit]]  # type: ignore[arg-type]
+) -> tuple[list[list[Any]], str | None]:
+    """``list_executions`` as records (see ``_Records``): what the HTTP endpoint serves.
+
+    The statement for each combination of filters is built once and reused with new
+    values, so a request costs the query and the rows, not building and compiling SQL.
+    """
+    params = _execution_params(task=task, status=status, since=since, until=until, owner=owner)
+    params.update(_execution_cursor(cursor, limit))
+    params["limit"] = limit + 1
+    connection = _core(session)
+    records = _records(connection.dialect.name)
+    rows = connection.execute(_record_page(records.postgres, frozenset(params)), params).all()
+    items = [records.convert(row) for row in rows[:limit]]
     return items, encode_cursor("e", rows[limit - 1].id) if len(rows) > limit else None
 
 
-def _execution_cursor(cursor: str | None, limit: int) -> list[ColumnElement[bool]]:
+def _execution_cursor(cursor: str | None, limit: int) -> dict[str, int]:
     _check_limit(limit)
     if cursor is None:
-        return []
+        return {}
     (before,) = decode_cursor(cursor, "e", 1)
     if type(before) is not int or not 0 < before <= _MAX_ID:
         raise BadParameter("cursor", "not a cursor returned by this list")
-    return [TaskExecution.id < before]
+    return {"before": before}
+
+
+@functools.lru_cache(maxsize=256)
+def _record_page(postgres: bool, keys: frozenset[str]) -> Select[Any]:
+    """Records under the conditions for ``keys``, newest first, ``limit`` of them."""
+    stmt = _Records.columns(postgres).where(*_execution_conditions(sorted(keys)))
+    return stmt.order_by(TaskExecution.id.desc()).limit(bindparam("limit"))
+
+
+@functools.lru_cache(maxsize=64)
+def _record_lookup(postgres: bool, owned: bool) -> Select[Any]:
+    """One record by ``id`` (and, when ``owned``, only among ``owner``'s tasks)."""
+    keys = ["owner"] if owned else []
+    return _Records.columns(postgres).where(
+        TaskExecution.id == bindparam("id"), *_execution_conditions(keys)
+    )
 
 
 EXECUTION_COLUMNS = (
@@ -292,6 +329,11 @@ EXECUTION_COLUMNS = (
     TaskExecution.traceback,
     TaskExecution.retries,
 )
+EXECUTION_JSON_KEYS = ("args", "kwargs", "result")
+"""The keys whose values records carry as JSON text."""
+EXECUTION_TEXT_KEYS = ("task", "celery_task_id", "worker", "result", "error", "traceback")
+"""The keys whose values can be any text (the others are numbers, ISO times, fixed words,
+or JSON arrays and objects)."""
 
 
 def iter_executions(
@@ -305,8 +347,9 @@ def iter_executions(
     batch: int = 2000,
 ) -> Iterator[dict[str, Any]]:
     """Every matching execution as ``execution_to_dict``, newest first, in keyset batches."""
-    filters = _execution_filters(task=task, status=status, since=since, until=until, owner=owner)
-    for rows in _keyset_batches(session.connection(), select(*EXECUTION_COLUMNS), filters, batch):
+    params = _execution_params(task=task, status=status, since=since, until=until, owner=owner)
+    batches = _keyset_batches(session.connection(), select(*EXECUTION_COLUMNS), params, batch)
+    for rows in batches:
         for row in rows:
             yield execution_to_dict(row)  # type: ignore[arg-type]
 
@@ -321,15 +364,12 @@ def iter_execution_records(
     owner: str | None = None,
     batch: int = 5000,
 ) -> Iterator[list[str | int | None]]:
-    """Every matching execution as a list of ``EXECUTION_KEYS`` values, for exports.
-
-    The values of ``execution_to_dict``, with args, kwargs and a result that is not a
-    string as JSON text (see ``_Records``). Memory stays at one batch.
-    """
-    filters = _execution_filters(task=task, status=status, since=since, until=until, owner=owner)
+    """Every matching execution as a record for exports (a result that is a JSON string
+    is decoded, so a spreadsheet shows the text). Memory stays at one batch."""
+    params = _execution_params(task=task, status=status, since=since, until=until, owner=owner)
     connection = session.connection()
-    records = _Records(connection.dialect.name)
-    for rows in _keyset_batches(connection, records.select(), filters, batch):
+    records = _records(connection.dialect.name)
+    for rows in _keyset_batches(connection, _Records.columns(records.postgres), params, batch):
         for row in rows:
             record = records.convert(row)
             result = record[_RESULT_INDEX]
@@ -338,51 +378,78 @@ def iter_execution_records(
             yield record
 
 
+def get_execution_record(
+    session: Session, id: int, *, owner: str | None = None
+) -> list[Any] | None:
+    """The record of one execution; ``None`` when it does not exist or belongs to another
+    owner."""
+    connection = _core(session)
+    records = _records(connection.dialect.name)
+    params: dict[str, Any] = {"id": id}
+    if owner is not None:
+        params["owner"] = owner
+    row = connection.execute(_record_lookup(records.postgres, owner is not None), params).first()
+    return None if row is None else records.convert(row)
+
+
 class _Records:
     """Executions as records: the values of ``execution_to_dict`` in ``EXECUTION_KEYS``
-    order, with args, kwargs and result as their JSON text (null: None), read as stored
-    rather than decoded and encoded again; kwargs are decoded only when their text holds
-    a secret-looking key, to redact it. Times are ISO 8601 text (PostgreSQL writes them
-    itself, which spares a conversion per value here)."""
+    order, with args, kwargs and result as their JSON text (result null: None), read as
+    stored rather than decoded and encoded again; kwargs are decoded only when their text
+    holds a secret-looking key, to redact it. Times are ISO 8601 text (PostgreSQL writes
+    them itself, which spares a conversion per value here)."""
 
-    def __init__(self, dialect: str) -> None:
-        self.postgres = dialect == "postgresql"
-        self.redacted: dict[str, str] = {}  # kwargs repeat from run to run: redact once
+    def __init__(self, postgres: bool) -> None:
+        self.postgres = postgres
+        # kwargs text -> as shown: kwargs repeat from run to run, so each is checked once
+        self.redacted: dict[str, str] = {}
 
-    def select(self) -> Select[Any]:
+    @staticmethod
+    @functools.cache
+    def columns(postgres: bool) -> Select[Any]:
         columns: list[Any] = []
         for source in EXECUTION_COLUMNS:
-            if source.key in ("args", "kwargs", "result"):
+            if source.key in EXECUTION_JSON_KEYS:
                 columns.append(cast(source, Text).label(source.key))
-            elif self.postgres and isinstance(source.type, UTCDateTime):
+            elif postgres and isinstance(source.type, UTCDateTime):
                 columns.append(_pg_isoformat(source).label(source.key))
             else:
                 columns.append(source)
         return select(*columns)
 
-    def convert(self, row: Any) -> list[str | int | None]:
-        record: list[str | int | None] = list(row)
+    def convert(self, row: Any) -> list[Any]:
+        record: list[Any] = list(row)
         if not self.postgres:
             for index in _TIME_INDEXES:
                 value = record[index]
                 if value is not None:
-                    record[index] = value.isoformat()  # type: ignore[union-attr]
+                    record[index] = value.isoformat()
         if record[_ARGS_INDEX] in (None, "null"):
             record[_ARGS_INDEX] = "[]"
         kwargs = record[_KWARGS_INDEX]
         if kwargs in (None, "null"):
             record[_KWARGS_INDEX] = "{}"
-        elif isinstance(kwargs, str) and SECRET_KEY.search(kwargs):
-            if kwargs not in self.redacted:
+        else:
+            shown = self.redacted.get(kwargs)
+            if shown is None:
                 if len(self.redacted) > 4096:
                     self.redacted.clear()
-                self.redacted[kwargs] = json.dumps(redact(json.loads(kwargs)))
-            record[_KWARGS_INDEX] = self.redacted[kwargs]
+                shown = kwargs
+                if SECRET_KEY.search(kwargs):
+                    shown = json.dumps(redact(json.loads(kwargs)))
+                self.redacted[kwargs] = shown
+            record[_KWARGS_INDEX] = shown
         if record[_RESULT_INDEX] == "null":
             record[_RESULT_INDEX] = None
         if record[_RETRIES_INDEX] is None:
             record[_RETRIES_INDEX] = 0
         return record
+
+
+@functools.cache
+def _records(dialect: str) -> _Records:
+    """One converter per dialect, shared, so its redaction cache serves every request."""
+    return _Records(dialect == "postgresql")
 
 
 def _pg_isoformat(column: Any) -> ColumnElement[str]:
@@ -408,33 +475,32 @@ _RESULT_INDEX = EXECUTION_KEYS.index("result")
 def _keyset_batches(
     executor: Session | Connection,
     stmt: Select[Any],
-    filters: list[ColumnElement[bool]],
+    params: dict[str, Any],
     batch: int,
 ) -> Iterator[Sequence[Any]]:
-    """``stmt`` under ``filters``, newest first, one batch of rows at a time (keyset on id);
-    no server-side cursor stays open while the client reads."""
-    before: int | None = None
-    while True:
-        page_filters = filters if before is None else [*filters, TaskExecution.id < before]
-        rows = executor.execute(
-            stmt.where(*page_filters).order_by(TaskExecution.id.desc()).limit(batch)
-        ).all()
-        yield rows
-        if len(rows) < batch:
-            return
-        before = rows[-1].id
+    """``stmt`` under the conditions for ``params``, newest first, one batch of rows at a
+    time (keyset on id); no server-side cursor stays open while the client reads.
 
+    The next batch is queried in a helper thread while the caller works through the
+    current one, so the database's time and ours overlap; the caller never uses the
+    connection meanwhile, and the pending query is waited for before the generator ends.
+    """
+    first = stmt.where(*_execution_conditions(params)).order_by(TaskExecution.id.desc())
+    rest = first.where(*_execution_conditions(["before"]))
+    params = dict(params)
 
-def get_execution_dict(
-    session: Session, id: int, *, owner: str | None = None
-) -> dict[str, Any] | None:
-    """``execution_to_dict`` of one execution, read as a plain row; ``None`` when it does
-    not exist or belongs to another owner."""
-    stmt = select(*EXECUTION_COLUMNS).where(TaskExecution.id == id)
-    if owner is not None:
-        stmt = stmt.where(TaskExecution.task_name.in_(owned_task_names(owner)))
-    row = _core(session).execute(stmt).first()
-    return None if row is None else execution_to_dict(row)  # type: ignore[arg-type]
+    def fetch(query: Select[Any], values: dict[str, Any]) -> Sequence[Any]:
+        return executor.execute(query.limit(batch), values).all()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export") as prefetch:
+        pending: Future[Sequence[Any]] | None = prefetch.submit(fetch, first, params)
+        while pending is not None:
+            rows = pending.result()
+            pending = None
+            if len(rows) == batch:
+                params["before"] = rows[-1].id
+                pending = prefetch.submit(fetch, rest, dict(params))
+            yield rows
 
 
 def get_execution(session: Session, id: int, *, owner: str | None = None) -> TaskExecution | None:
@@ -490,131 +556,176 @@ class TaskRow(Protocol):
 
 @dataclass(frozen=True)
 class TaskSummary:
-    """A task row with its latest execution (if any): what lists and status lookups show."""
+    """A task row with its whole definition and its latest execution (if any): what a
+    task's detail and status show."""
 
     task: TaskRow
-    # type, crontab, interval, at, timezone: what a list needs of the definition
+    # type, crontab, interval, at, timezone: the schedule part of the definition
     schedule: dict[str, Any]
-    definition: dict[str, Any] | None  # the whole spec; only from ``get_task``
+    definition: dict[str, Any]
     last_execution_id: int | None
     last_status: str | None
     last_run_at: dt.datetime | None
     last_finished_at: dt.datetime | None
 
 
+class TaskListRow(NamedTuple):
+    """One task of a list with its last run, its fields named as the API's keys; times
+    are ISO 8601 text in UTC."""
+
+    name: str
+    description: str
+    owner: str
+    type: str
+    task: str
+    enabled: bool
+    schedule: str | None  # ``reconciler.spec.schedule_text``, stored by apply
+    timezone: str
+    next_run: str | None
+    deleted_at: str | None
+    last_execution_id: int | None
+    last_status: str | None
+    last_run: str | None
+
+
 _LastRun = aliased(TaskExecution, name="last_run")
 
 
-_SCHEDULE_KEYS = ("crontab", "interval", "at", "timezone")
-_LIST_COLUMNS = (
-    Task.name,
-    Task.description,
-    Task.owner,
-    Task.type,
-    Task.task,
-    Task.enabled,
-    Task.next_run_at,
-    Task.deleted_at,
-)
-# The schedule fields of a list row. crontab and interval come as JSON text, decoded by
-# ``_schedule_part``: a decoder per row and column would be most of the cost of a page,
-# and tasks share a few schedules.
-_SCHEDULE_COLUMNS = (
-    cast(Task.spec["crontab"], Text).label("spec_crontab"),
-    cast(Task.spec["interval"], Text).label("spec_interval"),
-    Task.spec["at"].as_string().label("spec_at"),
-    Task.spec["timezone"].as_string().label("spec_timezone"),
-)
-# On PostgreSQL ``spec`` is a ``json`` column (text, kept as written), which every ``->``
-# parses again: one ``json_to_record`` parses it once for all four fields (a function in
-# FROM may refer to the tables before it).
-_SPEC_RECORD = (
-    func.json_to_record(Task.spec)
-    .table_valued(
-        column("crontab", JSON),
-        column("interval", JSON),
-        column("at", Text),
-        column("timezone", Text),
-    )
-    .render_derived(name="spec_fields", with_types=True)
-)
-_PG_SCHEDULE_COLUMNS = (
-    cast(_SPEC_RECORD.c.crontab, Text).label("spec_crontab"),
-    cast(_SPEC_RECORD.c.interval, Text).label("spec_interval"),
-    _SPEC_RECORD.c.at.label("spec_at"),
-    _SPEC_RECORD.c.timezone.label("spec_timezone"),
-)
-
-
-def _tasks_with_last_run(*, detail: bool = False, postgres: bool = False) -> Select[Any]:
-    """Tasks joined to their latest execution in one statement (no query per task).
-
-    The latest execution is found per row through ``max(id)`` on the (task_name, id)
-    index, which both SQLite and PostgreSQL answer with one index probe (an index-only
-    scan). Plain rows, not ORM objects, and for lists only the columns shown (not the
-    whole definition).
-    """
-    latest_id = (
+def _latest_execution_id() -> ColumnElement[int]:
+    """The task's latest execution: ``max(id)`` on the (task_name, id) index, which both
+    SQLite and PostgreSQL answer with one index probe (an index-only scan)."""
+    return (
         select(func.max(TaskExecution.id))
         .where(TaskExecution.task_name == Task.name)
         .correlate(Task)
         .scalar_subquery()
     )
-    last_run = (
-        _LastRun.id.label("last_execution_id"),
-        _LastRun.status.label("last_status"),
-        _LastRun.queued_at.label("last_queued_at"),
-        _LastRun.finished_at.label("last_finished_at"),
+
+
+def _last_run(postgres: bool) -> Any:
+    """The task's latest execution (``id``, ``status``, ``queued_at``), to be joined with
+    ``_join_last_run``. PostgreSQL reads it from the (task_name, id) index alone through a
+    LATERAL subquery; SQLite, which has no LATERAL, joins the row of ``max(id)``."""
+    if not postgres:
+        return _LastRun
+    latest = (
+        select(TaskExecution.id, TaskExecution.status, TaskExecution.queued_at)
+        .where(TaskExecution.task_name == Task.name)
+        .order_by(TaskExecution.id.desc())
+        # Written into the SQL rather than bound: a prepared statement's generic plan
+        # then knows it is one row.
+        .limit(literal_column("1"))
     )
-    if detail:
-        stmt = select(*Task.__table__.columns, *last_run).select_from(Task)
-    elif postgres:
-        stmt = select(*_LIST_COLUMNS, *_PG_SCHEDULE_COLUMNS, *last_run).select_from(Task)
-        stmt = stmt.join(_SPEC_RECORD, true())
-    else:
-        stmt = select(*_LIST_COLUMNS, *_SCHEDULE_COLUMNS, *last_run).select_from(Task)
-    return stmt.outerjoin(_LastRun, _LastRun.id == latest_id)
+    return latest.lateral("last_run").c
 
 
-@functools.lru_cache(maxsize=1024)
-def _schedule_part(text: str | None) -> Any:
-    """A list row's crontab or interval from its JSON text. Cached, so the same object is
-    shared by every task with that schedule: it is read, never changed."""
-    return None if text is None else json.loads(text)
+def _join_last_run(stmt: Select[Any], postgres: bool, last: Any) -> Select[Any]:
+    if postgres:
+        return stmt.outerjoin(last.id.table, true())
+    return stmt.outerjoin(_LastRun, _LastRun.id == _latest_execution_id())
 
 
-def _summary(row: Any, *, detail: bool = False) -> TaskSummary:
-    if detail:
-        definition = row.spec or {}
-        schedule = {key: definition.get(key) for key in _SCHEDULE_KEYS}
-    else:
-        definition = None
-        schedule = {
-            "crontab": _schedule_part(row.spec_crontab),
-            "interval": _schedule_part(row.spec_interval),
-            "at": row.spec_at,
-            "timezone": row.spec_timezone,
-        }
-    schedule["type"] = row.type
-    return TaskSummary(
-        task=row,
-        schedule=schedule,
-        definition=definition,
-        last_execution_id=row.last_execution_id,
-        last_status=row.last_status,
-        last_run_at=row.last_queued_at,
-        last_finished_at=row.last_finished_at,
+def _list_select(postgres: bool, last: Any) -> Select[Any]:
+    """Tasks with their last run, the columns of ``TaskListRow`` in its order. The spec
+    is not read: apply stores the schedule as the list shows it."""
+    times: tuple[Any, ...] = (Task.next_run_at, Task.deleted_at, last.queued_at)
+    if postgres:
+        times = tuple(_pg_isoformat(time) for time in times)
+    columns = (
+        Task.name,
+        Task.description,
+        Task.owner,
+        Task.type,
+        Task.task,
+        Task.enabled,
+        Task.schedule_text,
+        Task.timezone,
+        times[0],
+        times[1],
+        last.id,
+        last.status,
+        times[2],
     )
+    labelled = [c.label(key) for c, key in zip(columns, TaskListRow._fields, strict=True)]
+    return _join_last_run(select(*labelled).select_from(Task), postgres, last)
 
 
-def _sort_key(sort: str) -> tuple[ColumnElement[Any] | None, bool]:
+_LIST_TIME_INDEXES = tuple(
+    TaskListRow._fields.index(key) for key in ("next_run", "deleted_at", "last_run")
+)
+
+
+def _list_row(row: Any, postgres: bool) -> TaskListRow:
+    if postgres:
+        return TaskListRow._make(row)
+    values = list(row)
+    for index in _LIST_TIME_INDEXES:
+        if values[index] is not None:
+            values[index] = iso(values[index])
+    return TaskListRow._make(values)
+
+
+def _sort_key(sort: str, last: Any) -> tuple[ColumnElement[Any] | None, bool]:
     """The sort's key expression (None: by name only) and whether it is descending."""
     if sort in ("name", "-name"):
         return None, sort == "-name"
     if sort == "next_run":
         return func.coalesce(Task.next_run_at, literal(_LATEST, UTCDateTime())), False
-    key = func.coalesce(_LastRun.queued_at, literal(_EARLIEST, UTCDateTime()))
+    key = func.coalesce(last.queued_at, literal(_EARLIEST, UTCDateTime()))
     return key, sort == "-last_run"
+
+
+@functools.lru_cache(maxsize=512)
+def _task_page(postgres: bool, sort: str, keys: frozenset[str]) -> Select[Any]:
+    """The list statement for one sort and set of bound parameters (``q``, ``owner``,
+    ``type``, ``enabled``, ``after_*`` of a cursor, ``deleted`` to include deleted tasks),
+    built once and reused with new values."""
+    last = _last_run(postgres)
+    stmt = _list_select(postgres, last)
+    if "deleted" not in keys:
+        stmt = stmt.where(Task.deleted_at.is_(None))
+    if "q" in keys:
+        stmt = stmt.where(
+            or_(
+                Task.name.icontains(bindparam("q"), escape=_LIKE_ESCAPE),
+                Task.description.icontains(bindparam("q"), escape=_LIKE_ESCAPE),
+                Task.task.icontains(bindparam("q"), escape=_LIKE_ESCAPE),
+            )
+        )
+    for name in ("owner", "type", "enabled"):
+        if name in keys:
+            stmt = stmt.where(getattr(Task, name) == bindparam(name))
+    key, descending = _sort_key(sort, last)
+    if "after_name" in keys:
+        stmt = stmt.where(_after(key, descending))
+    if key is None:
+        stmt = stmt.order_by(Task.name.desc() if descending else Task.name.asc())
+    elif descending:
+        stmt = stmt.order_by(key.desc(), Task.name.desc())
+    else:
+        stmt = stmt.order_by(key.asc(), Task.name.asc())
+    return stmt.limit(bindparam("limit"))
+
+
+_LIKE_ESCAPE = "/"
+
+
+def _like_literal(text: str) -> str:
+    """``text`` with LIKE's wildcards escaped, so that it matches only itself."""
+    for char in (_LIKE_ESCAPE, "%", "_"):
+        text = text.replace(char, _LIKE_ESCAPE + char)
+    return text
+
+
+def _after(key: ColumnElement[Any] | None, descending: bool) -> ColumnElement[bool]:
+    """Rows after the cursor's (``after_value``, ``after_name``) in the sort's order."""
+    name: ColumnElement[str] = bindparam("after_name")
+    if key is None:
+        return Task.name < name if descending else Task.name > name
+    value = bindparam("after_value", type_=UTCDateTime())
+    if descending:
+        return or_(key < value, and_(key == value, Task.name < name))
+    return or_(key > value, and_(key == value, Task.name > name))
 
 
 def list_tasks(
@@ -628,7 +739,7 @@ def list_tasks(
     limit: int = 50,
     cursor: str | None = None,
     include_deleted: bool = False,
-) -> tuple[list[TaskSummary], str | None]:
+) -> tuple[list[TaskListRow], str | None]:
     """One page of tasks with their last status and next run, and the next page's cursor.
 
     ``q`` matches a substring of the name, description or Celery task name (case-insensitive
@@ -641,73 +752,78 @@ def list_tasks(
         raise BadParameter("sort", f"{sort!r} is not one of {', '.join(TASK_SORTS)}")
     if type is not None and type not in TASK_TYPES:
         raise BadParameter("type", f"{type!r} is not one of {', '.join(TASK_TYPES)}")
-    stmt = _tasks_with_last_run(postgres=_core(session).dialect.name == "postgresql")
-    if not include_deleted:
-        stmt = stmt.where(Task.deleted_at.is_(None))
+    params: dict[str, Any] = {"limit": limit + 1}
     if q:
-        stmt = stmt.where(
-            or_(
-                Task.name.icontains(q, autoescape=True),
-                Task.description.icontains(q, autoescape=True),
-                Task.task.icontains(q, autoescape=True),
-            )
-        )
-    if owner is not None:
-        stmt = stmt.where(Task.owner == owner)
-    if type is not None:
-        stmt = stmt.where(Task.type == type)
-    if enabled is not None:
-        stmt = stmt.where(Task.enabled.is_(enabled))
-
-    key, descending = _sort_key(sort)
+        params["q"] = _like_literal(q)
+    for key, given in (("owner", owner), ("type", type), ("enabled", enabled)):
+        if given is not None:
+            params[key] = given
+    if include_deleted:
+        params["deleted"] = True
     if cursor is not None:
-        stmt = stmt.where(_after_cursor(cursor, sort, key, descending))
-    if key is None:
-        stmt = stmt.order_by(Task.name.desc() if descending else Task.name.asc())
-    elif descending:
-        stmt = stmt.order_by(key.desc(), Task.name.desc())
-    else:
-        stmt = stmt.order_by(key.asc(), Task.name.asc())
-    rows = [_summary(row) for row in _core(session).execute(stmt.limit(limit + 1)).all()]
+        params.update(_task_cursor(cursor, sort))
+    connection = _core(session)
+    postgres = connection.dialect.name == "postgresql"
+    stmt = _task_page(postgres, sort, frozenset(params))
+    rows = [_list_row(row, postgres) for row in connection.execute(stmt, params)]
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
     last = rows[-1]
     value: str | None = None
     if sort == "next_run":
-        value = iso(last.task.next_run_at or _LATEST)
+        value = last.next_run or iso(_LATEST)
     elif sort in ("last_run", "-last_run"):
-        value = iso(last.last_run_at or _EARLIEST)
-    return rows, encode_cursor("t", sort, value, last.task.name)
+        value = last.last_run or iso(_EARLIEST)
+    return rows, encode_cursor("t", sort, value, last.name)
 
 
-def _after_cursor(
-    cursor: str, sort: str, key: ColumnElement[Any] | None, descending: bool
-) -> ColumnElement[bool]:
+def _task_cursor(cursor: str, sort: str) -> dict[str, Any]:
     cursor_sort, value, name = decode_cursor(cursor, "t", 3)
     if cursor_sort != sort or not isinstance(name, str):
         raise BadParameter("cursor", f"not a cursor of a list sorted by {sort}")
-    if key is None:
-        return Task.name < name if descending else Task.name > name
+    if sort in ("name", "-name"):
+        return {"after_name": name}
     try:
         instant = dt.datetime.fromisoformat(value)
     except (TypeError, ValueError):
         raise BadParameter("cursor", "not a cursor returned by this list") from None
-    if descending:
-        return or_(key < instant, and_(key == instant, Task.name < name))
-    return or_(key > instant, and_(key == instant, Task.name > name))
+    if instant.tzinfo is None:
+        raise BadParameter("cursor", "not a cursor returned by this list")
+    return {"after_name": name, "after_value": instant}
 
 
 def get_task(session: Session, name: str, *, owner: str | None = None) -> TaskSummary | None:
     """One task (deleted ones too, with ``deleted_at``) with its last execution."""
-    stmt = _tasks_with_last_run(detail=True).where(Task.name == name)
+    last_run = (
+        _LastRun.id.label("last_execution_id"),
+        _LastRun.status.label("last_status"),
+        _LastRun.queued_at.label("last_queued_at"),
+        _LastRun.finished_at.label("last_finished_at"),
+    )
+    stmt = select(*Task.__table__.columns, *last_run).select_from(Task)
+    stmt = stmt.outerjoin(_LastRun, _LastRun.id == _latest_execution_id())
+    stmt = stmt.where(Task.name == name)
     if owner is not None:
         stmt = stmt.where(Task.owner == owner)
     row = _core(session).execute(stmt).first()
-    return None if row is None else _summary(row, detail=True)
+    if row is None:
+        return None
+    definition = row.spec or {}
+    schedule = {key: definition.get(key) for key in ("crontab", "interval", "at", "timezone")}
+    schedule["type"] = row.type
+    return TaskSummary(
+        task=row,
+        schedule=schedule,
+        definition=definition,
+        last_execution_id=row.last_execution_id,
+        last_status=row.last_status,
+        last_run_at=row.last_queued_at,
+        last_finished_at=row.last_finished_at,
+    )
 
 
-def iter_tasks(session: Session, *, batch: int = 500, **filters: Any) -> Iterator[TaskSummary]:
+def iter_tasks(session: Session, *, batch: int = 500, **filters: Any) -> Iterator[TaskListRow]:
     """Every task matching ``list_tasks`` filters, page by page (for exports)."""
     cursor: str | None = None
     while True:
@@ -806,3 +922,18 @@ def reading(database: Database) -> Iterator[Session]:
     except (OperationalError, InterfaceError) as exc:
         reason = str(exc.orig or exc).strip().splitlines()[0]
         raise DatabaseUnavailable(f"database unavailable: {reason}") from exc
+
+
+def read(database: Database, work: Callable[[Session], _T]) -> _T:
+    """``work(session)`` in ``reading``, once more when the pooled connection it got was
+    dead (the database restarted since it was last used): reads can be repeated, so a pool
+    without a ping before every checkout costs a caller nothing when that happens."""
+    try:
+        with reading(database) as session:
+            return work(session)
+    except DatabaseUnavailable as exc:
+        cause = exc.__cause__
+        if not (isinstance(cause, DBAPIError) and cause.connection_invalidated):
+            raise
+    with reading(database) as session:
+        return work(session)

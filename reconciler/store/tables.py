@@ -76,6 +76,12 @@ class Task(Base):
     task: Mapped[str] = mapped_column(String(300))
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The schedule as the task list shows it (``reconciler.spec.schedule_text``) and the
+    # spec's time zone, so the list is served without parsing each spec. The server
+    # default lets migration 0002 add the NOT NULL column to existing rows (which it
+    # then fills from their specs) without rebuilding the table on SQLite.
+    schedule_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    timezone: Mapped[str] = mapped_column(Text, server_default="UTC")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     content_hash: Mapped[str] = mapped_column(String(64))
     source_path: Mapped[str] = mapped_column(String(1000), default="")
@@ -137,7 +143,14 @@ class TaskExecution(Base):
     __table_args__ = (
         # One row per slot: the claim's second line of defence.
         UniqueConstraint("task_name", "scheduled_for"),
-        Index("ix_task_executions_task_id", "task_name", "id"),
+        # A task's executions newest first, and its last run read from the index alone
+        # (PostgreSQL: INCLUDE, migration 0002).
+        Index(
+            "ix_task_executions_task_id",
+            "task_name",
+            "id",
+            postgresql_include=["status", "queued_at"],
+        ),
         Index("ix_task_executions_status_id", "status", "id"),
         Index("ix_task_executions_queued_at", "queued_at"),
     )

@@ -105,7 +105,11 @@ def _ensure_marker(session: Session) -> None:
 
 
 def read_current(session: Session) -> StoredState:
-    """Every task row in one SELECT, without the run-time columns or ORM objects."""
+    """Every task row in one SELECT, without the run-time columns or ORM objects.
+
+    Rows are unpacked by position: every apply reads every task, and attribute access
+    on a result row costs more than the rest of building its ``Current``.
+    """
     columns = [tasks.c[name] for name in COLUMN_FIELDS]
     query = select(
         tasks.c.name,
@@ -118,18 +122,18 @@ def read_current(session: Session) -> StoredState:
         *columns,
     )
     state = StoredState(live=[])
-    for row in session.execute(query):
-        if row.deleted_at is not None:
-            state.deleted_names.add(row.name)
+    for name, spec_json, content_hash, path, line, deleted_at, *values in session.execute(query):
+        if deleted_at is not None:
+            state.deleted_names.add(name)
             continue
         state.live.append(
             Current(
-                name=row.name,
-                spec_json=row.spec_json,
-                content_hash=row.content_hash,
-                source_path=row.source_path,
-                source_line=row.source_line,
-                columns={name: getattr(row, name) for name in COLUMN_FIELDS},
+                name=name,
+                spec_json=spec_json,
+                content_hash=content_hash,
+                source_path=path,
+                source_line=line,
+                columns=dict(zip(COLUMN_FIELDS, values, strict=True)),
             )
         )
     return state
@@ -279,6 +283,8 @@ def _spec_values(change: Change, seq: int, now: dt.datetime) -> dict[str, Any]:
         "task": spec.task,
         "description": spec.description,
         "enabled": spec.enabled,
+        "schedule_text": spec.schedule_text,
+        "timezone": spec.timezone,
         "spec": RawJSON(change.spec_json),
         "content_hash": change.content_hash,
         "source_path": change.path or "",

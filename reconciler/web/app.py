@@ -6,10 +6,13 @@ middleware answers every method but GET and HEAD with 405 before any route runs.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from anyio import to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +30,11 @@ from reconciler.web.auth import Principal, principal
 from reconciler.web.routes import HEAD, router
 
 STATIC = Path(__file__).parent / "static"
+# Page routes read the database in worker threads (never on the event loop, so /healthz
+# answers whatever the database does); at most this many at once per process. Python
+# runs one thread at a time, so more threads only add switching and database sessions
+# competing for the same cores; two let a slow query not hold up the next request.
+READ_THREADS = 2
 READ_ONLY = (
     "This endpoint is read-only. Tasks are changed in the task files: commit the YAML to "
     "git and let `reconcile` apply it; run a task now with `reconcile trigger NAME`."
@@ -91,6 +99,12 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": str(exc)}, status_code=503)
 
 
+@asynccontextmanager
+async def _lifespan(api: FastAPI) -> AsyncIterator[None]:
+    to_thread.current_default_thread_limiter().total_tokens = READ_THREADS
+    yield
+
+
 def create_app(
     source: Settings | Database,
     *,
@@ -104,7 +118,9 @@ def create_app(
     (default: the settings' app).
     """
     if isinstance(source, Settings):
-        database = Database.open(source.database_url)
+        # No ping before every checkout (a round trip per request): a connection that died
+        # with a database restart is replaced by ``queries.read``'s one retry instead.
+        database = Database.open(source.database_url, pool_pre_ping=False)
         app_path = app_path or source.app
     else:
         database = source
@@ -117,6 +133,7 @@ def create_app(
         "Changes are made in the task files (git) and with `reconcile trigger`.",
         docs_url=None,
         redoc_url=None,
+        lifespan=_lifespan,
     )
     api.state.database = database
     api.state.tokens = tokens

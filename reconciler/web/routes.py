@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -21,27 +21,32 @@ from reconciler.spec import NAME_PATTERN
 from reconciler.store.database import Database
 from reconciler.store.queries import (
     EXECUTION_KEYS,
+    EXECUTION_TEXT_KEYS,
     BadParameter,
     ReadSession,
-    get_execution_dict,
+    TaskSummary,
+    get_execution_record,
     get_task,
     iter_execution_records,
     iter_tasks,
     list_applies,
-    list_execution_dicts,
+    list_execution_records,
     list_tasks,
     owned_names,
+    read,
     reading,
     task_owner,
 )
 from reconciler.web import models
 from reconciler.web.auth import Principal, principal
+from reconciler.web.body import JSONBody, execution_item
 from reconciler.web.views import TASK_CSV_COLUMNS, apply_item, task_detail, task_item, task_status
 
 HEAD = "reconciler.head"  # set in the ASGI scope by the read-only middleware for HEAD
 MAX_LIMIT = 500
 MAX_ID = 2**63 - 1
 _NAME = re.compile(NAME_PATTERN)
+_T = TypeVar("_T")
 
 Format = Literal["json", "csv"]
 TaskType = Literal["async", "scheduled", "periodic"]
@@ -69,8 +74,22 @@ def _database(request: Request) -> Database:
     return database
 
 
-def _json(value: Any) -> JSONResponse:
-    return JSONResponse(value)
+def _read(request: Request, work: Callable[[ReadSession], _T]) -> _T:
+    return read(_database(request), work)
+
+
+def _task(request: Request, name: str, who: Principal) -> TaskSummary:
+    """The task ``name`` as ``who`` may see it, or 404."""
+    summary = None
+    if _NAME.match(name):
+        summary = _read(request, lambda session: get_task(session, name, owner=who.owner))
+    if summary is None:
+        raise _not_found(f"task {name!r}")
+    return summary
+
+
+def _json(value: Any) -> Response:
+    return JSONBody(value)
 
 
 def _text(parameter: str, value: str | None) -> str | None:
@@ -151,18 +170,19 @@ def tasks(
         owner = who.owner
     filters: dict[str, Any] = {"q": q, "owner": owner, "type": type, "enabled": enabled}
     if _wants_csv(request, format):
-        with reading(_database(request)) as session:
-            list_tasks(session, sort=sort, limit=1, **filters)  # bad filters: 422 before streaming
+        # Bad filters: 422 before streaming.
+        _read(request, lambda session: list_tasks(session, sort=sort, limit=1, **filters))
 
         def chunks(session: ReadSession) -> Iterator[str]:
             rows = (task_item(row) for row in iter_tasks(session, sort=sort, **filters))
             return stream_csv(TASK_CSV_COLUMNS, rows)
 
         return _csv(request, chunks, "tasks.csv")
-    with reading(_database(request)) as session:
-        page, next_cursor = list_tasks(session, sort=sort, limit=limit, cursor=cursor, **filters)
-        items = [task_item(row) for row in page]
-    return _json({"items": items, "next_cursor": next_cursor})
+    page, next_cursor = _read(
+        request,
+        lambda session: list_tasks(session, sort=sort, limit=limit, cursor=cursor, **filters),
+    )
+    return _json({"items": [task_item(row) for row in page], "next_cursor": next_cursor})
 
 
 @router.get("/tasks/registered", response_model=models.Registered, summary="Registered tasks")
@@ -189,11 +209,10 @@ def execution(
     id: int = Path(ge=1, le=MAX_ID),
     who: Principal = Depends(principal),
 ) -> Response:
-    with reading(_database(request)) as session:
-        item = get_execution_dict(session, id, owner=who.owner)
-    if item is None:
+    record = _read(request, lambda session: get_execution_record(session, id, owner=who.owner))
+    if record is None:
         raise _not_found(f"execution {id}")
-    return _json(item)
+    return _json(execution_item(record))
 
 
 def _visible_task(session: ReadSession, name: str, who: Principal) -> str:
@@ -207,20 +226,13 @@ def _visible_task(session: ReadSession, name: str, who: Principal) -> str:
 def task(request: Request, name: str, who: Principal = Depends(principal)) -> Response:
     """The definition, where it came from, and its schedule state. A task deleted from the
     files is still served, with ``deleted_at`` set and no next run."""
-    with reading(_database(request)) as session:
-        summary = get_task(session, name, owner=who.owner) if _NAME.match(name) else None
-        if summary is None:
-            raise _not_found(f"task {name!r}")
-        return _json(task_detail(summary))
+    summary = _task(request, name, who)
+    return _json(task_detail(summary))
 
 
 @router.get("/tasks/{name}/status", response_model=models.TaskStatus, summary="Task status")
 def status(request: Request, name: str, who: Principal = Depends(principal)) -> Response:
-    with reading(_database(request)) as session:
-        summary = get_task(session, name, owner=who.owner) if _NAME.match(name) else None
-        if summary is None:
-            raise _not_found(f"task {name!r}")
-        return _json(task_status(summary))
+    return _json(task_status(_task(request, name, who)))
 
 
 def _executions(
@@ -250,18 +262,24 @@ def _executions(
     }
     if _wants_csv(request, format):
         if visible is not None:
-            with reading(_database(request)) as session:
-                visible(session)
+            _read(request, visible)
 
         def chunks(session: ReadSession) -> Iterator[str]:
-            return stream_records(EXECUTION_KEYS, iter_execution_records(session, **filters))
+            records = iter_execution_records(session, **filters)
+            return stream_records(EXECUTION_KEYS, records, text_columns=EXECUTION_TEXT_KEYS)
 
         return _csv(request, chunks, filename)
-    with reading(_database(request)) as session:
-        items, next_cursor = list_execution_dicts(session, limit=limit, cursor=cursor, **filters)
-        if not items and visible is not None:
+
+    def page(session: ReadSession) -> tuple[list[list[Any]], str | None]:
+        records, next_cursor = list_execution_records(
+            session, limit=limit, cursor=cursor, **filters
+        )
+        if not records and visible is not None:
             visible(session)
-    return _json({"items": items, "next_cursor": next_cursor})
+        return records, next_cursor
+
+    records, next_cursor = _read(request, page)
+    return _json({"items": [execution_item(r) for r in records], "next_cursor": next_cursor})
 
 
 @router.get(
@@ -343,7 +361,8 @@ def applies(
 ) -> Response:
     """For an owner's token the name lists keep only that owner's tasks; counts are whole."""
     _text("cursor", cursor)
-    with reading(_database(request)) as session:
+
+    def items(session: ReadSession) -> tuple[list[dict[str, Any]], str | None]:
         page, next_cursor = list_applies(session, limit=limit, cursor=cursor)
         visible: set[str] | None = None
         if who.owner is not None:
@@ -353,5 +372,7 @@ def applies(
                 for n in (*row.created_names, *row.updated_names, *row.deleted_names)
             ]
             visible = owned_names(session, who.owner, names)
-        items = [apply_item(row, visible) for row in page]
-    return _json({"items": items, "next_cursor": next_cursor})
+        return [apply_item(row, visible) for row in page], next_cursor
+
+    page, next_cursor = _read(request, items)
+    return _json({"items": page, "next_cursor": next_cursor})

@@ -65,7 +65,7 @@ def run(
     # Imported only now, so a refused bind or a bad tokens file answers at once.
     import uvicorn
 
-    from reconciler.web.protocol import NoDelayH11Protocol
+    from reconciler.web.protocol import ServerProtocol
 
     if workers == 1:
         from reconciler.web.app import create_app
@@ -75,7 +75,7 @@ def run(
             app,
             host=host,
             port=port,
-            http=NoDelayH11Protocol,
+            http=ServerProtocol,
             access_log=access_log,
             log_level="info",
         )
@@ -101,7 +101,7 @@ def run(
         workers=workers,
         host=host,
         port=port,
-        http=NoDelayH11Protocol,
+        http=ServerProtocol,
         access_log=access_log,
         log_level="info",
     )

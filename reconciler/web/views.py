@@ -1,14 +1,15 @@
 """Store rows turned into the API's JSON objects (tasks, status, applies) and CSV rows.
 
-Executions use ``reconciler.store.queries.execution_to_dict``, shared with
-``reconcile history``; this module adds the task-side objects the HTTP API serves.
+Executions are served from the store's records (``reconciler.web.body``); this module
+makes the task-side objects.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from reconciler.store.queries import TaskSummary, iso
+from reconciler.spec import schedule_text
+from reconciler.store.queries import TaskListRow, TaskSummary, iso
 from reconciler.store.tables import ApplyRecord
 
 TASK_CSV_COLUMNS = (
@@ -26,33 +27,14 @@ TASK_CSV_COLUMNS = (
     "last_execution_id",
 )
 
-_CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
-_INTERVAL_UNITS = (("days", "d"), ("hours", "h"), ("minutes", "m"), ("seconds", "s"))
+
+def task_item(row: TaskListRow) -> dict[str, Any]:
+    """A task as lists show it: the row's fields are the API's keys."""
+    return row._asdict()
 
 
-def schedule_text(spec: dict[str, Any]) -> str | None:
-    """The schedule in one short string: ``0 1 * * *``, ``every 1h30m``, ``at …``, ``once``.
-
-    ``spec`` needs only ``type``, ``crontab``, ``interval`` and ``at``.
-    """
-    crontab = spec.get("crontab")
-    if isinstance(crontab, dict):
-        return " ".join(str(crontab.get(field, "*")) for field in _CRON_FIELDS)
-    interval = spec.get("interval")
-    if isinstance(interval, dict):
-        parts = "".join(
-            f"{interval[key]}{unit}" for key, unit in _INTERVAL_UNITS if interval.get(key)
-        )
-        return f"every {parts}"
-    at = spec.get("at")
-    if at:
-        return f"at {at}"
-    if spec.get("type") == "async":
-        return "once, when applied"
-    return None
-
-
-def task_item(summary: TaskSummary) -> dict[str, Any]:
+def task_detail(summary: TaskSummary) -> dict[str, Any]:
+    """A task with its whole definition: the list's fields and more."""
     task = summary.task
     spec = summary.schedule
     return {
@@ -69,13 +51,6 @@ def task_item(summary: TaskSummary) -> dict[str, Any]:
         "last_status": summary.last_status,
         "last_execution_id": summary.last_execution_id,
         "deleted_at": iso(task.deleted_at),
-    }
-
-
-def task_detail(summary: TaskSummary) -> dict[str, Any]:
-    task = summary.task
-    return {
-        **task_item(summary),
         "definition": summary.definition,
         "source": {"path": task.source_path, "line": task.source_line},
         "created_at": iso(task.created_at),
