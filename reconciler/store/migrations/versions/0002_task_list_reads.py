@@ -2,7 +2,9 @@
 
 The (task_name, id) index of executions also carries status and queued_at, so a
 task's last run is read from the index alone (an index-only scan), without a visit to
-the table. PostgreSQL only (INCLUDE); on SQLite the index stays as it was.
+the table. PostgreSQL only (INCLUDE); on SQLite the index stays as it was. The index is
+rebuilt inside the upgrade's transaction (not CONCURRENTLY), so writes to executions
+wait while it builds: seconds for a million executions.
 
 ``tasks`` gains ``schedule_text`` and ``timezone``, denormalised from the spec like
 owner or type, so the list shows a task's schedule without parsing its JSON spec.
