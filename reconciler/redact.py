@@ -1,7 +1,7 @@
 """Redaction of secret-looking values before anything is served or printed.
 
-Used by ``reconciler.store.queries.execution_to_dict`` (and so by the HTTP endpoint
-and ``reconcile history``): a kwargs key that contains ``password``, ``secret``,
+Used by the execution records of ``reconciler.store.queries`` (and so by the HTTP
+endpoint and ``reconcile history``): a kwargs key that contains ``password``, ``secret``,
 ``token``, ``api_key`` or ``authorization`` (any case) has its value shown as ``***``.
 """
 

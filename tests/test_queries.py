@@ -5,22 +5,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import delete
+from sqlalchemy.orm import Session
 
 from reconciler.store.database import Database
 from reconciler.store.queries import (
     EXECUTION_KEYS,
     BadParameter,
     execution_counts,
-    execution_to_dict,
-    get_execution,
+    execution_dict,
+    get_execution_record,
     get_task,
     iter_execution_records,
-    iter_executions,
     list_applies,
-    list_executions,
+    list_execution_records,
     list_tasks,
     task_counts,
 )
@@ -50,7 +51,7 @@ def db(module_db: Database) -> Database:
     return module_db
 
 
-def test_execution_to_dict_has_exactly_the_public_keys_and_redacts(db: Database) -> None:
+def test_an_execution_has_exactly_the_public_keys_and_redacts(db: Database) -> None:
     with db.session() as s:
         add_task(s, "report")
         row = add_execution(
@@ -59,7 +60,11 @@ def test_execution_to_dict_has_exactly_the_public_keys_and_redacts(db: Database)
             kwargs={"region": "eu", "DB_Password": "x", "nested": {"apiKey": "k", "n": 1}},
             result={"ok": True},
         )
-        out = execution_to_dict(row)
+        ident = row.id
+    with db.session() as s:
+        record = get_execution_record(s, ident)
+    assert record is not None
+    out = execution_dict(record)
     assert tuple(out) == EXECUTION_KEYS
     assert out["kwargs"] == {
         "region": "eu",
@@ -78,16 +83,16 @@ def test_list_executions_newest_first_with_stable_cursor(db: Database) -> None:
             add_execution(s, "a", queued_at=T0 + i * H)
     seen: list[int] = []
     with db.session() as s:
-        page, cursor = list_executions(s, task="a", limit=3)
-    seen += [r.id for r in page]
+        page, cursor = list_execution_records(s, task="a", limit=3)
+    seen += [execution_dict(r)["id"] for r in page]
     assert cursor is not None
     # Rows added while paging appear on no later page and shift nothing.
     with db.session() as s:
         add_execution(s, "a", queued_at=T0 + 10 * H)
     while cursor is not None:
         with db.session() as s:
-            page, cursor = list_executions(s, task="a", limit=3, cursor=cursor)
-        seen += [r.id for r in page]
+            page, cursor = list_execution_records(s, task="a", limit=3, cursor=cursor)
+        seen += [execution_dict(r)["id"] for r in page]
     assert seen == sorted(seen, reverse=True)
     assert len(seen) == len(set(seen)) == 7
 
@@ -100,15 +105,21 @@ def test_list_executions_filters(db: Database) -> None:
         add_execution(s, "a", status="success", queued_at=T0 + H)
         add_execution(s, "b", status="success", queued_at=T0 + 2 * H)
         add_execution(s, "ghost", status="success", queued_at=T0)
+
+    def page(session: Session, key: str, **filters: Any) -> list[Any]:
+        records, _ = list_execution_records(session, **filters)
+        return [execution_dict(record)[key] for record in records]
+
+    task = EXECUTION_KEYS.index("task")
     with db.session() as s:
-        assert [r.task_name for r in list_executions(s)[0]] == ["ghost", "b", "a", "a"]
-        assert [r.status for r in list_executions(s, task="a", status="failure")[0]] == ["failure"]
-        assert [r.task_name for r in list_executions(s, since=T0 + H)[0]] == ["b", "a"]
-        assert [r.task_name for r in list_executions(s, until=T0 + H)[0]] == ["ghost", "a"]
-        assert {r.task_name for r in list_executions(s, owner="billing")[0]} == {"a"}
-        assert list_executions(s, owner="nobody")[0] == []
-        assert [d["task"] for d in iter_executions(s, owner="ops", batch=1)] == ["b"]
-        assert len(list(iter_executions(s, batch=3))) == 4
+        assert page(s, "task") == ["ghost", "b", "a", "a"]
+        assert page(s, "status", task="a", status="failure") == ["failure"]
+        assert page(s, "task", since=T0 + H) == ["b", "a"]
+        assert page(s, "task", until=T0 + H) == ["ghost", "a"]
+        assert set(page(s, "task", owner="billing")) == {"a"}
+        assert page(s, "task", owner="nobody") == []
+        assert [r[task] for r in iter_execution_records(s, owner="ops", batch=1)] == ["b"]
+        assert len(list(iter_execution_records(s, batch=3))) == 4
 
 
 @pytest.mark.parametrize(
@@ -124,7 +135,7 @@ def test_list_executions_bad_parameters_name_the_parameter(
     db: Database, kwargs: dict[str, object], parameter: str
 ) -> None:
     with db.session() as s, pytest.raises(BadParameter) as info:
-        list_executions(s, **kwargs)  # type: ignore[arg-type]
+        list_execution_records(s, **kwargs)  # type: ignore[arg-type]
     assert info.value.parameter == parameter
     assert str(info.value).startswith(f"{parameter}: ")
 
@@ -135,10 +146,10 @@ def test_get_execution_respects_owner(db: Database) -> None:
         row = add_execution(s, "a")
         ident = row.id
     with db.session() as s:
-        assert get_execution(s, ident) is not None
-        assert get_execution(s, ident, owner="billing") is not None
-        assert get_execution(s, ident, owner="ops") is None
-        assert get_execution(s, ident + 100) is None
+        assert get_execution_record(s, ident) is not None
+        assert get_execution_record(s, ident, owner="billing") is not None
+        assert get_execution_record(s, ident, owner="ops") is None
+        assert get_execution_record(s, ident + 100) is None
 
 
 def test_task_list_has_last_status_and_sorts_with_keyset(db: Database) -> None:
@@ -252,7 +263,7 @@ def test_apply_log_newest_first(db: Database) -> None:
         assert [r.created_names for r in page] == [["t0"]] and cursor is None
 
 
-def test_export_records_match_execution_to_dict(db: Database) -> None:
+def test_export_records_match_the_pages(db: Database) -> None:
     with db.session() as s:
         add_task(s, "a")
         add_execution(s, "a", queued_at=T0 + dt.timedelta(microseconds=500_000), result=None)
@@ -265,9 +276,14 @@ def test_export_records_match_execution_to_dict(db: Database) -> None:
         )
         add_execution(s, "a", status="pending", queued_at=T0 + 2 * H, result="text")
     with db.session() as s:
-        expected = [execution_to_dict(row) for row in list_executions(s)[0]]
+        expected = [execution_dict(record) for record in list_execution_records(s)[0]]
         records = list(iter_execution_records(s, batch=2))
     assert len(records) == len(expected) == 3
+    # What the pages show: nested secrets redacted, JSON decoded, microseconds kept.
+    assert [e["result"] for e in expected] == ["text", [1, "é"], None]
+    assert expected[1]["kwargs"] == {"token": "***", "x": [1, {"api_key": "***"}]}
+    assert expected[2]["queued_at"] == "2025-01-01T12:00:00.500000+00:00"
+    assert expected[0]["args"] == ["a"] and expected[0]["retries"] == 0
     for record, want in zip(records, expected, strict=True):
         got = dict(zip(EXECUTION_KEYS, record, strict=True))
         for key in ("args", "kwargs", "result"):

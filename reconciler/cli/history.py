@@ -33,11 +33,11 @@ def load_history(
             rows: list[dict[str, Any]] = []
             cursor: str | None = None
             while len(rows) < limit:
-                page, cursor = queries.list_executions(
+                page, cursor = queries.list_execution_records(
                     session, task=name, status=status, limit=min(limit - len(rows), 500),
                     cursor=cursor,
                 )  # fmt: skip
-                rows.extend(queries.execution_to_dict(row) for row in page)
+                rows.extend(queries.execution_dict(record) for record in page)
                 if cursor is None:
                     break
             if not rows and queries.task_owner(session, name) is None:

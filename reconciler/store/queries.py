@@ -55,8 +55,8 @@ TASK_TYPES = ("async", "scheduled", "periodic")
 TASK_SORTS = ("name", "-name", "next_run", "last_run", "-last_run")
 TaskSort = Literal["name", "-name", "next_run", "last_run", "-last_run"]
 ReadSession: TypeAlias = Session
-_T = TypeVar("_T")
 """What ``reading`` yields; callers outside the store name the type through this alias."""
+_T = TypeVar("_T")
 
 EXECUTION_KEYS = (
     "id",
@@ -97,28 +97,6 @@ class BadParameter(UsageError):
 # --- executions -------------------------------------------------------------------------
 
 
-class ExecutionLike(Protocol):
-    """A ``TaskExecution`` or a row selected with the same column names."""
-
-    id: int
-    task_name: str
-    celery_task_id: str
-    trigger: str
-    scheduled_for: dt.datetime | None
-    status: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    queued_at: dt.datetime
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
-    duration_ms: int | None
-    worker: str | None
-    result: Any
-    error: str | None
-    traceback: str | None
-    retries: int
-
-
 def _core(session: Session) -> Connection:
     """The session's connection, for plain-row statements: ``Session.execute`` would run
     them through the ORM's statement machinery, which costs more than the query here."""
@@ -134,27 +112,15 @@ def iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat()
 
 
-def execution_to_dict(row: ExecutionLike) -> dict[str, Any]:
-    """One execution as served: the same object in the API and ``history --format json``."""
-    return {
-        "id": row.id,
-        "task": row.task_name,
-        "celery_task_id": row.celery_task_id,
-        "trigger": row.trigger,
-        "scheduled_for": iso(row.scheduled_for),
-        "status": row.status,
-        "args": list(row.args or []),
-        "kwargs": redact(row.kwargs or {}),
-        "queued_at": iso(row.queued_at),
-        "started_at": iso(row.started_at),
-        "finished_at": iso(row.finished_at),
-        "duration_ms": row.duration_ms,
-        "worker": row.worker,
-        "result": row.result,
-        "error": row.error,
-        "traceback": row.traceback,
-        "retries": row.retries or 0,
-    }
+def execution_dict(record: Sequence[Any]) -> dict[str, Any]:
+    """An execution record (``list_execution_records``) as the object ``reconcile history
+    --format json`` prints: its JSON text decoded. The HTTP endpoint serves the same
+    record without decoding it (``reconciler.web.body``)."""
+    item = dict(zip(EXECUTION_KEYS, record, strict=True))
+    for key in EXECUTION_JSON_KEYS:
+        if item[key] is not None:
+            item[key] = json.loads(item[key])
+    return item
 
 
 def encode_cursor(kind: str, *values: Any) -> str:
@@ -231,33 +197,6 @@ def _execution_conditions(keys: Iterable[str]) -> list[ColumnElement[bool]]:
     return [conditions[key]() for key in keys if key in conditions]
 
 
-def list_executions(
-    session: Session,
-    *,
-    task: str | None = None,
-    status: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    owner: str | None = None,
-    limit: int = 50,
-    cursor: str | None = None,
-) -> tuple[list[TaskExecution], str | None]:
-    """One page of executions, newest first, and the cursor of the next page (or None).
-
-    ``since`` (inclusive) and ``until`` (exclusive) bound the queue time; ``owner`` keeps
-    only executions of that owner's tasks. Pages are keyset on ``id``, so rows added
-    while a client pages never shift or repeat what it sees.
-    """
-    params = _execution_params(task=task, status=status, since=since, until=until, owner=owner)
-    params.update(_execution_cursor(cursor, limit))
-    stmt = select(TaskExecution).where(*_execution_conditions(params))
-    stmt = stmt.order_by(TaskExecution.id.desc()).limit(limit + 1)
-    rows = list(session.scalars(stmt, params))
-    if len(rows) > limit:
-        return rows[:limit], encode_cursor("e", rows[limit - 1].id)
-    return rows, None
-
-
 def list_execution_records(
     session: Session,
     *,
@@ -269,10 +208,14 @@ def list_execution_records(
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[list[Any]], str | None]:
-    """``list_executions`` as records (see ``_Records``): what the HTTP endpoint serves.
+    """One page of executions as records (see ``_Records``), newest first, and the cursor
+    of the next page (or None).
 
-    The statement for each combination of filters is built once and reused with new
-    values, so a request costs the query and the rows, not building and compiling SQL.
+    ``since`` (inclusive) and ``until`` (exclusive) bound the queue time; ``owner`` keeps
+    only executions of that owner's tasks. Pages are keyset on ``id``, so rows added
+    while a client pages never shift or repeat what it sees. The statement for each
+    combination of filters is built once and reused with new values, so a request costs
+    the query and the rows, not building and compiling SQL.
     """
     params = _execution_params(task=task, status=status, since=since, until=until, owner=owner)
     params.update(_execution_cursor(cursor, limit))
@@ -336,24 +279,6 @@ EXECUTION_TEXT_KEYS = ("task", "celery_task_id", "worker", "result", "error", "t
 or JSON arrays and objects)."""
 
 
-def iter_executions(
-    session: Session,
-    *,
-    task: str | None = None,
-    status: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    owner: str | None = None,
-    batch: int = 2000,
-) -> Iterator[dict[str, Any]]:
-    """Every matching execution as ``execution_to_dict``, newest first, in keyset batches."""
-    params = _execution_params(task=task, status=status, since=since, until=until, owner=owner)
-    batches = _keyset_batches(session.connection(), select(*EXECUTION_COLUMNS), params, batch)
-    for rows in batches:
-        for row in rows:
-            yield execution_to_dict(row)  # type: ignore[arg-type]
-
-
 def iter_execution_records(
     session: Session,
     *,
@@ -393,11 +318,11 @@ def get_execution_record(
 
 
 class _Records:
-    """Executions as records: the values of ``execution_to_dict`` in ``EXECUTION_KEYS``
-    order, with args, kwargs and result as their JSON text (result null: None), read as
-    stored rather than decoded and encoded again; kwargs are decoded only when their text
-    holds a secret-looking key, to redact it. Times are ISO 8601 text (PostgreSQL writes
-    them itself, which spares a conversion per value here)."""
+    """Executions as records: their values in ``EXECUTION_KEYS`` order, with args, kwargs
+    and result as their JSON text (result null: None), read as stored rather than decoded
+    and encoded again; kwargs are decoded only when their text holds a secret-looking key,
+    to redact it. Times are ISO 8601 text (PostgreSQL writes them itself, which spares a
+    conversion per value here)."""
 
     def __init__(self, postgres: bool) -> None:
         self.postgres = postgres
@@ -420,10 +345,7 @@ class _Records:
     def convert(self, row: Any) -> list[Any]:
         record: list[Any] = list(row)
         if not self.postgres:
-            for index in _TIME_INDEXES:
-                value = record[index]
-                if value is not None:
-                    record[index] = value.isoformat()
+            _times_as_text(record, _TIME_INDEXES)
         if record[_ARGS_INDEX] in (None, "null"):
             record[_ARGS_INDEX] = "[]"
         kwargs = record[_KWARGS_INDEX]
@@ -450,6 +372,14 @@ class _Records:
 def _records(dialect: str) -> _Records:
     """One converter per dialect, shared, so its redaction cache serves every request."""
     return _Records(dialect == "postgresql")
+
+
+def _times_as_text(values: list[Any], indexes: Sequence[int]) -> None:
+    """The times at ``indexes`` as ISO text, in place: what ``_pg_isoformat`` has
+    PostgreSQL write, done here for SQLite's rows."""
+    for index in indexes:
+        if values[index] is not None:
+            values[index] = iso(values[index])
 
 
 def _pg_isoformat(column: Any) -> ColumnElement[str]:
@@ -503,20 +433,11 @@ def _keyset_batches(
             yield rows
 
 
-def get_execution(session: Session, id: int, *, owner: str | None = None) -> TaskExecution | None:
-    """One execution by id; ``None`` when it does not exist or belongs to another owner."""
-    stmt = select(TaskExecution).where(TaskExecution.id == id)
-    if owner is not None:
-        stmt = stmt.where(TaskExecution.task_name.in_(owned_task_names(owner)))
-    return session.scalars(stmt).first()
-
-
 # --- tasks ------------------------------------------------------------------------------
 
 
 class TaskRow(Protocol):
-    """The columns of a ``tasks`` row, as a ``Task`` or as a selected row (list rows carry
-    only the columns a list shows: ``get_task`` rows carry them all)."""
+    """The columns of a ``tasks`` row, as a ``Task`` or as the row ``get_task`` selects."""
 
     @property
     def name(self) -> str: ...
@@ -659,9 +580,7 @@ def _list_row(row: Any, postgres: bool) -> TaskListRow:
     if postgres:
         return TaskListRow._make(row)
     values = list(row)
-    for index in _LIST_TIME_INDEXES:
-        if values[index] is not None:
-            values[index] = iso(values[index])
+    _times_as_text(values, _LIST_TIME_INDEXES)
     return TaskListRow._make(values)
 
 

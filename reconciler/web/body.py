@@ -29,7 +29,7 @@ class JSONBody(Response):
 
 def execution_item(record: Sequence[Any]) -> dict[str, Any]:
     """An execution record as served: the same object as ``reconcile history --format
-    json`` (``reconciler.store.queries.execution_to_dict``) shows."""
+    json`` prints (``reconciler.store.queries.execution_dict``), its JSON text unparsed."""
     values = list(record)
     for index in _JSON_INDEXES:
         text = values[index]
