@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,11 +36,11 @@ import httpx
 import psutil
 import psycopg
 
+from benchmarks.services import free_port, fresh_postgres
 from benchmarks.table import print_table
 from reconciler.spec import schedule_text
 from reconciler.store.database import Database
 
-PG_ADMIN_URL = os.environ.get("RECONCILER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 TASKS = 10_000
 EXECUTIONS = 1_000_000
 HOT = "bench-task-00000"  # one task with 50,000 executions, for the deep page
@@ -50,13 +49,6 @@ CONCURRENCY = 8
 WORKERS = 2  # server processes: one per core of the 2-core benchmark machine
 
 TRACEBACK = 'Traceback (most recent call last):\\n  File "job.py", line 3\\nValueError: boom'
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _spec(name: str) -> str:
@@ -236,163 +228,168 @@ def _deep_cursor(base: str) -> str:
 
 
 def main() -> None:
-    name = f"bench_http_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    server: subprocess.Popen[bytes] | None = None
-    try:
-        Database.open(url).dispose()
-        started = time.perf_counter()
-        seed(url)
-        print(
-            f"seeded {TASKS} tasks and {EXECUTIONS} executions in "
-            f"{time.perf_counter() - started:.1f} s",
-            flush=True,
-        )
-
-        port = _free_port()
-        base = f"http://127.0.0.1:{port}"
-        log_fd, log_name = tempfile.mkstemp(prefix="bench_http_", suffix=".log")
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "reconciler",
-                "serve",
-                "--database-url",
-                url,
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--workers",
-                str(WORKERS),
-            ],
-            stdout=log_fd,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError(f"the server did not start; see {log_name}")
-            time.sleep(0.1)
-
-        deep = _deep_cursor(base)
-        with psycopg.connect(url) as conn:
-            row = conn.execute("SELECT min(id), max(id) FROM task_executions").fetchone()
-            assert row is not None
-            low, high = row
-        rng = random.Random(7)
-        ids = [rng.randint(low, high) for _ in range(REQUESTS)]
-        cases: list[tuple[str, Callable[[int], str], bool]] = [
-            ("/healthz", lambda i: "/healthz", False),
-            ("task list (limit 100)", lambda i: "/api/v1/tasks/?limit=100", True),
-            ("executions, first page", lambda i: f"/api/v1/tasks/{HOT}/executions?limit=50", True),
-            (
-                "executions, 10,000 deep",
-                lambda i: f"/api/v1/tasks/{HOT}/executions?limit=50&cursor={deep}",
-                True,
-            ),
-            ("one execution", lambda i: f"/api/v1/tasks/executions/{ids[i]}", False),
-            ("all executions (limit 50)", lambda i: "/api/v1/executions?limit=50", True),
-        ]
-        rows = []
-        health_rps = 0.0
-        server_processes = _server_processes(server.pid)
-        print(
-            f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
-            f"server: reconcile serve --workers {WORKERS} (the client shares these CPUs)"
-        )
-        workers = [
-            process
-            for process in server_processes[1:]
-            if "resource_tracker" not in " ".join(process.cmdline())
-        ]
-        for label, paths, is_list in cases:
-            cpu_before = _server_cpu(server_processes)
-            worker_before = [_server_cpu([worker]) for worker in workers]
-            latencies, rps = asyncio.run(_load(base, paths))
-            # Server CPU per request (warm-up included): what the case costs the server,
-            # independent of what else the machine runs at the same time.
-            cpu_ms = (_server_cpu(server_processes) - cpu_before) / (REQUESTS + 50) * 1000
-            # How the work fell on the worker processes (connections stay with the
-            # process that accepted them): a lopsided split caps throughput.
-            spent = [_server_cpu([w]) - b for w, b in zip(workers, worker_before, strict=True)]
-            split = "/".join(f"{100 * part / (sum(spent) or 1):.0f}" for part in spent)
-            if label == "/healthz":
-                health_rps = rps
-            p99 = _quantile(latencies, 0.99)
-            ratio = rps / health_rps
-            verdict = "ok" if (not is_list or p99 < 50) and ratio >= 0.3 else "MISSED"
-            if label == "/healthz":
-                verdict = "baseline"
-            rows.append(
-                (
-                    label,
-                    f"{_quantile(latencies, 0.5):.1f}",
-                    f"{p99:.1f}",
-                    f"{rps:.0f}",
-                    f"{ratio:.2f}",
-                    f"{cpu_ms:.2f}",
-                    split,
-                    verdict,
-                )
-            )
-        print_table(
-            (
-                "case",
-                "p50 ms",
-                "p99 ms",
-                "req/s",
-                "vs /healthz",
-                "server CPU ms/req",
-                "worker CPU %",
-                "target",
-            ),
-            rows,
-        )
-        print(f"load average after: {os.getloadavg()[0]:.1f}")
-
-        print()
-        with PeakRss(server.pid) as memory:
+    with fresh_postgres("bench_http") as url:
+        server: subprocess.Popen[bytes] | None = None
+        try:
+            Database.open(url).dispose()
             started = time.perf_counter()
-            lines = 0
-            with httpx.stream("GET", f"{base}/api/v1/executions?format=csv", timeout=600) as resp:
-                for chunk in resp.iter_bytes():
-                    lines += chunk.count(b"\r\n")
-            elapsed = time.perf_counter() - started
-        exported = lines - 1  # the header row
-        # Tracebacks hold no CRLF, so every CRLF ends a row.
-        rate = exported / elapsed
-        ok = "ok" if rate >= 50_000 and memory.peak < 200 and exported == EXECUTIONS else "MISSED"
-        print_table(
-            ("CSV export", "rows", "seconds", "rows/s", "server peak RSS MB", "target"),
-            [
+            seed(url)
+            print(
+                f"seeded {TASKS} tasks and {EXECUTIONS} executions in "
+                f"{time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
+
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            log_fd, log_name = tempfile.mkstemp(prefix="bench_http_", suffix=".log")
+            server = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "reconciler",
+                    "serve",
+                    "--database-url",
+                    url,
+                    "--port",
+                    str(port),
+                    "--no-access-log",
+                    "--workers",
+                    str(WORKERS),
+                ],
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"the server did not start; see {log_name}")
+                time.sleep(0.1)
+
+            deep = _deep_cursor(base)
+            with psycopg.connect(url) as conn:
+                row = conn.execute("SELECT min(id), max(id) FROM task_executions").fetchone()
+                assert row is not None
+                low, high = row
+            rng = random.Random(7)
+            ids = [rng.randint(low, high) for _ in range(REQUESTS)]
+            cases: list[tuple[str, Callable[[int], str], bool]] = [
+                ("/healthz", lambda i: "/healthz", False),
+                ("task list (limit 100)", lambda i: "/api/v1/tasks/?limit=100", True),
                 (
-                    "all executions",
-                    exported,
-                    f"{elapsed:.1f}",
-                    f"{rate:.0f}",
-                    f"{memory.peak:.0f}",
-                    ok,
+                    "executions, first page",
+                    lambda i: f"/api/v1/tasks/{HOT}/executions?limit=50",
+                    True,
+                ),
+                (
+                    "executions, 10,000 deep",
+                    lambda i: f"/api/v1/tasks/{HOT}/executions?limit=50&cursor={deep}",
+                    True,
+                ),
+                ("one execution", lambda i: f"/api/v1/tasks/executions/{ids[i]}", False),
+                ("all executions (limit 50)", lambda i: "/api/v1/executions?limit=50", True),
+            ]
+            rows = []
+            health_rps = 0.0
+            server_processes = _server_processes(server.pid)
+            print(
+                f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+                f"server: reconcile serve --workers {WORKERS} (the client shares these CPUs)"
+            )
+            workers = [
+                process
+                for process in server_processes[1:]
+                if "resource_tracker" not in " ".join(process.cmdline())
+            ]
+            for label, paths, is_list in cases:
+                cpu_before = _server_cpu(server_processes)
+                worker_before = [_server_cpu([worker]) for worker in workers]
+                latencies, rps = asyncio.run(_load(base, paths))
+                # Server CPU per request (warm-up included): what the case costs the server,
+                # independent of what else the machine runs at the same time.
+                cpu_ms = (_server_cpu(server_processes) - cpu_before) / (REQUESTS + 50) * 1000
+                # How the work fell on the worker processes (connections stay with the
+                # process that accepted them): a lopsided split caps throughput.
+                spent = [_server_cpu([w]) - b for w, b in zip(workers, worker_before, strict=True)]
+                split = "/".join(f"{100 * part / (sum(spent) or 1):.0f}" for part in spent)
+                if label == "/healthz":
+                    health_rps = rps
+                p99 = _quantile(latencies, 0.99)
+                ratio = rps / health_rps
+                verdict = "ok" if (not is_list or p99 < 50) and ratio >= 0.3 else "MISSED"
+                if label == "/healthz":
+                    verdict = "baseline"
+                rows.append(
+                    (
+                        label,
+                        f"{_quantile(latencies, 0.5):.1f}",
+                        f"{p99:.1f}",
+                        f"{rps:.0f}",
+                        f"{ratio:.2f}",
+                        f"{cpu_ms:.2f}",
+                        split,
+                        verdict,
+                    )
                 )
-            ],
-        )
-    finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            print_table(
+                (
+                    "case",
+                    "p50 ms",
+                    "p99 ms",
+                    "req/s",
+                    "vs /healthz",
+                    "server CPU ms/req",
+                    "worker CPU %",
+                    "target",
+                ),
+                rows,
+            )
+            print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+            print()
+            with PeakRss(server.pid) as memory:
+                started = time.perf_counter()
+                lines = 0
+                with httpx.stream(
+                    "GET", f"{base}/api/v1/executions?format=csv", timeout=600
+                ) as resp:
+                    for chunk in resp.iter_bytes():
+                        lines += chunk.count(b"\r\n")
+                elapsed = time.perf_counter() - started
+            exported = lines - 1  # the header row
+            # Tracebacks hold no CRLF, so every CRLF ends a row.
+            rate = exported / elapsed
+            ok = (
+                "ok"
+                if rate >= 50_000 and memory.peak < 200 and exported == EXECUTIONS
+                else "MISSED"
+            )
+            print_table(
+                ("CSV export", "rows", "seconds", "rows/s", "server peak RSS MB", "target"),
+                [
+                    (
+                        "all executions",
+                        exported,
+                        f"{elapsed:.1f}",
+                        f"{rate:.0f}",
+                        f"{memory.peak:.0f}",
+                        ok,
+                    )
+                ],
+            )
+        finally:
+            if server is not None:
+                server.terminate()
+                try:
+                    server.wait(15)
+                except subprocess.TimeoutExpired:
+                    server.kill()
 
 
 if __name__ == "__main__":

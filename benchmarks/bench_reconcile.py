@@ -7,18 +7,17 @@ log). Targets: no-op and one change at most 1.5x validation, first apply at most
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, event
 
+from benchmarks.services import fresh_postgres
 from benchmarks.table import print_table
 from reconciler.apply import reconcile
 from reconciler.loader import load_directory
@@ -27,7 +26,6 @@ from reconciler.store.tables import ApplyRecord, Task
 
 TASKS = 10_000
 REPEAT = 3
-PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 TARGETS = {"first apply": 3.0, "no-op": 1.5, "one changed file": 1.5}
 
 
@@ -154,25 +152,6 @@ def run_backend(name: str, url: str, directory: Path) -> list[list[object]]:
     return rows
 
 
-@contextmanager
-def fresh_postgres() -> Iterator[str | None]:
-    try:
-        import psycopg
-
-        name = f"bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except Exception as exc:
-        print(f"PostgreSQL skipped: {exc}")
-        yield None
-        return
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main() -> None:
     headers = [
         "backend",
@@ -193,8 +172,12 @@ def main() -> None:
         write_tasks(directory)
         print(f"{TASKS} tasks in {TASKS} files; best of {REPEAT} runs, each after a validation")
         rows += run_backend("sqlite", f"sqlite:///{tmp}/state.db", directory)
-        with fresh_postgres() as url:
-            if url is not None:
+        with ExitStack() as stack:
+            try:
+                url = stack.enter_context(fresh_postgres("bench_reconcile"))
+            except Exception as exc:
+                print(f"PostgreSQL skipped: {exc}")
+            else:
                 rows += run_backend("postgresql", url, directory)
     print_table(headers, rows)
 

@@ -1,4 +1,5 @@
-"""Private server resources: a fresh PostgreSQL database, a Redis database number of one's own.
+"""Private server resources: a fresh PostgreSQL database, a Redis database number of one's
+own, a free local port.
 
 Used by the benchmarks and by the test suite's fixtures (tests/conftest.py), so both
 claim Redis numbers through the same lock files and never flush each other's data.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,3 +54,11 @@ def free_redis() -> Iterator[str]:
         finally:
             lock.close()
     raise RuntimeError("every Redis database number (1-15) is held by a test or benchmark")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on just now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -8,7 +8,6 @@ import io
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from benchmarks.services import free_port
 from reconciler.errors import UsageError
 from reconciler.store.database import Database
 from reconciler.tokens import TokenSet
@@ -25,13 +25,6 @@ from reconciler.web.protocol import REQUESTS_PER_CONNECTION
 from reconciler.web.server import check_bind, is_loopback
 from tests.support import Process, reconcile_argv, wait_for
 from tests.webseed import TOKENS, backend_url, seed_standard, tokens_yaml
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def healthy(base: str) -> bool:
