@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete
-from sqlalchemy.orm import Session
 
 from reconciler.store.database import Database
 from reconciler.store.queries import (
@@ -17,14 +16,15 @@ from reconciler.store.queries import (
     BadParameter,
     execution_counts,
     execution_dict,
-    get_execution_record,
+    execution_page,
+    execution_record,
     get_task,
     iter_execution_records,
     list_applies,
-    list_execution_records,
-    list_tasks,
     task_counts,
+    task_page,
 )
+from reconciler.store.reader import Reader
 from reconciler.store.tables import ApplyRecord, Task, TaskExecution
 from tests.webseed import BACKENDS, T0, add_apply, add_execution, add_task, backend_url
 
@@ -42,6 +42,11 @@ def module_db(
 
 
 @pytest.fixture
+def reader(db: Database) -> Reader:
+    return Reader(db.engine)
+
+
+@pytest.fixture
 def db(module_db: Database) -> Database:
     """Empty tables for each test, in one database per backend (creating one per test
     would cost seconds each on PostgreSQL)."""
@@ -51,7 +56,7 @@ def db(module_db: Database) -> Database:
     return module_db
 
 
-def test_an_execution_has_exactly_the_public_keys_and_redacts(db: Database) -> None:
+def test_an_execution_has_exactly_the_public_keys_and_redacts(db: Database, reader: Reader) -> None:
     with db.session() as s:
         add_task(s, "report")
         row = add_execution(
@@ -61,8 +66,7 @@ def test_an_execution_has_exactly_the_public_keys_and_redacts(db: Database) -> N
             result={"ok": True},
         )
         ident = row.id
-    with db.session() as s:
-        record = get_execution_record(s, ident)
+    record = reader.run(execution_record(ident))
     assert record is not None
     out = execution_dict(record)
     assert tuple(out) == EXECUTION_KEYS
@@ -76,28 +80,26 @@ def test_an_execution_has_exactly_the_public_keys_and_redacts(db: Database) -> N
     assert out["task"] == "report" and out["result"] == {"ok": True}
 
 
-def test_list_executions_newest_first_with_stable_cursor(db: Database) -> None:
+def test_list_executions_newest_first_with_stable_cursor(db: Database, reader: Reader) -> None:
     with db.session() as s:
         add_task(s, "a")
         for i in range(7):
             add_execution(s, "a", queued_at=T0 + i * H)
     seen: list[int] = []
-    with db.session() as s:
-        page, cursor = list_execution_records(s, task="a", limit=3)
+    page, cursor = reader.run(execution_page(task="a", limit=3))
     seen += [execution_dict(r)["id"] for r in page]
     assert cursor is not None
     # Rows added while paging appear on no later page and shift nothing.
     with db.session() as s:
         add_execution(s, "a", queued_at=T0 + 10 * H)
     while cursor is not None:
-        with db.session() as s:
-            page, cursor = list_execution_records(s, task="a", limit=3, cursor=cursor)
+        page, cursor = reader.run(execution_page(task="a", limit=3, cursor=cursor))
         seen += [execution_dict(r)["id"] for r in page]
     assert seen == sorted(seen, reverse=True)
     assert len(seen) == len(set(seen)) == 7
 
 
-def test_list_executions_filters(db: Database) -> None:
+def test_list_executions_filters(db: Database, reader: Reader) -> None:
     with db.session() as s:
         add_task(s, "a", owner="billing")
         add_task(s, "b", owner="ops")
@@ -106,20 +108,20 @@ def test_list_executions_filters(db: Database) -> None:
         add_execution(s, "b", status="success", queued_at=T0 + 2 * H)
         add_execution(s, "ghost", status="success", queued_at=T0)
 
-    def page(session: Session, key: str, **filters: Any) -> list[Any]:
-        records, _ = list_execution_records(session, **filters)
+    def page(key: str, **filters: Any) -> list[Any]:
+        records, _ = reader.run(execution_page(**filters))
         return [execution_dict(record)[key] for record in records]
 
     task = EXECUTION_KEYS.index("task")
     with db.session() as s:
-        assert page(s, "task") == ["ghost", "b", "a", "a"]
-        assert page(s, "status", task="a", status="failure") == ["failure"]
-        assert page(s, "task", since=T0 + H) == ["b", "a"]
-        assert page(s, "task", until=T0 + H) == ["ghost", "a"]
-        assert set(page(s, "task", owner="billing")) == {"a"}
-        assert page(s, "task", owner="nobody") == []
-        assert [r[task] for r in iter_execution_records(s, owner="ops", batch=1)] == ["b"]
-        assert len(list(iter_execution_records(s, batch=3))) == 4
+        assert page("task") == ["ghost", "b", "a", "a"]
+        assert page("status", task="a", status="failure") == ["failure"]
+        assert page("task", since=T0 + H) == ["b", "a"]
+        assert page("task", until=T0 + H) == ["ghost", "a"]
+        assert set(page("task", owner="billing")) == {"a"}
+        assert page("task", owner="nobody") == []
+        assert [r[task] for r in iter_execution_records(reader, owner="ops", batch=1)] == ["b"]
+        assert len(list(iter_execution_records(reader, batch=3))) == 4
 
 
 @pytest.mark.parametrize(
@@ -132,27 +134,26 @@ def test_list_executions_filters(db: Database) -> None:
     ],
 )
 def test_list_executions_bad_parameters_name_the_parameter(
-    db: Database, kwargs: dict[str, object], parameter: str
+    db: Database, reader: Reader, kwargs: dict[str, object], parameter: str
 ) -> None:
-    with db.session() as s, pytest.raises(BadParameter) as info:
-        list_execution_records(s, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(BadParameter) as info:
+        reader.run(execution_page(**kwargs))  # type: ignore[arg-type]
     assert info.value.parameter == parameter
     assert str(info.value).startswith(f"{parameter}: ")
 
 
-def test_get_execution_respects_owner(db: Database) -> None:
+def test_get_execution_respects_owner(db: Database, reader: Reader) -> None:
     with db.session() as s:
         add_task(s, "a", owner="billing")
         row = add_execution(s, "a")
         ident = row.id
-    with db.session() as s:
-        assert get_execution_record(s, ident) is not None
-        assert get_execution_record(s, ident, owner="billing") is not None
-        assert get_execution_record(s, ident, owner="ops") is None
-        assert get_execution_record(s, ident + 100) is None
+    assert reader.run(execution_record(ident)) is not None
+    assert reader.run(execution_record(ident, owner="billing")) is not None
+    assert reader.run(execution_record(ident, owner="ops")) is None
+    assert reader.run(execution_record(ident + 100)) is None
 
 
-def test_task_list_has_last_status_and_sorts_with_keyset(db: Database) -> None:
+def test_task_list_has_last_status_and_sorts_with_keyset(db: Database, reader: Reader) -> None:
     with db.session() as s:
         add_task(s, "c", next_run_at=T0 + 2 * H)
         add_task(s, "a", next_run_at=None)
@@ -167,8 +168,7 @@ def test_task_list_has_last_status_and_sorts_with_keyset(db: Database) -> None:
         out: list[str] = []
         cursor: str | None = None
         while True:
-            with db.session() as s:
-                rows, cursor = list_tasks(s, sort=sort, limit=limit, cursor=cursor)
+            rows, cursor = reader.run(task_page(sort=sort, limit=limit, cursor=cursor))
             out += [r.name for r in rows]
             if cursor is None:
                 return out
@@ -180,17 +180,17 @@ def test_task_list_has_last_status_and_sorts_with_keyset(db: Database) -> None:
         assert names("last_run", limit) == ["b", "d", "c", "a"]
         assert names("-last_run", limit) == ["a", "c", "d", "b"]
     with db.session() as s:
-        rows, _ = list_tasks(s)
+        rows, _ = reader.run(task_page())
         by_name = {r.name: r for r in rows}
         assert by_name["a"].last_status == "failure"
         assert by_name["a"].last_run == (T0 + 3 * H).isoformat()
         assert by_name["b"].last_status is None
-        cursor = list_tasks(s, sort="name", limit=1)[1]
+        cursor = reader.run(task_page(sort="name", limit=1))[1]
         assert cursor is not None
         with pytest.raises(BadParameter, match="cursor: not a cursor of a list sorted by next_run"):
-            list_tasks(s, sort="next_run", cursor=cursor)
+            reader.run(task_page(sort="next_run", cursor=cursor))
         with pytest.raises(BadParameter, match="sort: 'size' is not one of"):
-            list_tasks(s, sort="size")
+            reader.run(task_page(sort="size"))
         deleted = get_task(s, "gone")
         assert deleted is not None and deleted.task.deleted_at == T0
         assert get_task(s, "gone", owner="ops") is None
@@ -212,7 +212,9 @@ def test_task_list_has_last_status_and_sorts_with_keyset(db: Database) -> None:
         ("nothing-matches", []),
     ],
 )
-def test_search_is_literal_and_parameterised(db: Database, q: str, expected: list[str]) -> None:
+def test_search_is_literal_and_parameterised(
+    db: Database, reader: Reader, q: str, expected: list[str]
+) -> None:
     with db.session() as s:
         add_task(s, "pct", description="grows 100% a year")
         add_task(s, "under", description="a_b test")
@@ -223,13 +225,12 @@ def test_search_is_literal_and_parameterised(db: Database, q: str, expected: lis
         add_task(s, "unicode", description="Zürich 日本")
         add_task(s, "backslash", description="C:\\path")
         add_task(s, "report", task="app.reports.build")
-    with db.session() as s:
-        rows, _ = list_tasks(s, q=q)
-        assert [r.name for r in rows] == expected
-        assert len(list_tasks(s)[0]) == 9
+    rows, _ = reader.run(task_page(q=q))
+    assert [r.name for r in rows] == expected
+    assert len(reader.run(task_page())[0]) == 9
 
 
-def test_task_filters_and_counts(db: Database) -> None:
+def test_task_filters_and_counts(db: Database, reader: Reader) -> None:
     with db.session() as s:
         add_task(s, "a", owner="billing", type="periodic", enabled=True)
         add_task(s, "b", owner="billing", type="async", enabled=False, crontab=None)
@@ -238,11 +239,11 @@ def test_task_filters_and_counts(db: Database) -> None:
         add_execution(s, "a", status="success", queued_at=T0 + H)
         add_execution(s, "c", status="failure")
     with db.session() as s:
-        assert [r.name for r in list_tasks(s, owner="billing")[0]] == ["a", "b"]
-        assert [r.name for r in list_tasks(s, type="async")[0]] == ["b"]
-        assert [r.name for r in list_tasks(s, enabled=False)[0]] == ["b", "c"]
+        assert [r.name for r in reader.run(task_page(owner="billing"))[0]] == ["a", "b"]
+        assert [r.name for r in reader.run(task_page(type="async"))[0]] == ["b"]
+        assert [r.name for r in reader.run(task_page(enabled=False))[0]] == ["b", "c"]
         with pytest.raises(BadParameter, match="type: "):
-            list_tasks(s, type="cron")
+            reader.run(task_page(type="cron"))
         assert sorted(execution_counts(s)) == [("a", "success", 2), ("c", "failure", 1)]
         assert execution_counts(s, owner="billing") == [("a", "success", 2)]
         assert sorted(task_counts(s)) == [
@@ -263,7 +264,7 @@ def test_apply_log_newest_first(db: Database) -> None:
         assert [r.created_names for r in page] == [["t0"]] and cursor is None
 
 
-def test_export_records_match_the_pages(db: Database) -> None:
+def test_export_records_match_the_pages(db: Database, reader: Reader) -> None:
     with db.session() as s:
         add_task(s, "a")
         add_execution(s, "a", queued_at=T0 + dt.timedelta(microseconds=500_000), result=None)
@@ -275,9 +276,8 @@ def test_export_records_match_the_pages(db: Database) -> None:
             queued_at=T0 + H,
         )
         add_execution(s, "a", status="pending", queued_at=T0 + 2 * H, result="text")
-    with db.session() as s:
-        expected = [execution_dict(record) for record in list_execution_records(s)[0]]
-        records = list(iter_execution_records(s, batch=2))
+    expected = [execution_dict(record) for record in reader.run(execution_page())[0]]
+    records = list(iter_execution_records(reader, batch=2))
     assert len(records) == len(expected) == 3
     # What the pages show: nested secrets redacted, JSON decoded, microseconds kept.
     assert [e["result"] for e in expected] == ["text", [1, "é"], None]
@@ -294,30 +294,29 @@ def test_export_records_match_the_pages(db: Database) -> None:
 
 def test_an_export_left_early_waits_for_its_prefetch_and_frees_the_connection(
     db: Database,
+    reader: Reader,
 ) -> None:
     with db.session() as s:
         add_task(s, "a")
         for i in range(7):
             add_execution(s, "a", queued_at=T0 + i * H)
     pool = db.engine.pool
-    with db.session() as s:
-        records = iter_execution_records(s, batch=2)
-        first = [next(records) for _ in range(3)]  # into the second batch; the third is queried
-        records.close()
-        assert [r[EXECUTION_KEYS.index("queued_at")] for r in first] == [
-            (T0 + i * H).isoformat() for i in (6, 5, 4)
-        ]
-        # The session still works: nothing is left running on its connection.
-        assert len(list(iter_execution_records(s, batch=3))) == 7
+    records = iter_execution_records(reader, batch=2)
+    first = [next(records) for _ in range(3)]  # into the second batch; the third is queried
+    records.close()
+    assert [r[EXECUTION_KEYS.index("queued_at")] for r in first] == [
+        (T0 + i * H).isoformat() for i in (6, 5, 4)
+    ]
+    # Nothing is left running on the connection it used.
+    assert len(list(iter_execution_records(reader, batch=3))) == 7
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-def test_export_pages_overlap_but_keep_the_newest_first_order(db: Database) -> None:
+def test_export_pages_overlap_but_keep_the_newest_first_order(db: Database, reader: Reader) -> None:
     with db.session() as s:
         add_task(s, "a")
         for i in range(11):
             add_execution(s, "a", queued_at=T0 + i * H)
-    with db.session() as s:
-        for batch in (1, 2, 5, 11, 50):
-            ids = [r[0] for r in iter_execution_records(s, batch=batch)]
-            assert len(ids) == 11 and ids == sorted(ids, reverse=True)
+    for batch in (1, 2, 5, 11, 50):
+        ids = [r[0] for r in iter_execution_records(reader, batch=batch)]
+        assert len(ids) == 11 and ids == sorted(ids, reverse=True)

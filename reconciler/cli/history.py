@@ -18,6 +18,7 @@ from reconciler.errors import UnknownTask
 from reconciler.settings import Settings
 from reconciler.store import queries
 from reconciler.store.database import Database
+from reconciler.store.reader import Reader
 
 TEXT_COLUMNS = ("ID", "QUEUED", "STATUS", "TRIGGER", "DURATION", "RETRIES", "WORKER", "OUTCOME")
 OUTCOME_WIDTH = 60
@@ -29,23 +30,23 @@ def load_history(
     """The newest ``limit`` executions of ``name``; UnknownTask when it has none and no task."""
     database = Database.open(settings.database_url)
     try:
-        with queries.reading(database) as session:
-            rows: list[dict[str, Any]] = []
-            cursor: str | None = None
-            while len(rows) < limit:
-                page, cursor = queries.list_execution_records(
-                    session, task=name, status=status, limit=min(limit - len(rows), 500),
-                    cursor=cursor,
-                )  # fmt: skip
-                rows.extend(queries.execution_dict(record) for record in page)
-                if cursor is None:
-                    break
-            if not rows and queries.task_owner(session, name) is None:
-                raise UnknownTask(
-                    f"no task named {name!r} and no executions recorded under that name; "
-                    f"'reconcile status' lists the tasks"
-                )
-            return rows
+        reader = Reader(database.engine)
+        rows: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while len(rows) < limit:
+            read = queries.execution_page(
+                task=name, status=status, limit=min(limit - len(rows), 500), cursor=cursor
+            )
+            page, cursor = reader.run(read)
+            rows.extend(queries.execution_dict(record) for record in page)
+            if cursor is None:
+                break
+        if not rows and reader.run(queries.task_owner(name)) is None:
+            raise UnknownTask(
+                f"no task named {name!r} and no executions recorded under that name; "
+                f"'reconcile status' lists the tasks"
+            )
+        return rows
     finally:
         database.dispose()
 

@@ -37,11 +37,12 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, aliased
 
 from reconciler.errors import DatabaseUnavailable, UsageError
 from reconciler.redact import SECRET_KEY, redact
 from reconciler.store.database import Database
+from reconciler.store.reader import Read, Reader, Row
 from reconciler.store.tables import (
     ApplyRecord,
     BeatHeartbeat,
@@ -113,7 +114,7 @@ def iso(value: dt.datetime | None) -> str | None:
 
 
 def execution_dict(record: Sequence[Any]) -> dict[str, Any]:
-    """An execution record (``list_execution_records``) as the object ``reconcile history
+    """An execution record (``execution_page``) as the object ``reconcile history
     --format json`` prints: its JSON text decoded. The HTTP endpoint serves the same
     record without decoding it (``reconciler.web.body``)."""
     item = dict(zip(EXECUTION_KEYS, record, strict=True))
@@ -197,8 +198,7 @@ def _execution_conditions(keys: Iterable[str]) -> list[ColumnElement[bool]]:
     return [conditions[key]() for key in keys if key in conditions]
 
 
-def list_execution_records(
-    session: Session,
+def execution_page(
     *,
     task: str | None = None,
     status: str | None = None,
@@ -207,7 +207,7 @@ def list_execution_records(
     owner: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
-) -> tuple[list[list[Any]], str | None]:
+) -> Read[tuple[list[list[Any]], str | None]]:
     """One page of executions as records (see ``_Records``), newest first, and the cursor
     of the next page (or None).
 
@@ -220,11 +220,13 @@ def list_execution_records(
     params = _execution_params(task=task, status=status, since=since, until=until, owner=owner)
     params.update(_execution_cursor(cursor, limit))
     params["limit"] = limit + 1
-    connection = _core(session)
-    records = _records(connection.dialect.name)
-    rows = connection.execute(_record_page(records.postgres, frozenset(params)), params).all()
-    items = [records.convert(row) for row in rows[:limit]]
-    return items, encode_cursor("e", rows[limit - 1].id) if len(rows) > limit else None
+
+    def page(postgres: bool, rows: list[Row]) -> tuple[list[list[Any]], str | None]:
+        records = _records(postgres)
+        items = [records.convert(row) for row in rows[:limit]]
+        return items, encode_cursor("e", rows[limit - 1][0]) if len(rows) > limit else None
+
+    return Read(functools.partial(_record_page, keys=frozenset(params)), params, page)
 
 
 def _execution_cursor(cursor: str | None, limit: int) -> dict[str, int]:
@@ -280,7 +282,7 @@ or JSON arrays and objects)."""
 
 
 def iter_execution_records(
-    session: Session,
+    reader: Reader,
     *,
     task: str | None = None,
     status: str | None = None,
@@ -292,9 +294,8 @@ def iter_execution_records(
     """Every matching execution as a record for exports (a result that is a JSON string
     is decoded, so a spreadsheet shows the text). Memory stays at one batch."""
     params = _execution_params(task=task, status=status, since=since, until=until, owner=owner)
-    connection = session.connection()
-    records = _records(connection.dialect.name)
-    for rows in _keyset_batches(connection, _Records.columns(records.postgres), params, batch):
+    records = _records(reader.postgres)
+    for rows in _keyset_batches(reader, params, batch):
         for row in rows:
             record = records.convert(row)
             result = record[_RESULT_INDEX]
@@ -303,18 +304,17 @@ def iter_execution_records(
             yield record
 
 
-def get_execution_record(
-    session: Session, id: int, *, owner: str | None = None
-) -> list[Any] | None:
+def execution_record(id: int, *, owner: str | None = None) -> Read[list[Any] | None]:
     """The record of one execution; ``None`` when it does not exist or belongs to another
     owner."""
-    connection = _core(session)
-    records = _records(connection.dialect.name)
     params: dict[str, Any] = {"id": id}
     if owner is not None:
         params["owner"] = owner
-    row = connection.execute(_record_lookup(records.postgres, owner is not None), params).first()
-    return None if row is None else records.convert(row)
+
+    def record(postgres: bool, rows: list[Row]) -> list[Any] | None:
+        return _records(postgres).convert(rows[0]) if rows else None
+
+    return Read(functools.partial(_record_lookup, owned=owner is not None), params, record)
 
 
 class _Records:
@@ -369,9 +369,9 @@ class _Records:
 
 
 @functools.cache
-def _records(dialect: str) -> _Records:
+def _records(postgres: bool) -> _Records:
     """One converter per dialect, shared, so its redaction cache serves every request."""
-    return _Records(dialect == "postgresql")
+    return _Records(postgres)
 
 
 def _times_as_text(values: list[Any], indexes: Sequence[int]) -> None:
@@ -402,34 +402,27 @@ _RETRIES_INDEX = EXECUTION_KEYS.index("retries")
 _RESULT_INDEX = EXECUTION_KEYS.index("result")
 
 
-def _keyset_batches(
-    executor: Session | Connection,
-    stmt: Select[Any],
-    params: dict[str, Any],
-    batch: int,
-) -> Iterator[Sequence[Any]]:
-    """``stmt`` under the conditions for ``params``, newest first, one batch of rows at a
-    time (keyset on id); no server-side cursor stays open while the client reads.
+def _keyset_batches(reader: Reader, params: dict[str, Any], batch: int) -> Iterator[list[Row]]:
+    """Records under the conditions for ``params``, newest first, one batch of rows at a
+    time (keyset on id); no connection stays checked out while the client reads.
 
     The next batch is queried in a helper thread while the caller works through the
-    current one, so the database's time and ours overlap; the caller never uses the
-    connection meanwhile, and the pending query is waited for before the generator ends.
+    current one, so the database's time and ours overlap; the pending query is waited
+    for before the generator ends.
     """
-    first = stmt.where(*_execution_conditions(params)).order_by(TaskExecution.id.desc())
-    rest = first.where(*_execution_conditions(["before"]))
-    params = dict(params)
+    params = {**params, "limit": batch}
 
-    def fetch(query: Select[Any], values: dict[str, Any]) -> Sequence[Any]:
-        return executor.execute(query.limit(batch), values).all()
+    def fetch(values: dict[str, Any]) -> list[Row]:
+        build = functools.partial(_record_page, keys=frozenset(values))
+        return reader.run(Read(build, values, lambda postgres, rows: rows))
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export") as prefetch:
-        pending: Future[Sequence[Any]] | None = prefetch.submit(fetch, first, params)
+        pending: Future[list[Row]] | None = prefetch.submit(fetch, params)
         while pending is not None:
             rows = pending.result()
             pending = None
             if len(rows) == batch:
-                params["before"] = rows[-1].id
-                pending = prefetch.submit(fetch, rest, dict(params))
+                pending = prefetch.submit(fetch, {**params, "before": rows[-1][0]})
             yield rows
 
 
@@ -647,8 +640,7 @@ def _after(key: ColumnElement[Any] | None, descending: bool) -> ColumnElement[bo
     return or_(key > value, and_(key == value, Task.name > name))
 
 
-def list_tasks(
-    session: Session,
+def task_page(
     *,
     q: str | None = None,
     owner: str | None = None,
@@ -658,7 +650,7 @@ def list_tasks(
     limit: int = 50,
     cursor: str | None = None,
     include_deleted: bool = False,
-) -> tuple[list[TaskListRow], str | None]:
+) -> Read[tuple[list[TaskListRow], str | None]]:
     """One page of tasks with their last status and next run, and the next page's cursor.
 
     ``q`` matches a substring of the name, description or Celery task name (case-insensitive
@@ -681,20 +673,20 @@ def list_tasks(
         params["deleted"] = True
     if cursor is not None:
         params.update(_task_cursor(cursor, sort))
-    connection = _core(session)
-    postgres = connection.dialect.name == "postgresql"
-    stmt = _task_page(postgres, sort, frozenset(params))
-    rows = [_list_row(row, postgres) for row in connection.execute(stmt, params)]
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    last = rows[-1]
-    value: str | None = None
-    if sort == "next_run":
-        value = last.next_run or iso(_LATEST)
-    elif sort in ("last_run", "-last_run"):
-        value = last.last_run or iso(_EARLIEST)
-    return rows, encode_cursor("t", sort, value, last.name)
+
+    def page(postgres: bool, found: list[Row]) -> tuple[list[TaskListRow], str | None]:
+        rows = [_list_row(row, postgres) for row in found[:limit]]
+        if len(found) <= limit:
+            return rows, None
+        last = rows[-1]
+        value: str | None = None
+        if sort == "next_run":
+            value = last.next_run or iso(_LATEST)
+        elif sort in ("last_run", "-last_run"):
+            value = last.last_run or iso(_EARLIEST)
+        return rows, encode_cursor("t", sort, value, last.name)
+
+    return Read(functools.partial(_task_page, sort=sort, keys=frozenset(params)), params, page)
 
 
 def _task_cursor(cursor: str, sort: str) -> dict[str, Any]:
@@ -742,19 +734,26 @@ def get_task(session: Session, name: str, *, owner: str | None = None) -> TaskSu
     )
 
 
-def iter_tasks(session: Session, *, batch: int = 500, **filters: Any) -> Iterator[TaskListRow]:
-    """Every task matching ``list_tasks`` filters, page by page (for exports)."""
+def iter_tasks(reader: Reader, *, batch: int = 500, **filters: Any) -> Iterator[TaskListRow]:
+    """Every task matching ``task_page`` filters, page by page (for exports)."""
     cursor: str | None = None
     while True:
-        rows, cursor = list_tasks(session, limit=batch, cursor=cursor, **filters)
+        rows, cursor = reader.run(task_page(limit=batch, cursor=cursor, **filters))
         yield from rows
         if cursor is None:
             return
 
 
-def task_owner(session: Session, name: str) -> str | None:
+_OWNER_OF = select(Task.owner).where(Task.name == bindparam("name"))
+
+
+def task_owner(name: str) -> Read[str | None]:
     """The owner of a task row (deleted or not), or None when no task has that name."""
-    return _core(session).scalar(select(Task.owner).where(Task.name == name))
+    return Read(_owner_of, {"name": name}, lambda postgres, rows: rows[0][0] if rows else None)
+
+
+def _owner_of(postgres: bool) -> Select[Any]:
+    return _OWNER_OF
 
 
 # --- the apply log ----------------------------------------------------------------------
@@ -824,11 +823,14 @@ def last_apply(session: Session) -> ApplyRecord | None:
 
 
 def for_reading(database: Database) -> Database:
-    """The same database and pool, in autocommit: a read then costs one round trip, not
-    three (no BEGIN and ROLLBACK around it). Pages are keyset, so no list needs one
-    snapshot across statements."""
-    engine = database.engine.execution_options(isolation_level="AUTOCOMMIT")
-    return Database(engine, sessionmaker(engine, expire_on_commit=False))
+    """A handle of its own on the same database for a reader that serves many requests:
+    its own pool, in autocommit, so that a read costs one round trip, not three (no BEGIN
+    and ROLLBACK around it; pages are keyset, so no list needs one snapshot across
+    statements), and no ping before each checkout (a round trip per request: a connection
+    that died with a database restart is replaced by one retry instead, see ``read`` and
+    ``Reader``). The schema is not upgraded again."""
+    url = database.engine.url.render_as_string(hide_password=False)
+    return Database.open(url, upgrade=False, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
 
 
 @contextmanager

@@ -24,16 +24,20 @@ from reconciler.errors import DatabaseUnavailable
 from reconciler.settings import Settings
 from reconciler.store.database import Database
 from reconciler.store.queries import BadParameter, for_reading
+from reconciler.store.reader import Reader
 from reconciler.tokens import TokenSet
 from reconciler.web import metrics, models
 from reconciler.web.auth import Principal, principal
 from reconciler.web.routes import HEAD, router
 
 STATIC = Path(__file__).parent / "static"
-# Page routes read the database in worker threads (never on the event loop, so /healthz
-# answers whatever the database does); at most this many at once per process. Python
-# runs one thread at a time, so more threads only add switching and database sessions
-# competing for the same cores; two let a slow query not hold up the next request.
+# Pages and single executions are read on the event loop without blocking it (psycopg's
+# asynchronous connections; see ``Reader``), at most READ_CONNECTIONS at once per process.
+# The other routes, and every read on SQLite, block, so they run in worker threads: at
+# most READ_THREADS at once. Python runs one thread at a time, so more threads only add
+# switching and database sessions competing for the same cores; two let a slow query
+# not hold up the next request. Either way /healthz answers whatever the database does.
+READ_CONNECTIONS = 4
 READ_THREADS = 2
 READ_ONLY = (
     "This endpoint is read-only. Tasks are changed in the task files: commit the YAML to "
@@ -102,7 +106,13 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
 @asynccontextmanager
 async def _lifespan(api: FastAPI) -> AsyncIterator[None]:
     to_thread.current_default_thread_limiter().total_tokens = READ_THREADS
-    yield
+    reader: Reader = api.state.reader
+    await reader.open()
+    try:
+        yield
+    finally:
+        await reader.close()
+        api.state.database.dispose()
 
 
 def create_app(
@@ -118,14 +128,13 @@ def create_app(
     (default: the settings' app).
     """
     if isinstance(source, Settings):
-        # No ping before every checkout (a round trip per request): a connection that died
-        # with a database restart is replaced by ``queries.read``'s one retry instead.
-        database = Database.open(source.database_url, pool_pre_ping=False)
+        migrated = Database.open(source.database_url)
+        database = for_reading(migrated)
+        migrated.dispose()
         app_path = app_path or source.app
     else:
-        database = source
+        database = for_reading(source)
         app_path = app_path or Settings.resolve().app
-    database = for_reading(database)
     api = FastAPI(
         title="celery-reconciler",
         version=_package_version(),
@@ -136,6 +145,7 @@ def create_app(
         lifespan=_lifespan,
     )
     api.state.database = database
+    api.state.reader = Reader(database.engine, connections=READ_CONNECTIONS)
     api.state.tokens = tokens
     api.state.app_path = app_path
     api.state.registered = {}

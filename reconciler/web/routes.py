@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -25,18 +25,18 @@ from reconciler.store.queries import (
     BadParameter,
     ReadSession,
     TaskSummary,
-    get_execution_record,
+    execution_page,
+    execution_record,
     get_task,
     iter_execution_records,
     iter_tasks,
     list_applies,
-    list_execution_records,
-    list_tasks,
     owned_names,
     read,
-    reading,
     task_owner,
+    task_page,
 )
+from reconciler.store.reader import Reader
 from reconciler.web import models
 from reconciler.web.auth import Principal, principal
 from reconciler.web.body import JSONBody, execution_item
@@ -76,6 +76,12 @@ def _database(request: Request) -> Database:
 
 def _read(request: Request, work: Callable[[ReadSession], _T]) -> _T:
     return read(_database(request), work)
+
+
+def _reader(request: Request) -> Reader:
+    """Pages and single executions: plain-row reads on the event loop (``Reader``)."""
+    reader: Reader = request.app.state.reader
+    return reader
 
 
 def _task(request: Request, name: str, who: Principal) -> TaskSummary:
@@ -119,19 +125,14 @@ def _wants_csv(request: Request, format: Format | None) -> bool:
     return "text/csv" in request.headers.get("accept", "").lower()
 
 
-def _csv(
-    request: Request,
-    chunks: Callable[[ReadSession], Iterator[str]],
-    filename: str,
-) -> StreamingResponse:
-    database = _database(request)
+def _csv(request: Request, chunks: Callable[[], Iterator[str]], filename: str) -> StreamingResponse:
+    """Streams ``chunks()``; Starlette iterates it in a worker thread, where the export's
+    reads block as they may."""
     head = bool(request.scope.get(HEAD))
 
     def generate() -> Iterator[str]:
-        if head:
-            return
-        with reading(database) as session:
-            yield from chunks(session)
+        if not head:
+            yield from chunks()
 
     return StreamingResponse(
         generate(),
@@ -149,7 +150,7 @@ def _csv(
     responses={200: _CSV},
     summary="Tasks with last status and next run",
 )
-def tasks(
+async def tasks(
     request: Request,
     who: Principal = Depends(principal),
     q: str | None = Query(None, max_length=200, description="Substring of name/description/task"),
@@ -169,19 +170,17 @@ def tasks(
             return _json({"items": [], "next_cursor": None})
         owner = who.owner
     filters: dict[str, Any] = {"q": q, "owner": owner, "type": type, "enabled": enabled}
+    reader = _reader(request)
     if _wants_csv(request, format):
-        # Bad filters: 422 before streaming.
-        _read(request, lambda session: list_tasks(session, sort=sort, limit=1, **filters))
+        await reader.run_async(task_page(sort=sort, limit=1, **filters))  # bad filters: 422
 
-        def chunks(session: ReadSession) -> Iterator[str]:
-            rows = (task_item(row) for row in iter_tasks(session, sort=sort, **filters))
+        def chunks() -> Iterator[str]:
+            rows = (task_item(row) for row in iter_tasks(reader, sort=sort, **filters))
             return stream_csv(TASK_CSV_COLUMNS, rows)
 
         return _csv(request, chunks, "tasks.csv")
-    page, next_cursor = _read(
-        request,
-        lambda session: list_tasks(session, sort=sort, limit=limit, cursor=cursor, **filters),
-    )
+    read = task_page(sort=sort, limit=limit, cursor=cursor, **filters)
+    page, next_cursor = await reader.run_async(read)
     return _json({"items": [task_item(row) for row in page], "next_cursor": next_cursor})
 
 
@@ -204,22 +203,21 @@ def registered(request: Request, who: Principal = Depends(principal)) -> Respons
 
 
 @router.get("/tasks/executions/{id}", response_model=models.Execution, summary="One execution")
-def execution(
+async def execution(
     request: Request,
     id: int = Path(ge=1, le=MAX_ID),
     who: Principal = Depends(principal),
 ) -> Response:
-    record = _read(request, lambda session: get_execution_record(session, id, owner=who.owner))
+    record = await _reader(request).run_async(execution_record(id, owner=who.owner))
     if record is None:
         raise _not_found(f"execution {id}")
     return _json(execution_item(record))
 
 
-def _visible_task(session: ReadSession, name: str, who: Principal) -> str:
-    owner = task_owner(session, name) if _NAME.match(name) else None
+async def _visible_task(reader: Reader, name: str, who: Principal) -> None:
+    owner = await reader.run_async(task_owner(name)) if _NAME.match(name) else None
     if owner is None or not who.may_see(owner):
         raise _not_found(f"task {name!r}")
-    return name
 
 
 @router.get("/tasks/{name}", response_model=models.TaskDetail, summary="One task")
@@ -235,7 +233,7 @@ def status(request: Request, name: str, who: Principal = Depends(principal)) -> 
     return _json(task_status(_task(request, name, who)))
 
 
-def _executions(
+async def _executions(
     request: Request,
     who: Principal,
     *,
@@ -247,7 +245,7 @@ def _executions(
     cursor: str | None,
     format: Format | None,
     filename: str,
-    visible: Callable[[ReadSession], object] | None = None,
+    visible: Callable[[], Awaitable[None]] | None = None,
 ) -> Response:
     """A page or the CSV of executions. ``visible`` raises 404 for a task the caller may
     not see: checked before a CSV streams, and for a page only when it is empty (a page
@@ -260,25 +258,20 @@ def _executions(
         "until": _instant("until", until),
         "owner": who.owner,
     }
+    reader = _reader(request)
     if _wants_csv(request, format):
         if visible is not None:
-            _read(request, visible)
+            await visible()
 
-        def chunks(session: ReadSession) -> Iterator[str]:
-            records = iter_execution_records(session, **filters)
+        def chunks() -> Iterator[str]:
+            records = iter_execution_records(reader, **filters)
             return stream_records(EXECUTION_KEYS, records, text_columns=EXECUTION_TEXT_KEYS)
 
         return _csv(request, chunks, filename)
-
-    def page(session: ReadSession) -> tuple[list[list[Any]], str | None]:
-        records, next_cursor = list_execution_records(
-            session, limit=limit, cursor=cursor, **filters
-        )
-        if not records and visible is not None:
-            visible(session)
-        return records, next_cursor
-
-    records, next_cursor = _read(request, page)
+    read = execution_page(limit=limit, cursor=cursor, **filters)
+    records, next_cursor = await reader.run_async(read)
+    if not records and visible is not None:
+        await visible()
     return _json({"items": [execution_item(r) for r in records], "next_cursor": next_cursor})
 
 
@@ -288,7 +281,7 @@ def _executions(
     responses={200: _CSV},
     summary="A task's executions, newest first",
 )
-def task_executions(
+async def task_executions(
     request: Request,
     name: str,
     who: Principal = Depends(principal),
@@ -302,7 +295,7 @@ def task_executions(
     """Also for a task deleted from the files: its history stays readable."""
     if not _NAME.match(name):
         raise _not_found(f"task {name!r}")
-    return _executions(
+    return await _executions(
         request,
         who,
         task=name,
@@ -313,7 +306,7 @@ def task_executions(
         cursor=cursor,
         format=format,
         filename=f"{name}-executions.csv",
-        visible=lambda session: _visible_task(session, name, who),
+        visible=lambda: _visible_task(_reader(request), name, who),
     )
 
 
@@ -323,7 +316,7 @@ def task_executions(
     responses={200: _CSV},
     summary="All executions, newest first",
 )
-def executions(
+async def executions(
     request: Request,
     who: Principal = Depends(principal),
     task: str | None = Query(None, max_length=200),
@@ -335,7 +328,7 @@ def executions(
     format: Format | None = FormatParam,
 ) -> Response:
     _text("task", task)
-    return _executions(
+    return await _executions(
         request,
         who,
         task=task,

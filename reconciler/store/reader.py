@@ -1,0 +1,265 @@
+"""Plain-row reads on the driver's connection: the endpoint's hot paths.
+
+A page of executions or tasks is one SELECT whose statement is built once per shape
+(``reconciler.store.queries``). Run through a session and SQLAlchemy's result objects it
+costs three to four times what the driver itself spends on it (checking out a session
+and a connection, wrapping the cursor, making a ``Row`` of every row), and that was most
+of a page request. A ``Reader`` compiles each statement once for the engine's dialect
+(its SQL text, its constant values, the type conversions of its parameters and
+columns), runs it with the driver's own cursor, and returns the driver's tuples.
+
+A query is planned apart from running it: ``queries`` makes a ``Read`` (the statement,
+its values, and what to make of the rows), ``Reader.run`` runs it in the calling thread
+(command line, CSV export) and ``Reader.run_async`` on the event loop. On PostgreSQL the
+latter uses psycopg's asynchronous connections, so a page costs no trip to a worker
+thread and back (about a third of a page request's CPU when measured); on SQLite, whose
+driver only blocks, it runs ``run`` in a worker thread.
+
+The conversions are the ones SQLAlchemy would apply (the ``bind_processor`` and
+``result_processor`` of each type's ``dialect_impl``): on PostgreSQL there are none to
+speak of; on SQLite, times and booleans are converted as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
+
+import anyio.to_thread
+import psycopg
+from sqlalchemy import Engine, Select
+
+from reconciler.errors import DatabaseUnavailable
+
+Row = tuple[Any, ...]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Read(Generic[_T]):
+    """One planned query: ``build(postgres)`` is the statement (a cached one: see
+    ``Reader``), ``values`` its bound values, ``result(postgres, rows)`` what the rows
+    mean."""
+
+    build: Callable[[bool], Select[Any]]
+    values: Mapping[str, Any]
+    result: Callable[[bool, list[Row]], _T]
+
+
+class _Prepared:
+    """One statement compiled for one dialect."""
+
+    def __init__(self, stmt: Select[Any], engine: Engine) -> None:
+        dialect = engine.dialect
+        compiled = stmt.compile(dialect=dialect)
+        if compiled.escaped_bind_names:
+            raise ValueError(f"bind parameter names that need escaping: {stmt}")
+        self.sql = str(compiled)
+        self.order: Sequence[str] | None = compiled.positiontup if compiled.positional else None
+        self.constants: dict[str, Any] = {}
+        self.required: dict[str, Callable[[Any], Any] | None] = {}
+        for bind, name in compiled.bind_names.items():
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if bind.required:
+                self.required[name] = process
+            else:
+                value = bind.effective_value
+                self.constants[name] = value if process is None else process(value)
+        columns = stmt.selected_columns
+        processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        ]
+        self.conversions = [(i, p) for i, p in enumerate(processors) if p is not None]
+
+    def parameters(self, values: Mapping[str, Any]) -> dict[str, Any] | list[Any]:
+        bound = dict(self.constants)
+        for name, process in self.required.items():
+            try:
+                value = values[name]
+            except KeyError:
+                raise KeyError(f"no value for the bind parameter {name!r}") from None
+            bound[name] = value if process is None or value is None else process(value)
+        if self.order is None:
+            return bound
+        return [bound[name] for name in self.order]
+
+    def convert(self, rows: list[Row]) -> list[Row]:
+        if not self.conversions:
+            return rows
+        converted = []
+        for row in rows:
+            values = list(row)
+            for index, process in self.conversions:
+                values[index] = process(values[index])
+            converted.append(tuple(values))
+        return converted
+
+
+class Reader:
+    """Runs ``Read``s on ``engine``'s database and returns what they make of the rows.
+
+    Statements are kept compiled by identity, so a ``Read`` must build the cached
+    statements the store makes per shape, not a new object per call (at most
+    ``MAX_STATEMENTS`` are kept). A connection found dead (the database restarted since
+    it was last used) is dropped and the read repeated once; a database that cannot be
+    reached is ``DatabaseUnavailable``.
+
+    ``run`` uses the engine's pool. ``run_async`` uses ``open``'s connections for
+    PostgreSQL, at most ``connections`` at once (an app opens them in its lifespan);
+    otherwise, and on SQLite, it runs ``run`` in a worker thread.
+    """
+
+    MAX_STATEMENTS = 1024
+
+    def __init__(self, engine: Engine, *, connections: int = 4) -> None:
+        self.engine = engine
+        self.postgres = engine.dialect.name == "postgresql"
+        self._prepared: dict[Select[Any], _Prepared] = {}
+        self._lock = threading.Lock()
+        dbapi = engine.dialect.dbapi
+        assert dbapi is not None
+        self._errors: type[Exception] = dbapi.Error
+        self._outages: tuple[type[Exception], ...] = (dbapi.OperationalError, dbapi.InterfaceError)
+        self._connections = connections
+        self._async: _AsyncConnections | None = None
+
+    # --- in the calling thread ----------------------------------------------------------
+
+    def run(self, read: Read[_T]) -> _T:
+        prepared = self._prepare(read.build(self.postgres))
+        parameters = prepared.parameters(read.values)
+        try:
+            rows = self._run(prepared.sql, parameters)
+        except _Dead:
+            rows = self._run(prepared.sql, parameters, last=True)
+        return read.result(self.postgres, prepared.convert(rows))
+
+    def _run(self, sql: str, parameters: Any, *, last: bool = False) -> list[Row]:
+        try:
+            connection = self.engine.raw_connection()
+        except self._outages as exc:  # the pool passes the driver's own errors on
+            raise _unavailable(exc) from exc
+        cursor = None
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql, parameters)
+            rows = cast(list[Row], cursor.fetchall())
+            cursor.close()
+            return rows
+        except self._errors as exc:  # the driver's own Error class
+            dbapi_connection = connection.dbapi_connection
+            if self.engine.dialect.is_disconnect(cast(Any, exc), dbapi_connection, cursor):
+                # The other pooled connections predate the same restart: replace them all,
+                # as SQLAlchemy does when a session's connection is found dead.
+                connection.invalidate(exc)
+                self.engine.dispose()
+                if not last:
+                    raise _Dead from exc
+            if isinstance(exc, self._outages):
+                raise _unavailable(exc) from exc
+            raise
+        finally:
+            connection.close()
+
+    # --- on the event loop --------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Ready ``run_async``'s own connections (PostgreSQL; nothing to do on SQLite)."""
+        if self.postgres and self._async is None:
+            _, parameters = self.engine.dialect.create_connect_args(self.engine.url)
+            self._async = _AsyncConnections(dict(parameters), self._connections)
+
+    async def close(self) -> None:
+        connections, self._async = self._async, None
+        if connections is not None:
+            await connections.close()
+
+    async def run_async(self, read: Read[_T]) -> _T:
+        connections = self._async
+        if connections is None:
+            return await anyio.to_thread.run_sync(self.run, read)
+        prepared = self._prepare(read.build(self.postgres))
+        parameters = prepared.parameters(read.values)
+        try:
+            rows = await connections.fetch(prepared.sql, parameters)
+        except _Dead:
+            rows = await connections.fetch(prepared.sql, parameters, last=True)
+        return read.result(self.postgres, prepared.convert(rows))
+
+    def _prepare(self, stmt: Select[Any]) -> _Prepared:
+        prepared = self._prepared.get(stmt)
+        if prepared is None:
+            prepared = _Prepared(stmt, self.engine)
+            with self._lock:
+                if len(self._prepared) >= self.MAX_STATEMENTS:
+                    self._prepared.clear()
+                self._prepared[stmt] = prepared
+        return prepared
+
+
+class _AsyncConnections:
+    """psycopg's asynchronous connections in autocommit, reused newest first, at most
+    ``size`` in use at once.
+
+    Deliberately small next to a full pool (psycopg_pool): a connection is made when a
+    read needs one and none is idle, so a database that is down fails that read at once
+    (a 503) rather than after a pool's wait; one that fails or is interrupted mid-read
+    is closed, never reused.
+    """
+
+    def __init__(self, parameters: dict[str, Any], size: int) -> None:
+        self.parameters = {**parameters, "autocommit": True}
+        self.idle: list[psycopg.AsyncConnection[Any]] = []
+        self.slots = asyncio.Semaphore(size)
+
+    async def fetch(self, sql: str, parameters: Any, *, last: bool = False) -> list[Row]:
+        async with self._connection(last=last) as connection:
+            cursor = await connection.execute(sql, parameters)
+            return await cursor.fetchall()
+
+    @asynccontextmanager
+    async def _connection(self, *, last: bool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with self.slots:
+            reused = bool(self.idle)
+            try:
+                connection = self.idle.pop() if reused else await self._connect()
+            except psycopg.OperationalError as exc:
+                raise _unavailable(exc) from exc
+            try:
+                yield connection
+            except psycopg.Error as exc:
+                await connection.close()
+                if reused and connection.broken:
+                    await self.close()  # the idle ones predate the same restart
+                    if not last:
+                        raise _Dead from exc
+                if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+                    raise _unavailable(exc) from exc
+                raise
+            except BaseException:
+                await connection.close()  # cancelled mid-read: its state is unknown
+                raise
+            self.idle.append(connection)
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(**self.parameters)
+
+    async def close(self) -> None:
+        idle, self.idle = self.idle, []
+        for connection in idle:
+            await connection.close()
+
+
+class _Dead(Exception):
+    """The connection turned out to be dead; the read can be repeated."""
+
+
+def _unavailable(error: BaseException) -> DatabaseUnavailable:
+    text = str(error).strip()
+    return DatabaseUnavailable(
+        f"database unavailable: {text.splitlines()[0] if text else type(error).__name__}"
+    )
