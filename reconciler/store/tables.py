@@ -105,6 +105,12 @@ class Task(Base):
     skipped_count: Mapped[int] = mapped_column(Integer, default=0)
     missed_count: Mapped[int] = mapped_column(Integer, default=0)
 
+    # --- the latest execution (highest id) recorded under this name, kept by database
+    # triggers on task_executions (migration 0003), so lists read it with the task row.
+    last_execution_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+    last_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    last_queued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
     __table_args__ = (Index("ix_tasks_due", "next_run_at"),)
 
 

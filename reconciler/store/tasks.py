@@ -21,7 +21,7 @@ from reconciler.errors import LockTimeout
 from reconciler.plan import COLUMN_FIELDS, Change, Current, Plan
 from reconciler.spec import TaskSpec
 from reconciler.store.database import RawJSON
-from reconciler.store.tables import ApplyRecord, BeatHeartbeat, ChangeMarker, Task, TaskExecution
+from reconciler.store.tables import ApplyRecord, BeatHeartbeat, ChangeMarker, Task
 
 NextRun = Callable[[TaskSpec, dt.datetime], dt.datetime | None]
 Progress = Callable[[int], None]
@@ -347,22 +347,8 @@ class StatusRow:
 
 
 def status_rows(session: Session, name: str | None = None) -> list[StatusRow]:
-    """Live tasks (or the one named) with their latest execution status, in one query.
-
-    The latest status is a correlated subquery per task that walks the
-    ``(task_name, id)`` index backwards, so it costs one index probe per task however
-    long the history is.
-    """
-    executions = TaskExecution.__table__
-    last_status = (
-        select(executions.c.status)
-        .where(executions.c.task_name == tasks.c.name)
-        .order_by(executions.c.id.desc())
-        .limit(1)
-        .correlate(tasks)
-        .scalar_subquery()
-        .label("status")
-    )
+    """Live tasks (or the one named) with their latest execution status, in one query
+    (the database keeps the latest on the task row)."""
     query = (
         select(
             tasks.c.name,
@@ -373,7 +359,7 @@ def status_rows(session: Session, name: str | None = None) -> list[StatusRow]:
             tasks.c.last_run_at,
             tasks.c.skipped_count,
             tasks.c.missed_count,
-            last_status,
+            tasks.c.last_status,
         )
         .where(tasks.c.deleted_at.is_(None))
         .order_by(tasks.c.name)
@@ -388,7 +374,7 @@ def status_rows(session: Session, name: str | None = None) -> list[StatusRow]:
             source_line=row.source_line,
             next_run_at=row.next_run_at,
             last_run_at=row.last_run_at,
-            last_status=row.status,
+            last_status=row.last_status,
             skipped_count=row.skipped_count,
             missed_count=row.missed_count,
         )

@@ -7,7 +7,6 @@ instead of being decoded and encoded again, which is most of what a page would c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -15,7 +14,8 @@ from starlette.responses import Response
 
 from reconciler.store.queries import EXECUTION_JSON_KEYS, EXECUTION_KEYS
 
-_JSON_INDEXES = tuple(EXECUTION_KEYS.index(key) for key in EXECUTION_JSON_KEYS)
+_ARGS, _KWARGS, _RESULT = (EXECUTION_KEYS.index(key) for key in EXECUTION_JSON_KEYS)
+_Fragment = orjson.Fragment
 
 
 class JSONBody(Response):
@@ -27,12 +27,14 @@ class JSONBody(Response):
         return orjson.dumps(content, option=orjson.OPT_NAIVE_UTC)
 
 
-def execution_item(record: Sequence[Any]) -> dict[str, Any]:
+def execution_item(record: list[Any]) -> dict[str, Any]:
     """An execution record as served: the same object as ``reconcile history --format
-    json`` prints (``reconciler.store.queries.execution_dict``), its JSON text unparsed."""
-    values = list(record)
-    for index in _JSON_INDEXES:
-        text = values[index]
-        if text is not None:
-            values[index] = orjson.Fragment(text)
-    return dict(zip(EXECUTION_KEYS, values, strict=True))
+    json`` prints (``reconciler.store.queries.execution_dict``), its JSON text unparsed.
+    The record is the caller's to give away: its JSON texts are wrapped in place (args
+    and kwargs are always there; result may be null)."""
+    record[_ARGS] = _Fragment(record[_ARGS])
+    record[_KWARGS] = _Fragment(record[_KWARGS])
+    result = record[_RESULT]
+    if result is not None:
+        record[_RESULT] = _Fragment(result)
+    return dict(zip(EXECUTION_KEYS, record, strict=True))
