@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.services import free_redis, fresh_postgres
+from reconciler.store.database import Database
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
@@ -62,6 +63,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'state.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """The store on ``database_url``, migrated, for one test."""
+    database = Database.open(database_url)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture

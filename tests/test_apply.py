@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +41,6 @@ def write_tasks(directory: Path, names: list[str], **fields: Any) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for name in names:
         (directory / f"{name}.yaml").write_text(task_yaml(name, **fields))
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database.open(database_url)
-    yield database
-    database.dispose()
 
 
 def live_names(db: Database) -> list[str]:

@@ -7,7 +7,6 @@ claims, overlap and recovery run as real SQL.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,13 +30,6 @@ from tests.beatsupport import (
 )
 
 T0 = at("2026-01-05T10:00:00Z")
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database.open(database_url)
-    yield database
-    database.dispose()
 
 
 def make_ticker(db: Database, clock: Clock, publisher: FakePublisher | None = None) -> Ticker:

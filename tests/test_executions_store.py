@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -85,13 +84,6 @@ def failure(second: float = 3, error: str = "ValueError: bad") -> ExecutionUpdat
 
 def revoked(second: float = 3) -> ExecutionUpdate:
     return ExecutionUpdate(ID, REVOKED, at(second), task_name="report", error="revoked")
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database.open(database_url)
-    yield database
-    database.dispose()
 
 
 def row(db: Database) -> TaskExecution:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import delete, func, select, update
@@ -51,13 +49,6 @@ def in_history(db: Database) -> dict[str, Latest]:
             ).first()
             found[name] = None if row is None else (row.id, row.status, row.queued_at)
         return found
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database.open(database_url)
-    yield database
-    database.dispose()
 
 
 def test_every_kind_of_write_keeps_the_latest_on_the_task_row(db: Database) -> None:

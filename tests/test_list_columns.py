@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -145,13 +144,6 @@ def test_a_schedule_change_shows_its_fields_not_the_derived_column() -> None:
 
 
 # --- the store ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database.open(database_url)
-    yield database
-    database.dispose()
 
 
 def columns(db: Database) -> dict[str, tuple[str | None, str]]:

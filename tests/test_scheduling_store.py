@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -14,13 +13,6 @@ from reconciler.store.tables import BeatHeartbeat
 from tests.beatsupport import at, delete_task, executions, put_task, spec, task_row
 
 T0 = at("2026-01-05T10:00:00Z")
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database.open(database_url)
-    yield database
-    database.dispose()
 
 
 def seconds(n: float) -> dt.timedelta:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,13 +20,6 @@ from tests.test_plan import Sourced, spec
 T0 = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(hours=1)
 LOG = store.ApplyLog(tasks_dir="tasks.d", git_commit=None, git_dirty=None, duration_ms=5)
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database.open(database_url)
-    yield database
-    database.dispose()
 
 
 def apply(db: Database, specs: list[TaskSpec], now: dt.datetime = T0, **kwargs: Any) -> Any:
