@@ -179,3 +179,36 @@ def test_upgrade_fills_existing_rows_and_downgrade_drops_the_triggers(database_u
             assert session.scalar(select(func.count()).select_from(TaskExecution)) == 2
     finally:
         db.dispose()
+
+
+def test_one_statement_inserting_many_executions_leaves_the_newest(db: Database) -> None:
+    """Beat inserts the slots it fires in one statement: per task, the row with the
+    highest id is the latest, and an older one inserted later does not displace it."""
+    with db.session() as session:
+        add_task(session, "a")
+        add_task(session, "b")
+    rows = [
+        {
+            "task_name": name,
+            "celery_task_id": str(uuid.uuid4()),
+            "trigger": "manual",
+            "status": status,
+            "args": [],
+            "kwargs": {},
+            "queued_at": T0 + hours * H,
+            "retries": 0,
+        }
+        for name, status, hours in [
+            ("a", "pending", 3),
+            ("b", "pending", 1),
+            ("a", "started", 1),  # inserted after, so a higher id, though queued earlier
+            ("b", "success", 5),
+            ("ghost", "pending", 9),
+        ]
+    ]
+    with db.session() as session:
+        session.execute(sa.insert(TaskExecution), rows)
+    latest = on_rows(db)
+    assert latest == in_history(db)
+    assert latest["a"] is not None and latest["a"][1:] == ("started", T0 + H)
+    assert latest["b"] is not None and latest["b"][1:] == ("success", T0 + 5 * H)

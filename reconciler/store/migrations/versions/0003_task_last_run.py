@@ -8,7 +8,8 @@ database, and a sort by last run had to probe every task. ``tasks`` gains
 name, whoever writes it (beat, ``reconcile trigger``, tracking, the reaper, or a hand
 edit):
 
-- a new execution becomes the task's latest when its id is the highest;
+- a new execution becomes the task's latest when its id is the highest (on PostgreSQL
+  once per statement, over all the rows it inserted);
 - a change of status or queue time of the latest is copied;
 - deleting the latest makes the next one the latest;
 - a task row created after executions were recorded under its name starts with them.
@@ -39,29 +40,46 @@ _LATEST = """(SELECT e.id, e.status, e.queued_at FROM task_executions e
               WHERE e.task_name = {name} ORDER BY e.id DESC LIMIT 1)"""
 
 _POSTGRES = [
+    # New executions: once per statement, over all the rows it inserted (beat inserts a
+    # batch of fired slots in one statement, and this makes one set-based update of it).
+    """
+    CREATE FUNCTION reconciler_executions_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE tasks SET last_execution_id = n.id, last_status = n.status,
+                         last_queued_at = n.queued_at
+        FROM (SELECT DISTINCT ON (task_name) task_name, id, status, queued_at
+              FROM inserted ORDER BY task_name, id DESC) AS n
+        WHERE tasks.name = n.task_name
+          AND (tasks.last_execution_id IS NULL OR tasks.last_execution_id < n.id);
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE TRIGGER tr_task_executions_inserted AFTER INSERT ON task_executions
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION reconciler_executions_inserted()
+    """,
+    # Changed and deleted executions: row by row (tracking writes one row per statement).
     f"""
-    CREATE FUNCTION reconciler_execution_written() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE FUNCTION reconciler_execution_changed() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP = 'DELETE' THEN
             UPDATE tasks SET (last_execution_id, last_status, last_queued_at) =
                 {_LATEST.format(name="OLD.task_name")}
             WHERE name = OLD.task_name AND last_execution_id = OLD.id;
         ELSE
-            UPDATE tasks SET last_execution_id = NEW.id, last_status = NEW.status,
-                             last_queued_at = NEW.queued_at
-            WHERE name = NEW.task_name
-              AND (last_execution_id IS NULL OR last_execution_id <= NEW.id)
-              AND (last_execution_id IS DISTINCT FROM NEW.id
-                   OR last_status IS DISTINCT FROM NEW.status
+            UPDATE tasks SET last_status = NEW.status, last_queued_at = NEW.queued_at
+            WHERE name = NEW.task_name AND last_execution_id = NEW.id
+              AND (last_status IS DISTINCT FROM NEW.status
                    OR last_queued_at IS DISTINCT FROM NEW.queued_at);
         END IF;
         RETURN NULL;
     END $$
     """,
     """
-    CREATE TRIGGER tr_task_executions_latest
-    AFTER INSERT OR DELETE OR UPDATE OF status, queued_at ON task_executions
-    FOR EACH ROW EXECUTE FUNCTION reconciler_execution_written()
+    CREATE TRIGGER tr_task_executions_changed
+    AFTER DELETE OR UPDATE OF status, queued_at ON task_executions
+    FOR EACH ROW EXECUTE FUNCTION reconciler_execution_changed()
     """,
     """
     CREATE FUNCTION reconciler_task_created() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -80,8 +98,10 @@ _POSTGRES = [
 _POSTGRES_DOWN = [
     "DROP TRIGGER tr_tasks_latest ON tasks",
     "DROP FUNCTION reconciler_task_created()",
-    "DROP TRIGGER tr_task_executions_latest ON task_executions",
-    "DROP FUNCTION reconciler_execution_written()",
+    "DROP TRIGGER tr_task_executions_changed ON task_executions",
+    "DROP FUNCTION reconciler_execution_changed()",
+    "DROP TRIGGER tr_task_executions_inserted ON task_executions",
+    "DROP FUNCTION reconciler_executions_inserted()",
 ]
 
 _SQLITE = [
