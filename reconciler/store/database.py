@@ -151,7 +151,7 @@ def unavailable_as_error(engine: Engine) -> Iterator[None]:
     except DBAPIError as exc:
         if exc.connection_invalidated or _is_connect_error(exc):
             raise DatabaseUnavailable(
-                f"cannot reach the database {describe_url(engine)}: {_first_line(exc.orig)}; "
+                f"cannot reach the database {describe_url(engine)}: {first_line(exc)}; "
                 f"check --database-url / RECONCILER_DATABASE_URL and that the server is up"
             ) from exc
         raise
@@ -168,5 +168,13 @@ def _is_connect_error(exc: DBAPIError) -> bool:
     return kind.__name__ in {"OperationalError", "InterfaceError"}
 
 
-def _first_line(error: object) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def first_line(error: BaseException) -> str:
+    """The first line of a database error (the driver's, when SQLAlchemy wraps one), or
+    its class name when it says nothing."""
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def unavailable(error: BaseException) -> DatabaseUnavailable:
+    """``DatabaseUnavailable`` for a failed connection or read, naming the error."""
+    return DatabaseUnavailable(f"database unavailable: {first_line(error)}")

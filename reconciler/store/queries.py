@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, aliased
 
 from reconciler.errors import DatabaseUnavailable, UsageError
 from reconciler.redact import SECRET_KEY, redact
-from reconciler.store.database import Database
+from reconciler.store.database import Database, unavailable
 from reconciler.store.reader import Read, Reader, Row
 from reconciler.store.tables import (
     ApplyRecord,
@@ -709,11 +709,11 @@ _OWNER_OF = select(Task.owner).where(Task.name == bindparam("name"))
 
 def task_owner(name: str) -> Read[str | None]:
     """The owner of a task row (deleted or not), or None when no task has that name."""
-    return Read(_owner_of, {"name": name}, lambda postgres, rows: rows[0][0] if rows else None)
-
-
-def _owner_of(postgres: bool) -> Select[Any]:
-    return _OWNER_OF
+    return Read(
+        lambda postgres: _OWNER_OF,
+        {"name": name},
+        lambda postgres, rows: rows[0][0] if rows else None,
+    )
 
 
 # --- the apply log ----------------------------------------------------------------------
@@ -801,8 +801,7 @@ def reading(database: Database) -> Iterator[Session]:
         with database.sessions() as session:
             yield session
     except (OperationalError, InterfaceError) as exc:
-        reason = str(exc.orig or exc).strip().splitlines()[0]
-        raise DatabaseUnavailable(f"database unavailable: {reason}") from exc
+        raise unavailable(exc) from exc
 
 
 def read(database: Database, work: Callable[[Session], _T]) -> _T:

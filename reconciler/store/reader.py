@@ -33,7 +33,7 @@ import anyio.to_thread
 import psycopg
 from sqlalchemy import Engine, Select
 
-from reconciler.errors import DatabaseUnavailable
+from reconciler.store.database import unavailable
 
 Row = tuple[Any, ...]
 _T = TypeVar("_T")
@@ -142,7 +142,7 @@ class Reader:
         try:
             connection = self.engine.raw_connection()
         except self._outages as exc:  # the pool passes the driver's own errors on
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         cursor = None
         try:
             cursor = connection.cursor()
@@ -160,7 +160,7 @@ class Reader:
                 if not last:
                     raise _Dead from exc
             if isinstance(exc, self._outages):
-                raise _unavailable(exc) from exc
+                raise unavailable(exc) from exc
             raise
         finally:
             connection.close()
@@ -226,9 +226,13 @@ class _AsyncConnections:
         async with self.slots:
             reused = bool(self.idle)
             try:
-                connection = self.idle.pop() if reused else await self._connect()
+                connection = (
+                    self.idle.pop()
+                    if reused
+                    else await psycopg.AsyncConnection.connect(**self.parameters)
+                )
             except psycopg.OperationalError as exc:
-                raise _unavailable(exc) from exc
+                raise unavailable(exc) from exc
             try:
                 yield connection
             except psycopg.Error as exc:
@@ -238,15 +242,12 @@ class _AsyncConnections:
                     if not last:
                         raise _Dead from exc
                 if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-                    raise _unavailable(exc) from exc
+                    raise unavailable(exc) from exc
                 raise
             except BaseException:
                 await connection.close()  # cancelled mid-read: its state is unknown
                 raise
             self.idle.append(connection)
-
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        return await psycopg.AsyncConnection.connect(**self.parameters)
 
     async def close(self) -> None:
         idle, self.idle = self.idle, []
@@ -256,10 +257,3 @@ class _AsyncConnections:
 
 class _Dead(Exception):
     """The connection turned out to be dead; the read can be repeated."""
-
-
-def _unavailable(error: BaseException) -> DatabaseUnavailable:
-    text = str(error).strip()
-    return DatabaseUnavailable(
-        f"database unavailable: {text.splitlines()[0] if text else type(error).__name__}"
-    )

@@ -23,7 +23,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from reconciler.errors import DatabaseUnavailable
-from reconciler.store.database import Database
+from reconciler.store.database import Database, first_line, unavailable
 from reconciler.store.tables import BeatHeartbeat, ChangeMarker, Task, TaskExecution
 
 UNFINISHED = ("pending", "started", "retry")
@@ -41,8 +41,8 @@ def transaction(database: Database) -> Iterator[Session]:
             yield session
     except (OperationalError, InterfaceError) as exc:
         if _contention(exc):
-            raise DatabaseBusy(f"database busy: {_first_line(exc)}") from exc
-        raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+            raise DatabaseBusy(f"database busy: {first_line(exc)}") from exc
+        raise unavailable(exc) from exc
 
 
 class DatabaseBusy(DatabaseUnavailable):
@@ -60,11 +60,6 @@ def _contention(exc: BaseException) -> bool:
             "lock timeout",
         )
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --- reading ---------------------------------------------------------------------------

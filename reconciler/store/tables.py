@@ -149,8 +149,9 @@ class TaskExecution(Base):
     __table_args__ = (
         # One row per slot: the claim's second line of defence.
         UniqueConstraint("task_name", "scheduled_for"),
-        # A task's executions newest first, and its last run read from the index alone
-        # (PostgreSQL: INCLUDE, migration 0002).
+        # A task's executions newest first, and its latest one read from the index alone
+        # (PostgreSQL: INCLUDE, migration 0002) where the triggers of migration 0003 look
+        # it up again.
         Index(
             "ix_task_executions_task_id",
             "task_name",

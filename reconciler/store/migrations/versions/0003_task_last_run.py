@@ -35,9 +35,10 @@ depends_on = None
 COLUMNS = ("last_execution_id", "last_status", "last_queued_at")
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-# The newest execution under a name, as a row value for the three columns.
-_LATEST = """(SELECT e.id, e.status, e.queued_at FROM task_executions e
-              WHERE e.task_name = {name} ORDER BY e.id DESC LIMIT 1)"""
+# The three columns set to the newest execution under a name (a row-value assignment).
+_SET_LATEST = f"""({", ".join(COLUMNS)}) =
+    (SELECT e.id, e.status, e.queued_at FROM task_executions e
+     WHERE e.task_name = {{name}} ORDER BY e.id DESC LIMIT 1)"""
 
 _POSTGRES = [
     # New executions: once per statement, over all the rows it inserted (beat inserts a
@@ -64,8 +65,7 @@ _POSTGRES = [
     CREATE FUNCTION reconciler_execution_changed() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP = 'DELETE' THEN
-            UPDATE tasks SET (last_execution_id, last_status, last_queued_at) =
-                {_LATEST.format(name="OLD.task_name")}
+            UPDATE tasks SET {_SET_LATEST.format(name="OLD.task_name")}
             WHERE name = OLD.task_name AND last_execution_id = OLD.id;
         ELSE
             UPDATE tasks SET last_status = NEW.status, last_queued_at = NEW.queued_at
@@ -125,16 +125,14 @@ _SQLITE = [
     f"""
     CREATE TRIGGER tr_task_executions_latest_delete AFTER DELETE ON task_executions
     BEGIN
-        UPDATE tasks SET (last_execution_id, last_status, last_queued_at) =
-            {_LATEST.format(name="OLD.task_name")}
+        UPDATE tasks SET {_SET_LATEST.format(name="OLD.task_name")}
         WHERE name = OLD.task_name AND last_execution_id = OLD.id;
     END
     """,
     f"""
     CREATE TRIGGER tr_tasks_latest AFTER INSERT ON tasks
     BEGIN
-        UPDATE tasks SET (last_execution_id, last_status, last_queued_at) =
-            {_LATEST.format(name="NEW.name")}
+        UPDATE tasks SET {_SET_LATEST.format(name="NEW.name")}
         WHERE id = NEW.id;
     END
     """,
@@ -155,7 +153,7 @@ def upgrade() -> None:
     for statement in _POSTGRES if postgres else _SQLITE:
         op.execute(statement)
     # Every row (deleted ones too), one index probe each.
-    op.execute(f"UPDATE tasks SET ({', '.join(COLUMNS)}) = {_LATEST.format(name='tasks.name')}")
+    op.execute(f"UPDATE tasks SET {_SET_LATEST.format(name='tasks.name')}")
 
 
 def downgrade() -> None:
