@@ -321,6 +321,11 @@ def test_csv_streams_more_than_one_chunk(
         ("/api/v1/tasks/?enabled=maybe", "enabled"),
         ("/api/v1/tasks/?cursor=nope", "cursor"),
         ("/api/v1/tasks/?q=a%00b", "q"),
+        ("/api/v1/tasks/?owner=a%00b", "owner"),
+        ("/api/v1/tasks/?cursor=%00", "cursor"),
+        ("/api/v1/tasks/?limit=", "limit"),
+        ("/api/v1/executions?task=a%00b", "task"),
+        ("/api/v1/executions?since=0001-01-01T00:00:00%2B01:00", "since"),
         ("/api/v1/executions?status=done", "status"),
         ("/api/v1/executions?since=yesterday", "since"),
         ("/api/v1/executions?until=2025-13-01", "until"),
@@ -338,6 +343,39 @@ def test_bad_parameters_are_422_naming_the_parameter(
     response = client.get(path)
     assert response.status_code == 422, response.text
     assert response.json()["message"].startswith(f"{parameter}: ")
+
+
+def test_the_last_of_repeated_parameters_counts_and_unknown_ones_are_ignored(
+    client: TestClient, ids: dict[str, int]
+) -> None:
+    body = client.get("/api/v1/executions?limit=500&limit=1&colour=blue").json()
+    assert [e["id"] for e in body["items"]] == [max(ids.values())]
+    assert body["next_cursor"] is not None
+    refused = client.get("/api/v1/executions?status=success&status=done")
+    assert refused.status_code == 422
+    assert refused.json()["message"].startswith("status: ")
+
+
+def test_every_query_parameter_a_route_reads_is_in_the_openapi_document(
+    client: TestClient,
+) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    def documented(path: str) -> list[str]:
+        parameters = paths[path]["get"]["parameters"]
+        return sorted(p["name"] for p in parameters if p["in"] == "query")
+
+    listed = ["cursor", "format", "limit"]
+    assert documented("/api/v1/tasks/") == sorted(
+        [*listed, "q", "owner", "type", "enabled", "sort"]
+    )
+    assert documented("/api/v1/tasks/{name}/executions") == sorted(
+        [*listed, "status", "since", "until"]
+    )
+    assert documented("/api/v1/executions") == sorted([*listed, "task", "status", "since", "until"])
+    assert documented("/api/v1/applies") == ["cursor", "limit"]
+    limit = next(p for p in paths["/api/v1/tasks/"]["get"]["parameters"] if p["name"] == "limit")
+    assert limit["schema"]["maximum"] == 500 and limit["schema"]["default"] == 50
 
 
 def test_a_cursor_from_another_sort_is_refused(client: TestClient, ids: dict[str, int]) -> None:

@@ -8,16 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import HTTPException, Request
+from fastapi.security import HTTPBearer
 
 from reconciler.tokens import TokenSet
-
-bearer = HTTPBearer(
-    auto_error=False,
-    description="A token from the tokens file (RECONCILER_TOKENS_FILE); "
-    "an owner's token sees only that owner's tasks.",
-)
 
 
 @dataclass(frozen=True)
@@ -39,16 +33,28 @@ def _unauthorized(detail: str, error: str | None = None) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": challenge})
 
 
-async def principal(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
-) -> Principal:
-    # async: a hash and a few comparisons need no worker thread.
-    tokens: TokenSet | None = request.app.state.tokens
-    if tokens is None:
-        return ANYONE
-    if credentials is None:
-        raise _unauthorized("an 'Authorization: Bearer TOKEN' header is required")
-    token = tokens.authenticate(credentials.credentials)
-    if token is None:
-        raise _unauthorized("the token is not in the tokens file", "invalid_token")
-    return Principal(token.name, None if token.admin else token.owner)
+class BearerToken(HTTPBearer):
+    """FastAPI's bearer scheme (the OpenAPI document's security) that answers with the
+    caller's ``Principal``: one dependency rather than the scheme and a function over it,
+    which FastAPI would resolve in two steps on every request."""
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        # async: a hash and a few comparisons need no worker thread.
+        tokens: TokenSet | None = request.app.state.tokens
+        if tokens is None:
+            return ANYONE
+        credentials = await super().__call__(request)
+        if credentials is None:
+            raise _unauthorized("an 'Authorization: Bearer TOKEN' header is required")
+        token = tokens.authenticate(credentials.credentials)
+        if token is None:
+            raise _unauthorized("the token is not in the tokens file", "invalid_token")
+        return Principal(token.name, None if token.admin else token.owner)
+
+
+principal = BearerToken(
+    auto_error=False,
+    scheme_name="HTTPBearer",
+    description="A token from the tokens file (RECONCILER_TOKENS_FILE); "
+    "an owner's token sees only that owner's tasks.",
+)

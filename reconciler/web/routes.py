@@ -7,12 +7,11 @@ are ``{"items": [...], "next_cursor": ...}``; task and execution lists also stre
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from reconciler.csvexport import stream_csv, stream_records
@@ -22,7 +21,6 @@ from reconciler.store.database import Database
 from reconciler.store.queries import (
     EXECUTION_KEYS,
     EXECUTION_TEXT_KEYS,
-    BadParameter,
     ReadSession,
     TaskSummary,
     execution_page,
@@ -40,17 +38,26 @@ from reconciler.store.reader import Reader
 from reconciler.web import models
 from reconciler.web.auth import Principal, principal
 from reconciler.web.body import JSONBody, execution_item
-from reconciler.web.views import TASK_CSV_COLUMNS, apply_item, task_detail, task_item, task_status
+from reconciler.web.params import (
+    AllExecutionQuery,
+    ExecutionQuery,
+    Format,
+    QueryParameters,
+    TaskQuery,
+)
+from reconciler.web.views import (
+    TASK_CSV_COLUMNS,
+    apply_item,
+    task_detail,
+    task_item,
+    task_status,
+)
 
 HEAD = "reconciler.head"  # set in the ASGI scope by the read-only middleware for HEAD
-MAX_LIMIT = 500
 MAX_ID = 2**63 - 1
 _NAME = re.compile(NAME_PATTERN)
 _T = TypeVar("_T")
 
-Format = Literal["json", "csv"]
-TaskType = Literal["async", "scheduled", "periodic"]
-TaskSortParam = Literal["name", "-name", "next_run", "last_run", "-last_run"]
 
 _CSV = {"content": {"text/csv": {"schema": {"type": "string"}}}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -61,12 +68,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(prefix="/api/v1", responses=_ERRORS)
-
-Limit = Query(50, ge=1, le=MAX_LIMIT, description=f"Page size, at most {MAX_LIMIT}")
-CursorParam = Query(None, max_length=2000, description="next_cursor of the previous page")
-FormatParam = Query(None, description="csv streams every matching row as CSV")
-Since = Query(None, description="Queued at or after (ISO 8601; no offset means UTC)")
-Until = Query(None, description="Queued before (ISO 8601; no offset means UTC)")
 
 
 def _database(request: Request) -> Database:
@@ -96,23 +97,6 @@ def _task(request: Request, name: str, who: Principal) -> TaskSummary:
 
 def _json(value: Any) -> Response:
     return JSONBody(value)
-
-
-def _text(parameter: str, value: str | None) -> str | None:
-    if value is not None and "\x00" in value:
-        raise BadParameter(parameter, "must not contain NUL characters")
-    return value
-
-
-def _instant(parameter: str, value: dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
-    except (OverflowError, ValueError):
-        raise BadParameter(parameter, "is out of range") from None
 
 
 def _not_found(what: str) -> HTTPException:
@@ -149,37 +133,32 @@ def _csv(request: Request, chunks: Callable[[], Iterator[str]], filename: str) -
     response_model=models.TaskPage,
     responses={200: _CSV},
     summary="Tasks with last status and next run",
+    openapi_extra=TaskQuery.openapi(),
 )
-async def tasks(
-    request: Request,
-    who: Principal = Depends(principal),
-    q: str | None = Query(None, max_length=200, description="Substring of name/description/task"),
-    owner: str | None = Query(None, max_length=200),
-    type: TaskType | None = Query(None),
-    enabled: bool | None = Query(None),
-    sort: TaskSortParam = Query("name"),
-    limit: int = Limit,
-    cursor: str | None = CursorParam,
-    format: Format | None = FormatParam,
-) -> Response:
-    _text("q", q)
-    _text("owner", owner)
-    _text("cursor", cursor)
+async def tasks(request: Request, who: Principal = Depends(principal)) -> Response:
+    query = TaskQuery.of(request)
+    owner = query.owner
     if who.owner is not None:
         if owner is not None and owner != who.owner:
             return _json({"items": [], "next_cursor": None})
         owner = who.owner
-    filters: dict[str, Any] = {"q": q, "owner": owner, "type": type, "enabled": enabled}
+    filters: dict[str, Any] = {
+        "q": query.q,
+        "owner": owner,
+        "type": query.type,
+        "enabled": query.enabled,
+        "sort": query.sort,
+    }
     reader = _reader(request)
-    if _wants_csv(request, format):
-        await reader.run_async(task_page(sort=sort, limit=1, **filters))  # bad filters: 422
+    if _wants_csv(request, query.format):
+        await reader.run_async(task_page(limit=1, **filters))  # bad filters: 422
 
         def chunks() -> Iterator[str]:
-            rows = (task_item(row) for row in iter_tasks(reader, sort=sort, **filters))
+            rows = (task_item(row) for row in iter_tasks(reader, **filters))
             return stream_csv(TASK_CSV_COLUMNS, rows)
 
         return _csv(request, chunks, "tasks.csv")
-    read = task_page(sort=sort, limit=limit, cursor=cursor, **filters)
+    read = task_page(limit=query.limit, cursor=query.cursor, **filters)
     page, next_cursor = await reader.run_async(read)
     return _json({"items": [task_item(row) for row in page], "next_cursor": next_cursor})
 
@@ -236,30 +215,24 @@ def status(request: Request, name: str, who: Principal = Depends(principal)) -> 
 async def _executions(
     request: Request,
     who: Principal,
+    query: ExecutionQuery,
     *,
     task: str | None,
-    status: str | None,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
-    limit: int,
-    cursor: str | None,
-    format: Format | None,
     filename: str,
     visible: Callable[[], Awaitable[None]] | None = None,
 ) -> Response:
     """A page or the CSV of executions. ``visible`` raises 404 for a task the caller may
     not see: checked before a CSV streams, and for a page only when it is empty (a page
     with rows is already limited to the caller's tasks), which saves a query."""
-    _text("cursor", cursor)
     filters: dict[str, Any] = {
         "task": task,
-        "status": status,
-        "since": _instant("since", since),
-        "until": _instant("until", until),
+        "status": query.status,
+        "since": query.since,
+        "until": query.until,
         "owner": who.owner,
     }
     reader = _reader(request)
-    if _wants_csv(request, format):
+    if _wants_csv(request, query.format):
         if visible is not None:
             await visible()
 
@@ -268,7 +241,7 @@ async def _executions(
             return stream_records(EXECUTION_KEYS, records, text_columns=EXECUTION_TEXT_KEYS)
 
         return _csv(request, chunks, filename)
-    read = execution_page(limit=limit, cursor=cursor, **filters)
+    read = execution_page(limit=query.limit, cursor=query.cursor, **filters)
     records, next_cursor = await reader.run_async(read)
     if not records and visible is not None:
         await visible()
@@ -280,31 +253,20 @@ async def _executions(
     response_model=models.ExecutionPage,
     responses={200: _CSV},
     summary="A task's executions, newest first",
+    openapi_extra=ExecutionQuery.openapi(),
 )
 async def task_executions(
-    request: Request,
-    name: str,
-    who: Principal = Depends(principal),
-    status: models.Status | None = Query(None),
-    since: dt.datetime | None = Since,
-    until: dt.datetime | None = Until,
-    limit: int = Limit,
-    cursor: str | None = CursorParam,
-    format: Format | None = FormatParam,
+    request: Request, name: str, who: Principal = Depends(principal)
 ) -> Response:
     """Also for a task deleted from the files: its history stays readable."""
+    query = ExecutionQuery.of(request)
     if not _NAME.match(name):
         raise _not_found(f"task {name!r}")
     return await _executions(
         request,
         who,
+        query,
         task=name,
-        status=status,
-        since=since,
-        until=until,
-        limit=limit,
-        cursor=cursor,
-        format=format,
         filename=f"{name}-executions.csv",
         visible=lambda: _visible_task(_reader(request), name, who),
     )
@@ -315,45 +277,26 @@ async def task_executions(
     response_model=models.ExecutionPage,
     responses={200: _CSV},
     summary="All executions, newest first",
+    openapi_extra=AllExecutionQuery.openapi(),
 )
-async def executions(
-    request: Request,
-    who: Principal = Depends(principal),
-    task: str | None = Query(None, max_length=200),
-    status: models.Status | None = Query(None),
-    since: dt.datetime | None = Since,
-    until: dt.datetime | None = Until,
-    limit: int = Limit,
-    cursor: str | None = CursorParam,
-    format: Format | None = FormatParam,
-) -> Response:
-    _text("task", task)
-    return await _executions(
-        request,
-        who,
-        task=task,
-        status=status,
-        since=since,
-        until=until,
-        limit=limit,
-        cursor=cursor,
-        format=format,
-        filename="executions.csv",
-    )
+async def executions(request: Request, who: Principal = Depends(principal)) -> Response:
+    query = AllExecutionQuery.of(request)
+    return await _executions(request, who, query, task=query.task, filename="executions.csv")
 
 
 # --- the apply log ------------------------------------------------------------------------
 
 
-@router.get("/applies", response_model=models.ApplyPage, summary="The apply log, newest first")
-def applies(
-    request: Request,
-    who: Principal = Depends(principal),
-    limit: int = Limit,
-    cursor: str | None = CursorParam,
-) -> Response:
+@router.get(
+    "/applies",
+    response_model=models.ApplyPage,
+    summary="The apply log, newest first",
+    openapi_extra=QueryParameters.openapi(),
+)
+def applies(request: Request, who: Principal = Depends(principal)) -> Response:
     """For an owner's token the name lists keep only that owner's tasks; counts are whole."""
-    _text("cursor", cursor)
+    query = QueryParameters.of(request)
+    limit, cursor = query.limit, query.cursor
 
     def items(session: ReadSession) -> tuple[list[dict[str, Any]], str | None]:
         page, next_cursor = list_applies(session, limit=limit, cursor=cursor)

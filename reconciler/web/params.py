@@ -1,0 +1,112 @@
+"""The list routes' query parameters: one pydantic model per route, validated in one call.
+
+FastAPI validates declared query parameters one by one, and for each it inspects the
+parameter's annotation again on every request; on the list routes that cost more than
+a page's rows (about 0.05 ms of a 0.5 ms request, measured). Here a route's parameters
+are the fields of a model, checked by a single ``model_validate`` of the query string,
+and the model also writes the route's parameters into the OpenAPI document
+(``openapi``), so the schemathesis run and the clients see the same contract.
+
+Errors are FastAPI's own: a ``RequestValidationError`` located at ``("query", name)``,
+answered as 422 naming the parameter like every other bad parameter. As with FastAPI, the
+last of repeated parameters counts and unknown ones are ignored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal, Self
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from reconciler.web.models import Status
+
+MAX_LIMIT = 500
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "must not contain NUL characters")
+    return value
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """An instant in UTC; without an offset it is taken as UTC."""
+    try:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        raise PydanticCustomError("instant_range", "is out of range") from None
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Instant = Annotated[dt.datetime, AfterValidator(_utc)]
+TaskType = Literal["async", "scheduled", "periodic"]
+TaskSort = Literal["name", "-name", "next_run", "last_run", "-last_run"]
+Format = Literal["json", "csv"]
+
+
+class QueryParameters(BaseModel):
+    """A route's query parameters; ``of(request)`` reads them, ``openapi()`` documents
+    them for the route decorator's ``openapi_extra``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    limit: int = Field(50, ge=1, le=MAX_LIMIT, description=f"Page size, at most {MAX_LIMIT}")
+    cursor: Text | None = Field(
+        None, max_length=2000, description="next_cursor of the previous page"
+    )
+
+    @classmethod
+    def of(cls, request: Request) -> Self:
+        try:
+            return cls.model_validate(request.query_params)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            located = [{**error, "loc": ("query", *error["loc"])} for error in errors]
+            raise RequestValidationError(located) from None
+
+    @classmethod
+    def openapi(cls) -> dict[str, Any]:
+        """The parameters as OpenAPI describes them, a route's own before the shared."""
+        properties = cls.model_json_schema()["properties"]
+        names = [name for klass in cls.__mro__ for name in vars(klass).get("__annotations__", ())]
+        parameters = []
+        for name in dict.fromkeys(n for n in names if n in cls.model_fields):
+            field = cls.model_fields[name]
+            parameter: dict[str, Any] = {"name": name, "in": "query", "required": False}
+            parameter["schema"] = properties[name]
+            if field.description:
+                parameter["description"] = field.description
+            parameters.append(parameter)
+        return {"parameters": parameters}
+
+
+class Exported(QueryParameters):
+    format: Format | None = Field(None, description="csv streams every matching row as CSV")
+
+
+class TaskQuery(Exported):
+    q: Text | None = Field(None, max_length=200, description="Substring of name/description/task")
+    owner: Text | None = Field(None, max_length=200)
+    type: TaskType | None = None
+    enabled: bool | None = None
+    sort: TaskSort = "name"
+
+
+class ExecutionQuery(Exported):
+    """A task's executions (the task is in the path)."""
+
+    status: Status | None = None
+    since: Instant | None = Field(
+        None, description="Queued at or after (ISO 8601; no offset means UTC)"
+    )
+    until: Instant | None = Field(None, description="Queued before (ISO 8601; no offset means UTC)")
+
+
+class AllExecutionQuery(ExecutionQuery):
+    task: Text | None = Field(None, max_length=200)
