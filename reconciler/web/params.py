@@ -87,6 +87,8 @@ class QueryParameters(BaseModel):
 
 
 class Exported(QueryParameters):
+    """A list that also streams as CSV."""
+
     format: Format | None = Field(None, description="csv streams every matching row as CSV")
 
 
