@@ -203,7 +203,7 @@ class Reader:
 class _AsyncConnections:
     """psycopg's asynchronous connections in autocommit, reused newest first, at most
     ``size`` in use at once; each keeps one cursor for all its reads (a new cursor per
-    read cost a tenth of a page's client time, measured).
+    read cost about a tenth of the read's CPU in this process, measured).
 
     Deliberately small next to a full pool (psycopg_pool): a connection is made when a
     read needs one and none is idle, so a database that is down fails that read at once
