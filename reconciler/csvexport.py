@@ -7,10 +7,13 @@ text/csv``) and by ``reconcile history --format csv``.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
+
+from reconciler.timestamps import iso
 
 # A cell starting with one of these is a formula (or becomes one) in Excel, LibreOffice
 # and Google Sheets; a leading apostrophe makes it text (OWASP's advice).
@@ -20,13 +23,16 @@ CHUNK_ROWS = 1000
 
 
 def cell(value: Any) -> str:
-    """One CSV cell: JSON for lists and mappings, '' for null, formulas neutralised."""
+    """One CSV cell: JSON for lists and mappings, ISO text for times, '' for null,
+    formulas neutralised."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
+    if isinstance(value, dt.datetime):
+        return iso(value) or ""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 

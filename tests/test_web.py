@@ -299,6 +299,32 @@ def test_csv_follows_filters_and_redacts(client: TestClient, ids: dict[str, int]
     assert [r["name"] for r in rows] == ["ops-cleanup"]
 
 
+def test_times_are_iso_in_utc_with_microseconds_only_when_there_are_some(
+    scratch_client: TestClient, scratch: Database, owner: str
+) -> None:
+    """The same text on both backends, in pages, single executions, the task list and
+    CSV: ``datetime.isoformat`` of the time in UTC."""
+    moments = [T0 + dt.timedelta(microseconds=500_000), T0 + H]
+    with scratch.session() as session:
+        add_task(session, owner, owner=owner)
+        for moment in moments:
+            add_execution(session, owner, queued_at=moment)
+    want = [(m + dt.timedelta(seconds=s)).isoformat() for m in reversed(moments) for s in (0, 3)]
+    page = scratch_client.get(f"/api/v1/tasks/{owner}/executions").json()["items"]
+    assert [t for e in page for t in (e["queued_at"], e["finished_at"])] == want
+    one = scratch_client.get(f"/api/v1/tasks/executions/{page[1]['id']}").json()
+    assert one["queued_at"] == "2025-01-01T12:00:00.500000+00:00"
+    assert one["scheduled_for"] == one["queued_at"] and one["started_at"].endswith(
+        ":01.500000+00:00"
+    )
+    tasks = scratch_client.get("/api/v1/tasks/", params={"owner": owner}).json()["items"]
+    assert tasks[0]["last_run"] == (T0 + H).isoformat()
+    rows = read_csv(scratch_client.get(f"/api/v1/tasks/{owner}/executions?format=csv").text)
+    assert [t for r in rows for t in (r["queued_at"], r["finished_at"])] == want
+    tasks_csv = read_csv(scratch_client.get(f"/api/v1/tasks/?owner={owner}&format=csv").text)
+    assert tasks_csv[0]["last_run"] == (T0 + H).isoformat()
+
+
 def test_csv_streams_more_than_one_chunk(
     scratch_client: TestClient, scratch: Database, owner: str
 ) -> None:

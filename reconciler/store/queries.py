@@ -48,6 +48,7 @@ from reconciler.store.tables import (
     TaskExecution,
     UTCDateTime,
 )
+from reconciler.timestamps import iso
 
 STATUSES = ("pending", "started", "success", "failure", "retry", "revoked")
 TASK_TYPES = ("async", "scheduled", "periodic")
@@ -102,23 +103,17 @@ def _core(session: Session) -> Connection:
     return session.connection()
 
 
-def iso(value: dt.datetime | None) -> str | None:
-    """ISO 8601 in UTC with its offset (``2025-01-01T10:00:00+00:00``)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat()
-
-
 def execution_dict(record: Sequence[Any]) -> dict[str, Any]:
     """An execution record (``execution_page``) as the object ``reconcile history
-    --format json`` prints: its JSON text decoded. The HTTP endpoint serves the same
-    record without decoding it (``reconciler.web.body``)."""
+    --format json`` prints: its JSON text decoded, its times ISO text. The HTTP endpoint
+    serves the same record without decoding it (``reconciler.web.body``), and its JSON
+    encoder writes the times the same way."""
     item = dict(zip(EXECUTION_KEYS, record, strict=True))
     for key in EXECUTION_JSON_KEYS:
         if item[key] is not None:
             item[key] = json.loads(item[key])
+    for key in EXECUTION_TIME_KEYS:
+        item[key] = iso(item[key])
     return item
 
 
@@ -289,13 +284,16 @@ def iter_execution_records(
     owner: str | None = None,
     batch: int = 5000,
 ) -> Iterator[list[str | int | None]]:
-    """Every matching execution as a record for exports (a result that is a JSON string
-    is decoded, so a spreadsheet shows the text). Memory stays at one batch."""
+    """Every matching execution as a record for exports: times as ISO text, and a result
+    that is a JSON string decoded, so a spreadsheet shows the text. Memory stays at one
+    batch."""
     params = _execution_params(task=task, status=status, since=since, until=until, owner=owner)
     records = _records(reader.postgres)
     for rows in _keyset_batches(reader, params, batch):
         for row in rows:
             record = records.convert(row)
+            for index in _TIME_INDEXES:
+                record[index] = iso(record[index])
             result = record[_RESULT_INDEX]
             if isinstance(result, str) and result.startswith('"'):
                 record[_RESULT_INDEX] = json.loads(result)
@@ -319,8 +317,9 @@ class _Records:
     """Executions as records: their values in ``EXECUTION_KEYS`` order, with args, kwargs
     and result as their JSON text (result null: None), read as stored rather than decoded
     and encoded again; kwargs are decoded only when their text holds a secret-looking key,
-    to redact it. Times are ISO 8601 text (PostgreSQL writes them itself, which spares a
-    conversion per value here)."""
+    to redact it. Times are datetimes in UTC: naive ones from PostgreSQL (``_pg_utc``),
+    aware ones from SQLite; ``execution_dict`` and the exports write them as ISO text,
+    the endpoint's JSON encoder as the same text."""
 
     def __init__(self, postgres: bool) -> None:
         self.postgres = postgres
@@ -335,15 +334,13 @@ class _Records:
             if source.key in EXECUTION_JSON_KEYS:
                 columns.append(cast(source, Text).label(source.key))
             elif postgres and isinstance(source.type, UTCDateTime):
-                columns.append(_pg_isoformat(source).label(source.key))
+                columns.append(_pg_utc(source).label(source.key))
             else:
                 columns.append(source)
         return select(*columns)
 
     def convert(self, row: Any) -> list[Any]:
         record: list[Any] = list(row)
-        if not self.postgres:
-            _times_as_text(record, _TIME_INDEXES)
         if record[_ARGS_INDEX] in (None, "null"):
             record[_ARGS_INDEX] = "[]"
         kwargs = record[_KWARGS_INDEX]
@@ -372,30 +369,18 @@ def _records(postgres: bool) -> _Records:
     return _Records(postgres)
 
 
-def _times_as_text(values: list[Any], indexes: Sequence[int]) -> None:
-    """The times at ``indexes`` as ISO text, in place: what ``_pg_isoformat`` has
-    PostgreSQL write, done here for SQLite's rows."""
-    for index in indexes:
-        if values[index] is not None:
-            values[index] = iso(values[index])
+def _pg_utc(column: Any) -> ColumnElement[dt.datetime]:
+    """A time column as PostgreSQL's naive UTC time: the cheapest form to have it send
+    and the driver load (a ``timestamptz`` comes with a zone the driver converts every
+    value to; formatting ISO text with ``to_char`` had been most of what a page cost the
+    database). Naive times in these records are UTC, for ``iso`` and the endpoint's
+    JSON encoder alike."""
+    aware = type_coerce(column, DateTime(timezone=True))
+    return func.timezone(literal_column("'UTC'"), aware, type_=DateTime())
 
 
-def _pg_isoformat(column: Any) -> ColumnElement[str]:
-    """``datetime.isoformat()`` of a time in UTC, computed by PostgreSQL: microseconds
-    only when there are some, as Python writes them. One ``to_char`` with microseconds,
-    whose ``.000000`` is dropped (the cheapest spelling measured: ``to_char`` is most of
-    what a page of executions costs the database). The constants are written into the
-    SQL, not bound: a page would otherwise send a dozen of them with every query."""
-    value = func.timezone(literal_column("'UTC'"), type_coerce(column, DateTime(timezone=True)))
-    text = func.to_char(value, literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.US'"""))
-    return func.replace(text, literal_column("'.000000'"), literal_column("''")).concat(
-        literal_column("'+00:00'")
-    )
-
-
-_TIME_INDEXES = tuple(
-    EXECUTION_KEYS.index(key) for key in ("scheduled_for", "queued_at", "started_at", "finished_at")
-)
+EXECUTION_TIME_KEYS = ("scheduled_for", "queued_at", "started_at", "finished_at")
+_TIME_INDEXES = tuple(EXECUTION_KEYS.index(key) for key in EXECUTION_TIME_KEYS)
 _ARGS_INDEX = EXECUTION_KEYS.index("args")
 _KWARGS_INDEX = EXECUTION_KEYS.index("kwargs")
 _RETRIES_INDEX = EXECUTION_KEYS.index("retries")
@@ -485,7 +470,7 @@ class TaskSummary:
 
 class TaskListRow(NamedTuple):
     """One task of a list with its last run, its fields named as the API's keys; times
-    are ISO 8601 text in UTC."""
+    are datetimes in UTC (naive from PostgreSQL, as execution records' are)."""
 
     name: str
     description: str
@@ -495,11 +480,11 @@ class TaskListRow(NamedTuple):
     enabled: bool
     schedule: str | None  # ``reconciler.spec.schedule_text``, stored by apply
     timezone: str
-    next_run: str | None
-    deleted_at: str | None
+    next_run: dt.datetime | None
+    deleted_at: dt.datetime | None
     last_execution_id: int | None
     last_status: str | None
-    last_run: str | None
+    last_run: dt.datetime | None
 
 
 _LastRun = aliased(TaskExecution, name="last_run")
@@ -511,7 +496,7 @@ def _list_select(postgres: bool) -> Select[Any]:
     the latest execution on the row (migration 0003)."""
     times: tuple[Any, ...] = (Task.next_run_at, Task.deleted_at, Task.last_queued_at)
     if postgres:
-        times = tuple(_pg_isoformat(time) for time in times)
+        times = tuple(_pg_utc(time) for time in times)
     columns = (
         Task.name,
         Task.description,
@@ -528,19 +513,6 @@ def _list_select(postgres: bool) -> Select[Any]:
         times[2],
     )
     return select(*(c.label(key) for c, key in zip(columns, TaskListRow._fields, strict=True)))
-
-
-_LIST_TIME_INDEXES = tuple(
-    TaskListRow._fields.index(key) for key in ("next_run", "deleted_at", "last_run")
-)
-
-
-def _list_row(row: Any, postgres: bool) -> TaskListRow:
-    if postgres:
-        return TaskListRow._make(row)
-    values = list(row)
-    _times_as_text(values, _LIST_TIME_INDEXES)
-    return TaskListRow._make(values)
 
 
 def _sort_key(sort: str) -> tuple[ColumnElement[Any] | None, bool]:
@@ -640,15 +612,15 @@ def task_page(
         params.update(_task_cursor(cursor, sort))
 
     def page(postgres: bool, found: list[Row]) -> tuple[list[TaskListRow], str | None]:
-        rows = [_list_row(row, postgres) for row in found[:limit]]
+        rows = list(map(TaskListRow._make, found[:limit]))
         if len(found) <= limit:
             return rows, None
         last = rows[-1]
         value: str | None = None
         if sort == "next_run":
-            value = last.next_run or iso(_LATEST)
+            value = iso(last.next_run or _LATEST)
         elif sort in ("last_run", "-last_run"):
-            value = last.last_run or iso(_EARLIEST)
+            value = iso(last.last_run or _EARLIEST)
         return rows, encode_cursor("t", sort, value, last.name)
 
     return Read(functools.partial(_task_page, sort=sort, keys=frozenset(params)), params, page)

@@ -3,6 +3,7 @@
 Executions come from the store as records whose args, kwargs and result are the JSON
 text stored in the database; they go into the body as they are (``orjson.Fragment``)
 instead of being decoded and encoded again, which is most of what a page would cost.
+Their times are datetimes (naive ones in UTC), which orjson writes as ISO 8601 text.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.spec import schedule_text
-from reconciler.store.queries import TaskListRow, TaskSummary, iso
+from reconciler.store.queries import TaskListRow, TaskSummary
 from reconciler.store.tables import ApplyRecord
+from reconciler.timestamps import iso
 
 TASK_CSV_COLUMNS = (
     "name",
