@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,41 @@ def test_concurrent_upgrades_of_a_fresh_database_both_succeed(database_url: str)
     errors = [proc.communicate(timeout=60)[1] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], errors
     db = Database.open(database_url, upgrade=False)
+    try:
+        assert db.current_revision() == head_revision()
+    finally:
+        db.dispose()
+
+
+def test_opening_a_new_sqlite_file_another_process_is_writing_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """Switching a new file to WAL while another connection writes it is "database is
+    locked" at once in SQLite (no busy timeout): two processes starting on a fresh
+    database failed that way now and then. Opening waits for the writer instead."""
+    path = tmp_path / "state.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE busy (i INTEGER)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO busy VALUES (1)")
+    outcome: list[object] = []
+
+    def open_database() -> None:
+        try:
+            Database.open(f"sqlite:///{path}").dispose()
+            outcome.append("opened")
+        except Exception as exc:  # reported below
+            outcome.append(exc)
+
+    opener = threading.Thread(target=open_database)
+    opener.start()
+    opener.join(timeout=0.5)  # still waiting: it neither failed nor opened past the lock
+    assert outcome == [] and opener.is_alive()
+    writer.execute("COMMIT")
+    opener.join(timeout=30)
+    writer.close()
+    assert outcome == ["opened"]
+    db = Database.open(f"sqlite:///{path}", upgrade=False)
     try:
         assert db.current_revision() == head_revision()
     finally:

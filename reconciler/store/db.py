@@ -6,6 +6,8 @@ Everything that talks to the database gets its engine from ``make_engine``.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_DATABASE_URL = "sqlite:///.reconciler/state.db"
+SQLITE_BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's lock on the file
 
 
 def normalise_url(url: str) -> str:
@@ -36,7 +39,7 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
                 url = "sqlite://"
             else:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -46,10 +49,26 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _write_ahead_log(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _write_ahead_log(cursor: sqlite3.Cursor) -> None:
+    """WAL mode, kept in the file once set. Switching a new file to it needs the file to
+    itself, and while another connection writes, SQLite answers "database is locked" at
+    once instead of waiting its busy timeout: two processes starting on a fresh database
+    (``reconcile watch`` and ``serve``) could fail that way. Retried until the timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
