@@ -149,7 +149,7 @@ def seed(url: str) -> None:
             task_lines,
         )
     # What autovacuum does soon after a bulk load: statistics, and the visibility map
-    # that lets the last-run lookup stay an index-only scan.
+    # that index-only scans rely on.
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
 

@@ -215,8 +215,7 @@ def execution_page(
     params["limit"] = limit + 1
 
     def page(postgres: bool, rows: list[Row]) -> tuple[list[list[Any]], str | None]:
-        records = _records(postgres)
-        items = [records.convert(row) for row in rows[:limit]]
+        items = [_RECORDS.convert(row) for row in rows[:limit]]
         return items, encode_cursor("e", rows[limit - 1][0]) if len(rows) > limit else None
 
     return Read(functools.partial(_record_page, keys=frozenset(params)), params, page)
@@ -288,10 +287,9 @@ def iter_execution_records(
     that is a JSON string decoded, so a spreadsheet shows the text. Memory stays at one
     batch."""
     params = _execution_params(task=task, status=status, since=since, until=until, owner=owner)
-    records = _records(reader.postgres)
     for rows in _keyset_batches(reader, params, batch):
         for row in rows:
-            record = records.convert(row)
+            record = _RECORDS.convert(row)
             for index in _TIME_INDEXES:
                 record[index] = iso(record[index])
             result = record[_RESULT_INDEX]
@@ -308,7 +306,7 @@ def execution_record(id: int, *, owner: str | None = None) -> Read[list[Any] | N
         params["owner"] = owner
 
     def record(postgres: bool, rows: list[Row]) -> list[Any] | None:
-        return _records(postgres).convert(rows[0]) if rows else None
+        return _RECORDS.convert(rows[0]) if rows else None
 
     return Read(functools.partial(_record_lookup, owned=owner is not None), params, record)
 
@@ -321,8 +319,7 @@ class _Records:
     aware ones from SQLite; ``execution_dict`` and the exports write them as ISO text,
     the endpoint's JSON encoder as the same text."""
 
-    def __init__(self, postgres: bool) -> None:
-        self.postgres = postgres
+    def __init__(self) -> None:
         # kwargs text -> as shown: kwargs repeat from run to run, so each is checked once
         self.redacted: dict[str, str] = {}
 
@@ -363,10 +360,9 @@ class _Records:
         return record
 
 
-@functools.cache
-def _records(postgres: bool) -> _Records:
-    """One converter per dialect, shared, so its redaction cache serves every request."""
-    return _Records(postgres)
+_RECORDS = _Records()
+"""The one converter (records look the same on every backend), shared, so its redaction
+cache serves every request."""
 
 
 def _pg_utc(column: Any) -> ColumnElement[dt.datetime]:
