@@ -145,6 +145,14 @@ class TaskExecution(Base):
     published_at: Mapped[dt.datetime | None] = mapped_column(
         UTCDateTime(), nullable=True, index=True
     )
+    # The beat instance that claimed the slot, and until when (the database's clock) it
+    # alone may publish it; another beat takes an unpublished row over only after that.
+    claimed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Deliveries a worker refused to run: the execution had started or finished elsewhere.
+    duplicates: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The task's owner when the execution was recorded: access follows the execution.
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
     __table_args__ = (
         # One row per slot: the claim's second line of defence.
@@ -160,6 +168,7 @@ class TaskExecution(Base):
         ),
         Index("ix_task_executions_status_id", "status", "id"),
         Index("ix_task_executions_queued_at", "queued_at"),
+        Index("ix_task_executions_owner_id", "owner", "id"),
     )
 
 
