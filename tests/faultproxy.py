@@ -58,9 +58,7 @@ class _Link:
             ("up", self.client, self.server),
             ("down", self.server, self.client),
         ):
-            threading.Thread(
-                target=self._pump, args=(direction, source, sink), daemon=True
-            ).start()
+            threading.Thread(target=self._pump, args=(direction, source, sink), daemon=True).start()
 
     def _stalled(self, direction: str) -> bool:
         return direction in self.paused or direction in self.proxy.paused

@@ -60,7 +60,8 @@ _SQLITE = [
     CREATE TRIGGER tr_task_executions_owner AFTER INSERT ON task_executions
     WHEN NEW.owner IS NULL
     BEGIN
-        UPDATE task_executions SET owner = (SELECT t.owner FROM tasks t WHERE t.name = NEW.task_name)
+        UPDATE task_executions
+        SET owner = (SELECT t.owner FROM tasks t WHERE t.name = NEW.task_name)
         WHERE id = NEW.id;
     END
     """
@@ -83,9 +84,7 @@ def upgrade() -> None:
     )
     op.add_column("task_executions", sa.Column("owner", sa.String(200), nullable=True))
     op.create_index("ix_task_executions_owner_id", "task_executions", ["owner", "id"])
-    owner = (
-        sa.select(tasks.c.owner).where(tasks.c.name == executions.c.task_name).scalar_subquery()
-    )
+    owner = sa.select(tasks.c.owner).where(tasks.c.name == executions.c.task_name).scalar_subquery()
     op.execute(executions.update().values(owner=owner))
     for statement in _POSTGRES if _postgres() else _SQLITE:
         op.execute(statement)
@@ -95,8 +94,7 @@ def downgrade() -> None:
     for statement in _POSTGRES_DOWN if _postgres() else _SQLITE_DOWN:
         op.execute(statement)
     op.drop_index("ix_task_executions_owner_id", table_name="task_executions")
-    with op.batch_alter_table("task_executions") as batch:
-        batch.drop_column("owner")
-        batch.drop_column("duplicates")
-        batch.drop_column("lease_until")
-        batch.drop_column("claimed_by")
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+): a batch copy of the table would
+    # trip migration 0003's trigger on tasks, which names task_executions.
+    for column in ("owner", "duplicates", "lease_until", "claimed_by"):
+        op.drop_column("task_executions", column)
