@@ -5,7 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test lint bench schema clean
+.PHONY: check all install run test lint format bench schema clean
+.DEFAULT_GOAL := check
+
+# `make` alone: what CI runs, lint first because it fails fastest.
+check: lint test
+
+all: check
 
 install: $(STAMP)
 
@@ -26,6 +32,10 @@ lint: install
 	$(BIN)/ruff format --check reconciler tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+format: install
+	$(BIN)/ruff check --fix reconciler tests benchmarks
+	$(BIN)/ruff format reconciler tests benchmarks
 
 bench: install
 	$(BIN)/python -m benchmarks

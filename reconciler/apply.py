@@ -17,12 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.diagnostics import Diagnostic
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ReconcilerError, StateRefused
 from reconciler.loader import LoadResult, load_directory
-from reconciler.plan import Plan, make_plan
+from reconciler.plan import Change, Plan, make_plan
 from reconciler.schedule import first_slot
 from reconciler.store import tasks as store
-from reconciler.store.database import Database, unavailable_as_error
+from reconciler.store.database import (
+    Database,
+    refusal_as_error,
+    refusal_message,
+    unavailable_as_error,
+)
 
 Progress = Callable[[int], None]
 ProgressFactory = Callable[[int], AbstractContextManager[Progress]]
@@ -113,34 +118,84 @@ def apply_loaded(
         plan = make_plan(loaded.tasks, seen.live)
         if dry_run or not (plan or plan.relocations):
             return ApplyResult(plan, loaded, False, None, time.perf_counter() - started)
-        with db.session() as session:
-            store.lock(session, lock_timeout)
-            state = store.read_current(session)
-            if state.live != seen.live:
-                # Someone applied in between: plan again against the rows as they are now.
-                plan = make_plan(loaded.tasks, state.live)
-            guard(plan, tasks_dir, allow_mass_delete)
-            moment = now or dt.datetime.now(dt.UTC)
-            log = None
-            if plan:
-                git = git_info(tasks_dir)
-                log = store.ApplyLog(
-                    tasks_dir=str(tasks_dir),
-                    git_commit=git.commit,
-                    git_dirty=git.dirty,
-                    duration_ms=int((time.perf_counter() - started) * 1000),
-                )
-            with (progress or _no_progress)(len(plan.changes)) as step:
-                record_id = store.write_plan(
-                    session,
-                    plan,
-                    state,
-                    now=moment,
-                    next_run=first_slot,
-                    log=log,
-                    progress=step,
-                )
+        written = _Written(plan)
+        moment = now or dt.datetime.now(dt.UTC)
+        try:
+            with refusal_as_error(written.names), db.session() as session:
+                store.lock(session, lock_timeout)
+                state = written.state = store.read_current(session)
+                if state.live != seen.live:
+                    # Someone applied in between: plan again against the rows as they are now.
+                    plan = written.plan = make_plan(loaded.tasks, state.live)
+                guard(plan, tasks_dir, allow_mass_delete)
+                log = None
+                if plan:
+                    git = git_info(tasks_dir)
+                    log = store.ApplyLog(
+                        tasks_dir=str(tasks_dir),
+                        git_commit=git.commit,
+                        git_dirty=git.dirty,
+                        duration_ms=int((time.perf_counter() - started) * 1000),
+                    )
+                with (progress or _no_progress)(len(plan.changes)) as step:
+                    record_id = store.write_plan(
+                        session,
+                        plan,
+                        state,
+                        now=moment,
+                        next_run=first_slot,
+                        log=log,
+                        progress=step,
+                    )
+        except StateRefused as exc:
+            culprit = _culprit(db, written, moment) if len(written.names()) > 1 else None
+            if culprit is None:
+                raise
+            raise StateRefused(refusal_message([culprit], exc.reason), exc.reason) from exc
     return ApplyResult(plan, loaded, bool(plan), record_id, time.perf_counter() - started)
+
+
+@dataclass
+class _Written:
+    """The plan being written, so a refusal can name the tasks it writes."""
+
+    plan: Plan
+    state: store.StoredState | None = None
+
+    def names(self) -> list[str]:
+        return [change.name for change in self.plan.changes if change.spec is not None]
+
+
+def _culprit(db: Database, written: _Written, moment: dt.datetime) -> str | None:
+    """The task the database refuses, found by writing halves of the refused plan's
+    creates and updates in transactions that are rolled back (a few, however many)."""
+    state = written.state
+    if state is None:
+        return None
+    suspects = [*written.plan.creates, *written.plan.updates]
+    creates = {id(change) for change in written.plan.creates}
+
+    def refused(changes: list[Change]) -> bool:
+        trial = Plan(
+            creates=tuple(c for c in changes if id(c) in creates),
+            updates=tuple(c for c in changes if id(c) not in creates),
+        )
+        session = db.sessions()
+        try:
+            with refusal_as_error(list):
+                store.write_plan(session, trial, state, now=moment, next_run=first_slot, log=None)
+        except StateRefused:
+            return True
+        finally:
+            session.rollback()
+            session.close()
+        return False
+
+    with unavailable_as_error(db.engine):
+        while len(suspects) > 1:
+            half = suspects[: len(suspects) // 2]
+            suspects = half if refused(half) else suspects[len(half) :]
+        return suspects[0].name if suspects and refused(suspects) else None
 
 
 def check_loaded(loaded: LoadResult, tasks_dir: Path, allow_mass_delete: bool) -> None:
@@ -157,7 +212,7 @@ def check_loaded(loaded: LoadResult, tasks_dir: Path, allow_mass_delete: bool) -
 
 
 def guard(plan: Plan, tasks_dir: Path, allow_mass_delete: bool) -> None:
-    """The mass-delete guard (DESIGN §3)."""
+    """The mass-delete guard (docs/plan-and-apply.md, "What apply guarantees")."""
     if allow_mass_delete or not plan.is_mass_delete():
         return
     deletes, existing = len(plan.deletes), plan.existing

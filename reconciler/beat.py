@@ -1,7 +1,7 @@
 """``reconciler.beat:DatabaseScheduler``: Celery Beat firing what the database holds.
 
 ``celery -A APP beat -S reconciler.beat:DatabaseScheduler`` (and ``reconcile up``) run
-it. All scheduling state lives in the database (DESIGN §4); this class adapts
+it. All scheduling state lives in the database (docs/beat.md); this class adapts
 ``reconciler.ticker.Ticker`` to Celery's ``Scheduler`` interface and sends with
 ``reconciler.publish.CeleryPublisher``, by task name, so the user's task modules are
 never imported here.
@@ -25,9 +25,10 @@ from celery.beat import Scheduler
 from reconciler.errors import ConfigError
 from reconciler.firing import DEFAULT_GRACE
 from reconciler.publish import CeleryPublisher
-from reconciler.store import scheduling
+from reconciler.store import scheduling, stall
 from reconciler.store.database import Database
 from reconciler.store.db import DEFAULT_DATABASE_URL
+from reconciler.store.deadlines import BEAT
 from reconciler.ticker import MAX_SLEEP, Ticker
 
 log = logging.getLogger("reconciler.beat")
@@ -63,8 +64,8 @@ def catchup_grace(app: Celery) -> dt.timedelta:
 class DatabaseScheduler(Scheduler):  # type: ignore[misc]
     """A Celery Beat scheduler whose schedule, claims and history are in SQL.
 
-    Several of them may run against one database: each slot is claimed there before it
-    is published, so none is sent twice.
+    Several of them may run against one database: each slot is claimed there, under a
+    lease, before it is published, so none runs twice (docs/guarantees.md).
     """
 
     #: Beat's own loop never sleeps longer than this between ticks.
@@ -89,6 +90,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         """
         if self._ticker is not None:
             return
+        _stop_without_waiting()
         try:
             self._start()
         except Exception as exc:
@@ -97,11 +99,8 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             self._failing = True
 
     def _start(self) -> None:
-        # A server that does not answer must not hold a tick for the OS connect timeout.
-        if "postgres" in self._url:
-            self._database = Database.open(self._url, connect_args={"connect_timeout": 5})
-        else:
-            self._database = Database.open(self._url)
+        # A server that does not answer holds a tick for seconds at most (docs/deadlines.md).
+        self._database = Database.open(self._url, deadlines=BEAT)
         self._publisher = CeleryPublisher(self.app)
         ticker = Ticker(self._database, self._publisher, grace=self._grace, shield=deferred_stop)
         database = self._database
@@ -179,6 +178,20 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+SHIELD_GRACE = 1.0
+"""Seconds a deferred stop lets a database write in the shield finish (it normally takes
+milliseconds; a database that does not answer is given up on then)."""
+
+
+def _stop_without_waiting() -> None:
+    """Wrap Celery Beat's stop handlers so that a stop ends any database wait first: beat
+    stops within a second or two even while the database does not answer."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for number in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(number)
+        if callable(handler):
+            signal.signal(number, stall.stopping(handler))
 
 
 @contextmanager
@@ -189,16 +202,19 @@ def deferred_stop() -> Iterator[None]:
     main thread is; between a publish and the write of its ``published_at`` that would
     leave a sent message looking unsent, to be sent again by the next beat. Python runs
     signal handlers in the main thread only, so swapping the handlers defers the stop
-    whichever thread the signal arrived on.
+    whichever thread the signal arrived on. A database wait in the block is ended after
+    ``SHIELD_GRACE``, so a database that does not answer cannot hold the stop.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     pending: list[tuple[int, Any]] = []
-    previous = {
-        number: signal.signal(number, lambda got, frame: pending.append((got, frame)))
-        for number in _STOP_SIGNALS
-    }
+
+    def hold(got: int, frame: Any) -> None:
+        pending.append((got, frame))
+        stall.cut_off(SHIELD_GRACE)
+
+    previous = {number: signal.signal(number, hold) for number in _STOP_SIGNALS}
     try:
         yield
     finally:

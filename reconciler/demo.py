@@ -1,4 +1,6 @@
-"""The bundled demo Celery app (DESIGN §6): the old system's example tasks under their old names.
+"""The bundled demo Celery app: the old system's example tasks under their old names.
+
+See docs/demo.md.
 
 ``make run``, ``reconcile up`` and the end-to-end tests run ``reconciler.demo:app``; the
 files in ``tasks.d/`` are written against it. Its broker is ``RECONCILER_BROKER_URL``,
@@ -8,20 +10,25 @@ by default an embedded SQLite broker under ``./.reconciler/``; it has no result 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from celery import Celery, Task
 from celery.utils.log import get_task_logger
 from kombu.connection import Connection
+from kombu.transport import sqlalchemy as kombu_sqlalchemy
 
 from reconciler import tracking
 from reconciler.settings import DEFAULT_BROKER_URL
 
 logger = get_task_logger(__name__)
+broker_log = logging.getLogger("reconciler.broker")
 
 _SQLITE_BROKER_PREFIXES = ("sqla+sqlite:///", "sqlalchemy+sqlite:///")
 
@@ -60,23 +67,115 @@ def prepare_sqlite_broker(url: str) -> dict[str, Any]:
     return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
 
 
+# SQLite's primary result codes for a file that cannot be written.
+_CANNOT_WRITE = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_READONLY: "it is read-only",
+}
+
+
+def _cannot_write(exc: BaseException) -> str | None:
+    """Why SQLite could not write (disk full, read-only), or None for any other error."""
+    code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
+    return _CANNOT_WRITE.get(code & 0xFF) if isinstance(code, int) else None
+
+
+class SQLiteBrokerChannel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
+    """kombu's SQL channel, made to keep local faults local (docs/deploy.md).
+
+    kombu never closes a channel's session, so every reconnect kept one pooled
+    connection until the pool ran out and the worker died: ``close`` releases it. A
+    broker file that cannot be written (disk full, read-only) is logged once and
+    polled as an empty queue, instead of a reconnect storm; nothing is taken from it.
+    """
+
+    _unwritable: str | None = None  # the fault last logged, shared by the process
+
+    def close(self) -> None:
+        try:
+            super().close()  # type: ignore[no-untyped-call]
+        finally:
+            self._release_session()
+
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
+        try:
+            message = super()._get(queue)  # type: ignore[no-untyped-call]
+        except Empty:
+            self._report(None)
+            raise
+        except self.connection.connection_errors as exc:
+            # Closed, not pooled: SQLite keeps a file it could only open read-only so.
+            self._release_session(invalidate=True)
+            reason = _cannot_write(exc)
+            if reason is None:
+                raise
+            self._report(reason)
+            raise Empty() from None
+        self._report(None)
+        return message
+
+    def _release_session(self, *, invalidate: bool = False) -> None:
+        session, self._session = self._session, None
+        if session is None:
+            return
+        if invalidate:
+            session.invalidate()
+            return
+        try:
+            session.rollback()
+        finally:
+            session.close()
+
+    def _report(self, reason: str | None) -> None:
+        before = SQLiteBrokerChannel._unwritable
+        if reason == before:
+            return
+        SQLiteBrokerChannel._unwritable = reason
+        where = self.connection.client.hostname
+        if reason is not None:
+            broker_log.error(
+                "broker %s cannot be written (%s): messages wait there, nothing is lost; "
+                "free space or fix permissions",
+                where,
+                reason,
+            )
+        elif before is not None:
+            broker_log.info("broker %s can be written again", where)
+
+
+class SQLiteBrokerTransport(kombu_sqlalchemy.Transport):  # type: ignore[misc]
+    """The ``sqla+sqlite://`` transport with ``SQLiteBrokerChannel``."""
+
+    Channel = SQLiteBrokerChannel
+
+    def as_uri(self, uri: str, include_password: bool = False, mask: str = "**") -> str:
+        return f"sqla+{uri}"
+
+
 class DemoApp(Celery):  # type: ignore[misc]
     """A Celery app that prepares an embedded SQLite broker before connecting to it."""
 
     def connection_for_read(self, url: str | None = None, **kwargs: Any) -> Connection:
-        connection: Connection = super().connection_for_read(url, **self._prepared(url, kwargs))
+        url, kwargs = self._prepared(url, kwargs)
+        connection: Connection = super().connection_for_read(url, **kwargs)
         return connection
 
     def connection_for_write(self, url: str | None = None, **kwargs: Any) -> Connection:
-        connection: Connection = super().connection_for_write(url, **self._prepared(url, kwargs))
+        url, kwargs = self._prepared(url, kwargs)
+        connection: Connection = super().connection_for_write(url, **kwargs)
         return connection
 
-    def _prepared(self, url: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _prepared(
+        self, url: str | None, kwargs: dict[str, Any]
+    ) -> tuple[str | None, dict[str, Any]]:
         target = url or self.conf.broker_url
         extra = prepare_sqlite_broker(target) if isinstance(target, str) else {}
-        if extra:
-            kwargs["transport_options"] = {**extra, **(kwargs.get("transport_options") or {})}
-        return kwargs
+        if not extra:
+            return url, kwargs
+        kwargs["transport_options"] = {**extra, **(kwargs.get("transport_options") or {})}
+        # Our transport class; kombu would pick its own from a "sqla+" prefix.
+        kwargs["transport"] = SQLiteBrokerTransport
+        return target.split("+", 1)[1], kwargs
 
 
 class DemoFailure(Exception):
@@ -119,28 +218,56 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
+def _first(args: tuple[Any, ...], kwargs: dict[str, Any], key: str, default: Any) -> Any:
+    """The task's main argument: by keyword, else the first positional one, else the default."""
+    if key in kwargs:
+        return kwargs[key]
+    return args[0] if args else default
+
+
 @_task("app.api.tasks.demo_async_task")
-def demo_async_task(message: str = "hello from the demo", *, fail: bool = False) -> dict[str, Any]:
-    """A one-off background job: logs its message and returns it."""
+def demo_async_task(*args: Any, fail: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """A one-off background job: logs its message (its first argument) and echoes them all."""
+    message = _first(args, kwargs, "message", "hello from the demo")
     logger.info("demo_async_task: %s", message)
     _fail_if_asked("demo_async_task", fail)
-    return {"task": "demo_async_task", "message": message, "finished_at": _now()}
+    return {
+        "task": "demo_async_task",
+        "message": message,
+        "args": list(args),
+        "kwargs": kwargs,
+        "finished_at": _now(),
+    }
 
 
 @_task("app.api.tasks.demo_periodic_task")
-def demo_periodic_task(label: str = "tick", *, fail: bool = False) -> dict[str, Any]:
-    """A recurring job: logs a tick and returns when it ran."""
+def demo_periodic_task(*args: Any, fail: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """A recurring job: logs a tick (its label, the first argument) and echoes its arguments."""
+    label = _first(args, kwargs, "label", "tick")
     logger.info("demo_periodic_task: %s", label)
     _fail_if_asked("demo_periodic_task", fail)
-    return {"task": "demo_periodic_task", "label": label, "ran_at": _now()}
+    return {
+        "task": "demo_periodic_task",
+        "label": label,
+        "args": list(args),
+        "kwargs": kwargs,
+        "ran_at": _now(),
+    }
 
 
 @_task("app.api.tasks.demo_scheduled_task")
-def demo_scheduled_task(message: str = "scheduled run", *, fail: bool = False) -> dict[str, Any]:
-    """A job meant to run once at a set time: logs its message and returns it."""
+def demo_scheduled_task(*args: Any, fail: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """A job meant to run once at a set time: logs its message and echoes its arguments."""
+    message = _first(args, kwargs, "message", "scheduled run")
     logger.info("demo_scheduled_task: %s", message)
     _fail_if_asked("demo_scheduled_task", fail)
-    return {"task": "demo_scheduled_task", "message": message, "ran_at": _now()}
+    return {
+        "task": "demo_scheduled_task",
+        "message": message,
+        "args": list(args),
+        "kwargs": kwargs,
+        "ran_at": _now(),
+    }
 
 
 @_task("app.api.tasks.demo_dynamic_task", bind=True)
@@ -161,19 +288,39 @@ def demo_dynamic_task(
 
 
 @_task("app.worker.test_celery")
-def test_celery(word: str = "celery", *, fail: bool = False) -> dict[str, Any]:
-    """The old system's smoke-test task."""
+def test_celery(*args: Any, fail: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """The old system's smoke-test task: answers with its first argument, echoes them all."""
+    word = _first(args, kwargs, "word", "celery")
     logger.info("test_celery: %s", word)
     _fail_if_asked("test_celery", fail)
-    return {"task": "test_celery", "message": f"test task return {word}"}
+    return {
+        "task": "test_celery",
+        "message": f"test task return {word}",
+        "args": list(args),
+        "kwargs": kwargs,
+    }
 
 
 @_task("app.worker.long_running_task")
-def long_running_task(seconds: float = 10, *, fail: bool = False) -> dict[str, Any]:
-    """Works (sleeps) for ``seconds``, then returns; with ``fail=True`` it raises at the end."""
-    logger.info("long_running_task: working for %ss", seconds)
-    deadline = time.monotonic() + float(seconds)
+def long_running_task(*args: Any, fail: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """Works (sleeps) for ``seconds`` (the first argument, default 10), then returns and
+    echoes its arguments; with ``fail=True`` it raises at the end."""
+    seconds = _first(args, kwargs, "seconds", 10)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, str)):
+        raise DemoFailure(f"long_running_task: seconds must be a number, got {seconds!r}")
+    try:
+        duration = float(seconds)
+    except ValueError as exc:
+        raise DemoFailure(f"long_running_task: seconds must be a number, got {seconds!r}") from exc
+    logger.info("long_running_task: working for %ss", duration)
+    deadline = time.monotonic() + duration
     while (remaining := deadline - time.monotonic()) > 0:
         time.sleep(min(LONG_RUNNING_STEP_SECONDS, remaining))
     _fail_if_asked("long_running_task", fail)
-    return {"task": "long_running_task", "seconds": seconds, "finished_at": _now()}
+    return {
+        "task": "long_running_task",
+        "seconds": seconds,
+        "args": list(args),
+        "kwargs": kwargs,
+        "finished_at": _now(),
+    }

@@ -1,14 +1,15 @@
 """``reconcile doctor``: the old troubleshooting list as checks, each with its fix.
 
 ``run_checks`` runs them in order (database, broker, workers, registered tasks, beat
-heartbeat, overdue, disabled, scheduled in the past) and returns ``Check`` values;
-``reconciler.cli.doctor`` prints them. A failed check makes later ones that depend on
-it ``skip`` rather than pile up errors with one cause.
+heartbeat, overdue, disabled, unset secret_env variables, scheduled in the past) and
+returns ``Check`` values; ``reconciler.cli.doctor`` prints them. A failed check makes
+later ones that depend on it ``skip`` rather than pile up errors with one cause.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -242,6 +243,24 @@ def check_disabled(ctx: Context) -> Check:
     return Check("disabled", "ok", "no task is disabled")
 
 
+def check_secret_env(ctx: Context) -> Check:
+    if ctx.database is None:
+        return Check("secret_env", "skip", "not checked: the database is not usable")
+    unset = [
+        f"{t.name}: {', '.join(missing)}" + (f" ({t.source})" if t.source else "")
+        for t in ctx.tasks
+        if t.enabled and (missing := [name for name in t.secret_env if name not in os.environ])
+    ]
+    if unset:
+        return Check(
+            "secret_env", "warn", f"{len(unset)} enabled task(s) name environment variables "
+            "(secret_env) that are not set here; their executions will fail when published",
+            "set them in the environment of beat and of 'reconcile trigger' (doctor sees only "
+            "its own environment)", _listed(unset),
+        )  # fmt: skip
+    return Check("secret_env", "ok", "every secret_env variable of enabled tasks is set")
+
+
 def check_scheduled_in_past(ctx: Context) -> Check:
     if ctx.database is None:
         return Check("scheduled", "skip", "not checked: the database is not usable")
@@ -273,6 +292,7 @@ CHECKS: list[Callable[[Context], Check]] = [
     check_beat,
     check_overdue,
     check_disabled,
+    check_secret_env,
     check_scheduled_in_past,
 ]
 

@@ -27,6 +27,15 @@ class DatabaseUnavailable(ReconcilerError):
     """The database cannot be reached or is not migrated."""
 
 
+class StateRefused(ReconcilerError):
+    """The database refused to store the desired state (a value it does not take);
+    applying the same files again cannot succeed. ``reason`` is the database's word."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class LockTimeout(ReconcilerError):
     """Another reconciler held the apply lock for longer than ``--lock-timeout``."""
 

@@ -1,6 +1,6 @@
 """What one due slot becomes: a fire, a dropped slot, or one run for many missed ones.
 
-Pure (DESIGN §4, catch-up and overlap): the Beat tick (``reconciler.ticker``) passes a
+Pure (docs/beat.md, "Catch-up", "Overlap"): the Beat tick (``reconciler.ticker``) passes a
 task's spec, its due slot, its schedule anchor, whether an execution of it is unfinished
 (read in the claim transaction) and ``now``; ``decide`` says what to fire and what next.
 """

@@ -25,8 +25,9 @@ DESCRIPTIONS: dict[str, str] = {
     "owner": "Who may read the task's history through the HTTP endpoint.",
     "type": "async: once when applied; scheduled: once at 'at'; periodic: crontab or interval.",
     "task": "The registered Celery task name, e.g. app.worker.test_celery.",
-    "args": "Positional arguments (plain JSON values).",
-    "kwargs": "Keyword arguments (plain JSON values; quote dates).",
+    "args": "Positional arguments (plain JSON values; {secret_env: NAME} for a secret).",
+    "kwargs": "Keyword arguments (plain JSON values; quote dates; {secret_env: NAME} for a "
+    "secret, read from the environment when published).",
     "enabled": "false keeps the task defined but stops it firing.",
     "crontab": "periodic only: '*/5 * * * *' or a mapping of the five fields.",
     "interval": "periodic only: days, hours, minutes, seconds (at least one above 0).",

@@ -1,6 +1,6 @@
 """Reading task files into validated specs: the only module that parses YAML.
 
-Walks the tasks directory (DESIGN §1), reads every file safely (size, encoding,
+Walks the tasks directory (docs/task-files.md), reads every file safely (size, encoding,
 symlinks, no tags, no duplicate keys, no alias bombs) and validates each document
 into a ``TaskSpec``. Every problem becomes a located ``Diagnostic``; nothing else is
 raised. Used by ``reconcile validate``, apply, watch, ``next`` and the importer's checks.
@@ -21,7 +21,17 @@ from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.diagnostics import Diagnostic
-from reconciler.spec import Crontab, FieldError, Interval, Options, TaskSpec, describe_value
+from reconciler.schedule import never_fires
+from reconciler.spec import (
+    INT64_HINT,
+    Crontab,
+    FieldError,
+    Interval,
+    Options,
+    TaskSpec,
+    beyond_int64,
+    describe_value,
+)
 
 MAX_FILE_BYTES = 1024 * 1024
 """Files above 1 MiB are refused unread: no task needs that much."""
@@ -31,6 +41,9 @@ MAX_ALIAS_EXPANSION = 10_000
 
 MAX_DEPTH = 64
 """How deep values may nest; deeper documents are refused, not recursed into."""
+
+MAX_PATH = 1000
+"""The longest file path the database records as a task's source."""
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -184,7 +197,7 @@ class _Builder:
                 self._tag_problem(node)
                 return None
             try:
-                return construct(node)
+                value = construct(node)
             except (ValueError, yaml.YAMLError):
                 self.problems.append(
                     _Problem(
@@ -192,6 +205,11 @@ class _Builder:
                     )
                 )
                 return None
+            if node.tag == "int" and (beyond := beyond_int64(value)) is not None:
+                # Refused here, for every field: larger numbers cannot be stored or served.
+                self.problems.append(_Problem(node, beyond, hint=INT64_HINT))
+                return None
+            return value
         if depth >= MAX_DEPTH:
             self.problems.append(_Problem(node, f"values nest more than {MAX_DEPTH} levels deep"))
             return None
@@ -210,6 +228,7 @@ class _Builder:
         result: dict[Any, Any] = {}
         first_seen: dict[Any, Node] = {}
         merged: list[Any] = []
+        first_merge: Node | None = None
         for key_node, value_node in node.value:
             if key_node.__class__ is not ScalarNode:
                 self.problems.append(
@@ -217,6 +236,20 @@ class _Builder:
                 )
                 continue
             if key_node.tag == "merge":
+                if first_merge is not None:
+                    # Like any other key, '<<' is set once; a second one would silently
+                    # lose to the first for every key both merge.
+                    line = first_merge.start_mark.line + 1
+                    self.problems.append(
+                        _Problem(
+                            key_node,
+                            "duplicate key '<<'",
+                            hint=f"it is already set at line {line}; merge several mappings "
+                            f"with one key: '<<: [*a, *b]'",
+                        )
+                    )
+                    continue
+                first_merge = key_node
                 merged.extend(self._merge_sources(value_node, depth))
                 continue
             key = self.build(key_node, depth + 1)
@@ -426,6 +459,8 @@ def _explain(error: Any, loc: Loc) -> tuple[str, str | None, Loc]:
             hint = "write it like 2025-12-02T15:00:00Z (no offset means the task's timezone)"
         elif kind == "string_type" and isinstance(value, (bool, int, float, dt.date)):
             hint = "quote it to make it a string"
+        elif kind == "int_type" and isinstance(value, str) and any(c.isdigit() for c in value):
+            hint = "write it unquoted, with ASCII digits 0-9"
         return f"expected {_EXPECTED[kind]}, got {describe_value(value)}", hint, loc
     if kind == "literal_error":
         return f"expected {ctx.get('expected')}, got {describe_value(value)}", None, loc
@@ -434,6 +469,10 @@ def _explain(error: Any, loc: Loc) -> tuple[str, str | None, Loc]:
         return f"{message}, got {_shorten(value)}", None, loc
     if kind == "string_too_short":
         return "must not be empty", None, loc
+    if kind == "string_too_long":
+        limit = ctx.get("max_length")
+        length = len(value) if isinstance(value, str) else "too many"
+        return f"is {length} characters long, over the limit of {limit}", "shorten it", loc
     bounds = {
         "greater_than_equal": ("at least", "ge"),
         "less_than_equal": ("at most", "le"),
@@ -490,13 +529,17 @@ class _FileOutcome:
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
 
-def _read_text(path: str) -> str | Diagnostic:
+def _read_text(path: str, *, listed: bool = False) -> str | Diagnostic | None:
+    """The file's text, or why it cannot be read; None when a ``listed`` file (found by
+    listing its directory) was deleted before it was read: it is simply not there."""
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size > MAX_FILE_BYTES:
                 return _file_error(path, f"is {size:,} bytes, over the 1 MiB limit", "split it")
             data = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError as exc:
+        return None if listed else _file_error(path, f"cannot be read: {exc.strerror or exc}")
     except OSError as exc:
         return _file_error(path, f"cannot be read: {exc.strerror or exc}")
     if len(data) > MAX_FILE_BYTES:
@@ -615,13 +658,41 @@ def _load_document(
                 severity="warning",
             )
         )
+    if spec.crontab is not None and never_fires(spec.crontab):
+        node, _, _ = _walk(root, ("crontab",))
+        cron_line, cron_column = _position(node)
+        outcome.diagnostics.append(
+            Diagnostic(
+                path,
+                cron_line,
+                cron_column,
+                "crontab",
+                f"'{spec.crontab.expression}' never fires: no date has that day_of_month "
+                f"in that month_of_year",
+                "check the day and month (February has at most 29 days; April, June, "
+                "September and November 30)",
+                severity="warning",
+            )
+        )
     name_node, _, _ = _walk(root, ("name",))
     outcome.tasks.append((LoadedTask(spec, path, line), _position(name_node)))
 
 
-def _load_file(path: str, now: dt.datetime) -> _FileOutcome:
+def _load_file(path: str, now: dt.datetime, *, listed: bool = False) -> _FileOutcome | None:
+    """What one file holds; None when a listed file vanished before it was read."""
     outcome = _FileOutcome()
-    text = _read_text(path)
+    if len(path) > MAX_PATH:
+        outcome.diagnostics.append(
+            _file_error(
+                path,
+                f"path is {len(path)} characters long, over the limit of {MAX_PATH}",
+                "use shorter directory or file names",
+            )
+        )
+        return outcome
+    text = _read_text(path, listed=listed)
+    if text is None:
+        return None
     if isinstance(text, Diagnostic):
         outcome.diagnostics.append(text)
         return outcome
@@ -652,6 +723,8 @@ def _task_files(root: str, diagnostics: list[Diagnostic]) -> Iterator[str]:
             with os.scandir(directory) as scan:
                 entries = sorted(scan, key=lambda entry: entry.name)
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and directory != root:
+                continue  # deleted since its parent was listed: not there this time
             diagnostics.append(
                 Diagnostic(directory, 1, 1, "file", f"cannot be listed: {exc.strerror or exc}")
             )
@@ -682,7 +755,7 @@ def _task_files(root: str, diagnostics: list[Diagnostic]) -> Iterator[str]:
                 subdirectories.append(entry.path)
             elif is_task_file and entry.is_file():
                 yield os.path.normpath(entry.path)
-            elif is_task_file:
+            elif is_task_file and os.path.lexists(entry.path):
                 # A FIFO or device would block or stream forever: never opened.
                 diagnostics.append(_file_error(entry.path, "is not a regular file"))
         pending.extend(reversed(subdirectories))
@@ -706,6 +779,8 @@ class _Collector:
         self.diagnostics: list[Diagnostic] = []
         self.missing_root = False
         self._files: list[str] = []
+        self._listed: set[str] = set()
+        self._vanished = 0
         self._names: dict[str, tuple[str, int, int]] = {}
 
     def add_file(self, path: str) -> None:
@@ -722,10 +797,15 @@ class _Collector:
                 _file_error(root, f"tasks directory {what}", "create it or pass --tasks-dir")
             )
             return
-        self._files.extend(_task_files(root, self.diagnostics))
+        found = list(_task_files(root, self.diagnostics))
+        self._listed.update(found)
+        self._files.extend(found)
 
     def _read(self, path: str) -> None:
-        outcome = _load_file(path, self.now)
+        outcome = _load_file(path, self.now, listed=path in self._listed)
+        if outcome is None:
+            self._vanished += 1
+            return
         self.diagnostics.extend(outcome.diagnostics)
         for task, (line, column) in outcome.tasks:
             first = self._names.get(task.spec.name)
@@ -752,7 +832,7 @@ class _Collector:
             if self.progress is not None:
                 self.progress(done, total)
         diagnostics = sorted(self.diagnostics, key=Diagnostic.sort_key)
-        return LoadResult(self.tasks, diagnostics, total, self.missing_root)
+        return LoadResult(self.tasks, diagnostics, total - self._vanished, self.missing_root)
 
 
 def load_directory(
@@ -781,7 +861,7 @@ def load_paths(
 def field_position(task: LoadedTask, loc: Loc) -> tuple[int, int]:
     """Where ``loc`` (e.g. ``("task",)``) of a loaded task is written: re-reads its file."""
     text = _read_text(task.path)
-    if isinstance(text, Diagnostic):
+    if not isinstance(text, str):
         return task.line, 1
     documents, _ = _compose(text, task.path)
     for root in documents:

@@ -92,7 +92,7 @@ class Change:
 
     @property
     def schedule_changed(self) -> bool:
-        """True when the task's schedule restarts (DESIGN §4): a schedule field changed."""
+        """True when the task's schedule restarts (docs/beat.md): a schedule field changed."""
         return any(change.field.split(".")[0] in SCHEDULE_FIELDS for change in self.fields)
 
 

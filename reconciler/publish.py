@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,14 +21,21 @@ from celery import Celery
 from celery.app.routes import MapRoute
 
 from reconciler.errors import ReconcilerError, UnknownTask
+from reconciler.redact import redacted_repr
+from reconciler.secretcheck import publishable
+from reconciler.secretref import refusal, resolve
 from reconciler.spec import TaskSpec
-from reconciler.store import scheduling
+from reconciler.store import leases, scheduling
 from reconciler.store.database import Database
-from reconciler.ticker import Message, PublishFailed, message_for, utcnow
+from reconciler.ticker import LEASE, Message, PublishFailed, message_for, utcnow
 
 log = logging.getLogger("reconciler.beat")
 
 CONNECT_TIMEOUT = 2.0
+IO_TIMEOUT = 3.0
+"""A broker that takes longer than this to take or answer one write fails the publish, so
+a stalled broker is an outage like a refused one. ``reconciler.ticker.LEASE_MARGIN``
+outlasts a connect plus one such wait."""
 BATCH = 200
 REPR_LIMIT = 1024
 """Messages per pipelined flush on transports that batch (Redis)."""
@@ -54,6 +63,9 @@ class CeleryPublisher:
     def _ensure_producer(self) -> Any:
         if self._producer is None:
             connection = self.app.connection_for_write()
+            # Set before the first channel reads them; the app's own settings win.
+            deadlines = _deadlines(connection.transport.driver_type)
+            connection.transport_options = {**deadlines, **connection.transport_options}
             connection.ensure_connection(max_retries=1, timeout=CONNECT_TIMEOUT)
             self._connection = connection
             self._producer = self.app.amqp.Producer(connection, auto_declare=True)
@@ -93,14 +105,14 @@ class CeleryPublisher:
         body = amqp.create_task_message(
             message.task_id,
             message.task,
-            message.args,
-            message.kwargs,
+            resolve(message.args),  # secret_env references: only in what is sent
+            resolve(message.kwargs),
             expires=expires,
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
             # Plain reprs: Celery's safe repr costs more than the rest of the message.
-            argsrepr=repr(message.args)[:REPR_LIMIT],
-            kwargsrepr=repr(message.kwargs)[:REPR_LIMIT],
+            argsrepr=redacted_repr(message.args, REPR_LIMIT),
+            kwargsrepr=redacted_repr(message.kwargs, REPR_LIMIT),
         )
         headers = {
             TRIGGER_HEADER: message.trigger,
@@ -147,6 +159,16 @@ class CeleryPublisher:
                 connection.release()
             except Exception:  # closing a broken connection may fail too
                 log.debug("beat: closing the broker connection failed", exc_info=True)
+
+
+def _deadlines(driver: str) -> dict[str, float]:
+    """Transport options that bound each connect, read and write on this broker."""
+    if driver == "redis":
+        return {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": IO_TIMEOUT}
+    if driver == "amqp":
+        return {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": IO_TIMEOUT,
+                "write_timeout": IO_TIMEOUT}  # fmt: skip
+    return {}  # the embedded SQLite broker: a local file, bounded by its busy timeout
 
 
 @dataclass(frozen=True)
@@ -202,7 +224,12 @@ def trigger(
                     name, message.task_id, "manual", None, message.args, message.kwargs, now
                 )
             ],
+            # Claimed by this command while it sends; beat takes it over if it dies first.
+            leases.Lease(f"trigger:{socket.gethostname()}:{os.getpid()}", LEASE.total_seconds()),
         )
+        refused = not publishable(session, [message], now, warn=False)
+    if refused:
+        raise ReconcilerError(refusal(name, message.args, message.kwargs) or "not published")
     publisher = CeleryPublisher(app)
     try:
         publisher.publish([message])

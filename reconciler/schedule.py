@@ -1,4 +1,6 @@
-"""When tasks fire: the only place that turns a task's schedule into instants (DESIGN §4).
+"""When tasks fire: the only place that turns a task's schedule into instants.
+
+The rules: docs/beat.md, "Schedules" and "Daylight saving time".
 
 Pure: aware datetimes in, aware UTC datetimes out, the current time always a parameter.
 Apply calls ``first_slot``; the Beat scheduler calls ``slot_after`` for every fire;
@@ -39,7 +41,7 @@ from cron_descriptor import (
 
 from reconciler.spec import CRON_FIELDS, Crontab, TaskSpec
 
-__all__ = ["describe", "first_slot", "next_fire_times", "slot_after"]
+__all__ = ["describe", "first_slot", "never_fires", "next_fire_times", "slot_after"]
 
 UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1)
@@ -130,6 +132,12 @@ def describe(spec: TaskSpec) -> str:
     if spec.crontab is not None:
         return f"{describe_crontab(spec.crontab)} ({spec.timezone})"
     return "never"
+
+
+def never_fires(crontab: Crontab) -> bool:
+    """True when no date matches the day and month fields (``0 0 30 2 *``): searched
+    from 2000 over the years in which every date recurs, leap days included."""
+    return _compiled(crontab).next_wall(dt.datetime(2000, 1, 1), inclusive=True) is None
 
 
 def describe_crontab(crontab: Crontab) -> str:

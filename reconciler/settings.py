@@ -1,6 +1,6 @@
 """Settings shared by every command: flags, else environment variables, else defaults.
 
-DESIGN §2: ``--tasks-dir`` / ``RECONCILER_TASKS_DIR``, ``--database-url`` /
+docs/cli.md, "Settings": ``--tasks-dir`` / ``RECONCILER_TASKS_DIR``, ``--database-url`` /
 ``RECONCILER_DATABASE_URL``, ``--broker-url`` / ``RECONCILER_BROKER_URL``,
 ``--app`` / ``RECONCILER_APP``. The embedded defaults live under ``./.reconciler``.
 """

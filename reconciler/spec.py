@@ -1,4 +1,4 @@
-"""The task model: one validated, normalised task definition (DESIGN §1).
+"""The task model: one validated, normalised task definition (docs/task-files.md).
 
 Pydantic models only; no file, database or Celery access. The loader builds these
 from YAML; the plan, the store and the scheduler receive them already trusted.
@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from importlib import resources
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -28,8 +29,24 @@ from pydantic import (
     model_validator,
 )
 
+from reconciler.secretref import reference_problems
+
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
 RESERVED_NAMES = frozenset({"registered", "executions"})
+
+# Limits (docs/task-files.md, "Limits"): what the database columns, the broker and the
+# HTTP endpoint accept, so that a file ``validate`` passes is one that applies and is served.
+MAX_OWNER = 200
+MAX_TASK = 300
+MAX_DESCRIPTION = 4000
+MAX_QUEUE_BYTES = 255
+MAX_LABEL_KEY = 100
+MAX_LABEL_VALUE = 200
+MAX_SECONDS = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# ``at`` must be a real local time in every zone (offsets stay well within a day).
+AT_MIN = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+AT_MAX = dt.datetime(9999, 12, 30, 23, 59, 59, tzinfo=dt.UTC)
 
 TaskType = Literal["async", "scheduled", "periodic"]
 
@@ -65,7 +82,8 @@ CRON_FIELDS: tuple[tuple[str, int, int], ...] = (
     ("day_of_week", 0, 6),
 )
 _CRON_RANGES = {name: (low, high) for name, low, high in CRON_FIELDS}
-_CRON_ITEM = re.compile(r"^(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
+# ASCII digits only: ``\d`` would take Arabic-Indic or full-width digits and store them as written.
+_CRON_ITEM = re.compile(r"^(\*|([0-9]+)(?:-([0-9]+))?)(?:/([0-9]+))?$")
 
 
 def check_cron_field(field: str, text: str) -> str:
@@ -79,6 +97,10 @@ def check_cron_field(field: str, text: str) -> str:
         raise FieldError("is empty", hint="use '*' for every value")
     for item in canonical.split(","):
         match = _CRON_ITEM.match(item)
+        if match is None and any(ch.isdigit() and not ch.isascii() for ch in item):
+            raise FieldError(
+                f"{item!r} uses digits other than ASCII 0-9", hint="write the number as 0-9"
+            )
         if match is None:
             raise FieldError(
                 f"{item!r} is not a cron value",
@@ -174,14 +196,31 @@ class Interval(_Model):
 # --- options ---------------------------------------------------------------------------
 
 
+Seconds = Annotated[StrictInt, Field(gt=0, le=MAX_SECONDS)]
+
+
 class Options(_Model):
     """Passed to ``apply_async``."""
 
     queue: str | None = None
     priority: Annotated[StrictInt, Field(ge=0, le=9)] | None = None
-    expires: Annotated[StrictInt, Field(gt=0)] | None = None
-    time_limit: Annotated[StrictInt, Field(gt=0)] | None = None
-    soft_time_limit: Annotated[StrictInt, Field(gt=0)] | None = None
+    expires: Seconds | None = None
+    time_limit: Seconds | None = None
+    soft_time_limit: Seconds | None = None
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        check_text(value, multiline=False)
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_QUEUE_BYTES:
+            raise FieldError(
+                f"is {size} bytes long, over the limit of {MAX_QUEUE_BYTES} (AMQP queue names)",
+                hint="use a shorter queue name",
+            )
+        return value
 
     @model_validator(mode="after")
     def _soft_below_hard(self) -> Options:
@@ -220,14 +259,74 @@ def describe_value(value: Any) -> str:
     name = _TYPE_NAMES.get(type(value), f"a {type(value).__name__}")
     if isinstance(value, (list, dict)) or value is None:
         return name
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"{name} ({value.bit_length()} bits)"
     text = repr(value) if isinstance(value, str) else str(value)
     if len(text) > 40:
         text = text[:37] + "..."
     return f"{name} ({text})"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def check_text(value: str, *, multiline: bool, loc: tuple[str | int, ...] = ()) -> None:
+    """Refuse characters no column, terminal or JSON reader takes as text: NUL and other
+    control characters (tab and line breaks too, unless ``multiline``), lone surrogates."""
+    found = (_CONTROL_TEXT if multiline else _CONTROL_ONE_LINE).search(value)
+    if found is not None:
+        code = ord(found.group())
+        name = "NUL" if code == 0 else f"U+{code:04X}"
+        allowed = " (tabs and line breaks are allowed)" if multiline else ""
+        raise FieldError(
+            f"contains the control character {name} at position {found.start() + 1}",
+            loc=loc,
+            hint=f"remove it; control characters are not allowed here{allowed}",
+        )
+    found = _SURROGATE.search(value)
+    if found is not None:
+        raise FieldError(
+            f"contains a lone surrogate U+{ord(found.group()):04X} at position "
+            f"{found.start() + 1}, which is not text",
+            loc=loc,
+            hint="remove it",
+        )
+
+
+INT64_HINT = "pass it as a string, e.g. '12345678901234567890123'"
+
+
+def beyond_int64(value: int) -> str | None:
+    """Why ``value`` is refused, when it lies outside the signed 64-bit range."""
+    if INT64_MIN <= value <= INT64_MAX:
+        return None
+    bits = value.bit_length()
+    # Over ~4,300 digits Python refuses to write an int out in decimal: count bits then.
+    size = f"{len(str(abs(value)))} digits" if bits < 4_000 else f"{bits} bits"
+    return f"an integer of {size} is beyond the 64-bit range ({INT64_MIN} to {INT64_MAX})"
+
+
+def _check_key(key: str, loc: tuple[str | int, ...]) -> None:
+    """A mapping key is checked as one-line text, reported at its mapping (a location
+    holding the bad key would print it)."""
+    try:
+        check_text(key, multiline=False)
+    except FieldError as exc:
+        raise FieldError(f"key {key!r} {exc.message}", loc=loc, hint=exc.hint) from exc
+
+
 def _check_json(value: Any, loc: tuple[str | int, ...]) -> None:
-    if value is None or isinstance(value, (bool, str, int)):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        check_text(value, multiline=True, loc=loc)
+        return
+    if isinstance(value, int):
+        beyond = beyond_int64(value)
+        if beyond is not None:
+            raise FieldError(beyond, loc=loc, hint=INT64_HINT)
         return
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
@@ -245,6 +344,7 @@ def _check_json(value: Any, loc: tuple[str | int, ...]) -> None:
                     loc=loc,
                     hint=f"quote the key: '{key}'",
                 )
+            _check_key(key, loc)
             _check_json(item, (*loc, key))
         return
     if isinstance(value, dt.date):
@@ -260,8 +360,19 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+@functools.cache
+def iana_zones() -> frozenset[str]:
+    """The zone names of the IANA database (the ``tzdata`` package's list), the same on
+    every host; ``available_timezones`` would add the host's files such as ``localtime``."""
+    try:
+        text = resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8")
+    except (ModuleNotFoundError, OSError):  # pragma: no cover - tzdata is a dependency
+        return frozenset(available_timezones())
+    return frozenset(text.split())
+
+
 def _zone_hint(name: str) -> str:
-    close = difflib.get_close_matches(name, sorted(available_timezones()), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, sorted(iana_zones()), n=1, cutoff=0.6)
     if close:
         return f"did you mean {close[0]!r}?"
     return "use an IANA name such as 'Europe/Berlin' or 'UTC'"
@@ -271,10 +382,10 @@ class TaskSpec(_Model):
     """One task definition, normalised."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    description: str = ""
-    owner: Annotated[str, Field(min_length=1)]
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION)] = ""
+    owner: Annotated[str, Field(min_length=1, max_length=MAX_OWNER)]
     type: TaskType
-    task: Annotated[str, Field(min_length=1, pattern=r"^\S+$")]
+    task: Annotated[str, Field(min_length=1, max_length=MAX_TASK, pattern=r"^\S+$")]
     args: list[JSONValue] = Field(default_factory=list)
     kwargs: dict[str, JSONValue] = Field(default_factory=dict)
     enabled: StrictBool = True
@@ -294,6 +405,36 @@ class TaskSpec(_Model):
             raise FieldError(
                 f"{value!r} is reserved (it is a path of the HTTP API)", hint="choose another name"
             )
+        return value
+
+    @field_validator("owner", "task")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        check_text(value, multiline=False)
+        return value
+
+    @field_validator("description")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        check_text(value, multiline=True)
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, text in value.items():
+            _check_key(key, ())
+            if len(key) > MAX_LABEL_KEY:
+                raise FieldError(
+                    f"key {key[:20]!r}... is {len(key)} characters long, over the limit of "
+                    f"{MAX_LABEL_KEY}"
+                )
+            check_text(text, multiline=False, loc=(key,))
+            if len(text) > MAX_LABEL_VALUE:
+                raise FieldError(
+                    f"is {len(text)} characters long, over the limit of {MAX_LABEL_VALUE}",
+                    loc=(key,),
+                )
         return value
 
     @field_validator("crontab", mode="before")
@@ -326,9 +467,20 @@ class TaskSpec(_Model):
         _check_json(value, ())
         return value
 
+    @field_validator("args", "kwargs")
+    @classmethod
+    def _secret_references(cls, value: Any) -> Any:
+        # {secret_env: NAME}: resolved only where an execution is published (docs/task-files.md)
+        for loc, message, hint in reference_problems(value):
+            raise FieldError(message, loc=loc, hint=hint)
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
+        if value not in iana_zones():
+            # Host files such as 'localtime' or 'posixrules' would mean what each host says.
+            raise FieldError(f"unknown time zone {value!r}", hint=_zone_hint(value))
         try:
             zone(value)
         except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
@@ -372,12 +524,7 @@ class TaskSpec(_Model):
                 hint=f"remove {given[1]!r} or {given[0]!r}",
             )
         if self.at is not None:
-            at = (
-                self.at
-                if self.at.tzinfo is not None
-                else self.at.replace(tzinfo=zone(self.timezone))
-            )
-            object.__setattr__(self, "at", at.astimezone(dt.UTC))
+            object.__setattr__(self, "at", _at_in_utc(self.at, self.timezone))
         return self
 
     # --- derived -------------------------------------------------------------------------
@@ -406,8 +553,31 @@ class TaskSpec(_Model):
         return _schedule_text_of(self.type, self.crontab, self.interval, self.at)
 
 
+def _at_in_utc(at: dt.datetime, timezone: str) -> dt.datetime:
+    """``at`` as UTC (naive: in ``timezone``), or FieldError when some zone could not
+    show it as a date (the year would leave 1-9999)."""
+    limits = f"{AT_MIN.isoformat()} and {AT_MAX.isoformat()}"
+    try:
+        aware = at if at.tzinfo is not None else at.replace(tzinfo=zone(timezone))
+        utc = aware.astimezone(dt.UTC)
+    except (OverflowError, ValueError) as exc:
+        raise FieldError(
+            f"{at.isoformat()} is out of range: it must lie between {limits}",
+            loc=("at",),
+            hint="use a time between 0001-01-02 and 9999-12-30 (UTC)",
+        ) from exc
+    if not AT_MIN <= utc <= AT_MAX:
+        raise FieldError(
+            f"{utc.isoformat()} is out of range: it must lie between {limits}, so that "
+            f"it is a date in every time zone",
+            loc=("at",),
+            hint="use a time between 0001-01-02 and 9999-12-30 (UTC)",
+        )
+    return utc
+
+
 SCHEDULE_FIELDS = ("type", "crontab", "interval", "at", "timezone", "enabled")
-"""Fields whose change restarts the task's schedule (DESIGN §4)."""
+"""Fields whose change restarts the task's schedule (docs/beat.md, "Schedules")."""
 
 
 # --- the schedule in one line ----------------------------------------------------------

@@ -4,10 +4,12 @@
 from ``DatabaseScheduler.tick`` with a ``CeleryPublisher``; tests call it with an
 injected clock and a fake ``Publisher``. Order of work (the outbox pattern): a slot is
 claimed and its ``pending`` execution row written in one transaction; the message is
-published after the commit; ``published_at`` is set once the broker took it. Rows left
-unpublished (a beat killed in between, a broker failure) are sent by the next tick of
-any beat after ``RECOVERY_AGE``, or failed with the reason when the catch-up policy
-drops them.
+published after the commit; ``published_at`` is set once the broker took it. Each
+claim carries this beat as its owner and a lease (``reconciler.store.leases``): a beat
+publishes only what it still holds, and rows left unpublished (a beat killed or stalled
+in between, a broker failure) are taken over by any beat once their lease has lapsed by
+the database's clock, then sent, or failed with the reason when the catch-up policy
+drops them (docs/guarantees.md).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -26,14 +29,27 @@ from pydantic import ValidationError
 
 from reconciler.errors import DatabaseUnavailable
 from reconciler.firing import DEFAULT_GRACE, decide
+from reconciler.secretcheck import publishable
 from reconciler.spec import TaskSpec
-from reconciler.store import scheduling
+from reconciler.store import leases, scheduling
 from reconciler.store.database import Database
 
 log = logging.getLogger("reconciler.beat")
 
+LEASE = dt.timedelta(seconds=10)
+"""How long a claim stays its beat's alone, by the database's clock. Far above a healthy
+claim-to-publish time (milliseconds), so a live beat is never raced for its own batch;
+short enough that a dead beat's claims are sent well within the 60 s catch-up grace."""
+LEASE_MARGIN = dt.timedelta(seconds=5)
+"""Beat publishes under a claim without renewing it only until ``LEASE - LEASE_MARGIN``
+after it started the claim (by its monotonic clock). The margin outlasts one chunk's
+publish deadline (``reconciler.publish``: 2 s to connect, 3 s per read or write), so
+no publish still hands messages to the broker once the lease has lapsed."""
+PUBLISH_CHUNK = 200
+"""Messages published (and marked) between two lease checks."""
 RECOVERY_AGE = dt.timedelta(seconds=5)
-"""A claimed row still unpublished this long after its claim was abandoned by its beat."""
+"""A row claimed before claims had leases (migration 0004) is taken over this long after
+it was queued, by the database's clock."""
 RECOVERY_EVERY = dt.timedelta(seconds=5)
 HEARTBEAT_EVERY = dt.timedelta(seconds=1)
 MAX_SLEEP = 0.25
@@ -112,6 +128,8 @@ class TickStats:
     skipped: int = 0
     recovered: int = 0
     failed_unpublished: int = 0
+    lease_lost: int = 0
+    """Claimed executions not sent because their lease had lapsed (left to recovery)."""
 
 
 @dataclass
@@ -146,7 +164,12 @@ class Ticker:
         clock: Callable[[], dt.datetime] = utcnow,
         instance: str | None = None,
         shield: Callable[[], AbstractContextManager[object]] = nullcontext,
+        lease: dt.timedelta = LEASE,
+        lease_margin: dt.timedelta = LEASE_MARGIN,
+        publish_chunk: int = PUBLISH_CHUNK,
     ) -> None:
+        if not dt.timedelta(0) <= lease_margin < lease:
+            raise ValueError(f"lease margin {lease_margin} must be below the lease {lease}")
         self.database = database
         self.publisher = publisher
         self.grace = grace
@@ -159,6 +182,10 @@ class Ticker:
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
         self.instance = instance or f"{self.hostname}:{self.pid}:{uuid.uuid4().hex[:8]}"
+        self.lease = leases.Lease(self.instance, lease.total_seconds())
+        # How long after starting a claim its lease may be relied on without renewing it.
+        self.lease_window = (lease - lease_margin).total_seconds()
+        self.publish_chunk = publish_chunk
         self.started_at = clock()
         self.stats = TickStats()
         self.specs: dict[str, tuple[int, TaskSpec]] = {}
@@ -214,6 +241,8 @@ class Ticker:
 
         Returns the delay until the next tick and whether more is due at ``now``.
         """
+        # Taken before the claim: the database starts the lease later than this.
+        started = time.monotonic()
         with scheduling.transaction(self.database) as session:
             self._pickup(session)
             self._heartbeat(session, now)
@@ -222,7 +251,7 @@ class Ticker:
             full = len(due) >= self.batch
             upcoming = None if full else scheduling.next_due(session)
         if messages:
-            self._send(messages)
+            self._send(messages, started)
         # More is due now (claims moved slots still due): go again. Due rows that were
         # all locked by another beat are its work: wait for the next tick instead.
         if full or (due and upcoming is not None and upcoming <= now):
@@ -292,22 +321,61 @@ class Ticker:
                 )
                 for m in claimed
             ],
+            self.lease,
         )
-        return [m for m in claimed if m.task_id in inserted]
+        return publishable(session, [m for m in claimed if m.task_id in inserted], now)
 
-    def _send(self, messages: Sequence[Message]) -> None:
+    def _send(self, messages: Sequence[Message], started: float, recovered: bool = False) -> None:
+        """Publish claimed ``messages`` in chunks, each only while this beat holds its lease.
+
+        ``started`` is the monotonic time before the claim. Past the lease window the
+        lease on what is left is renewed by compare-and-set; what could not be renewed
+        lapsed and may belong to another beat already: it is left to that beat.
+        """
+        deadline = started + self.lease_window
+        pending = list(messages)
+        lost = 0
+        while pending:
+            if time.monotonic() >= deadline:
+                renewing = time.monotonic()
+                with scheduling.transaction(self.database) as session:
+                    held = leases.renew(session, self.lease, [m.task_id for m in pending])
+                deadline = renewing + self.lease_window
+                lost += len(pending) - len(held)
+                pending = [m for m in pending if m.task_id in held]
+                continue
+            chunk, pending = pending[: self.publish_chunk], pending[self.publish_chunk :]
+            if not self._publish(chunk, recovered):
+                break
+        if lost:
+            self.stats.lease_lost += lost
+            log.warning(
+                "beat: %d claimed execution(s) not sent: their lease lapsed while this beat "
+                "was held up (whichever beat takes them over sends them)",
+                lost,
+            )
+
+    def _publish(self, chunk: Sequence[Message], recovered: bool) -> bool:
+        """Publish one chunk and mark what went; false when the broker failed."""
         with self.shield():
             try:
-                sent = self.publisher.publish(messages)
+                sent = self.publisher.publish(chunk)
             except PublishFailed as exc:
                 self.broker_health.fail(str(exc))
-                sent = exc.sent
+                sent, ok = exc.sent, False
             else:
                 self.broker_health.ok()
-            self.stats.fired += len(sent)
+                ok = True
+            if recovered:
+                self.stats.recovered += len(sent)
+            else:
+                self.stats.fired += len(sent)
             if sent:
                 self._unmarked.extend(sent)
                 self._mark(list(self._unmarked))
+        if recovered and sent:
+            log.warning("beat: sent %d claimed execution(s) left unpublished", len(sent))
+        return ok
 
     def _mark(self, ids: list[str]) -> None:
         """Set ``published_at``; kept in memory and retried while the database is away."""
@@ -341,14 +409,16 @@ class Ticker:
     def _recover(self, now: dt.datetime) -> None:
         """Send (or fail, by the catch-up policy) executions claimed but never published.
 
-        A row within the grace is sent; an older one is sent only when its task has
-        ``catchup: once`` and it is the task's latest such row; the rest are failed with
-        the reason. Rows stay locked while this beat sends them, so no other beat
-        resends them.
+        Rows whose lease has lapsed by the database's clock, and this beat's own, are
+        first taken over by compare-and-set (``leases.take_over``), then sent under the
+        new lease. A row within the grace is sent; an older one is sent only when its
+        task has ``catchup: once`` and it is the task's latest such row; the rest are
+        failed with the reason.
         """
         self._last_recovery = now
-        with self.shield(), scheduling.transaction(self.database) as session:
-            rows = scheduling.unpublished(session, now - RECOVERY_AGE, self.batch)
+        started = time.monotonic()
+        with scheduling.transaction(self.database) as session:
+            rows = leases.take_over(session, self.lease, RECOVERY_AGE.total_seconds(), self.batch)
             if not rows:
                 return
             specs = self._specs_by_name(session, sorted({row.task_name for row in rows}))
@@ -383,21 +453,9 @@ class Ticker:
                 scheduling.fail_unpublished(session, ids, reason, now)
                 self.stats.failed_unpublished += len(ids)
                 log.warning("beat: %d claimed execution(s) not sent: %s", len(ids), why)
-            if send:
-                self._resend(session, send)
-
-    def _resend(self, session: Any, send: list[Message]) -> None:
-        try:
-            sent = self.publisher.publish(send)
-        except PublishFailed as exc:
-            self.broker_health.fail(str(exc))
-            sent = exc.sent
-        # Remembered first: if this transaction fails, the next tick marks them.
-        self._unmarked.extend(sent)
-        scheduling.mark_published(session, sent, self.clock())
-        self.stats.recovered += len(sent)
-        if sent:
-            log.warning("beat: sent %d claimed execution(s) left unpublished", len(sent))
+            send = publishable(session, send, self.clock())  # unset secret_env variables
+        if send:
+            self._send(send, started, recovered=True)
 
     # --- specs and changes --------------------------------------------------------------
 

@@ -58,37 +58,49 @@ def tokens_file_from_env() -> str | None:
     return os.environ.get(ENV_VAR) or None
 
 
-def load_tokens(path: str | os.PathLike[str]) -> TokenSet:
-    """Read and check a tokens file; every mistake is a ConfigError naming file and entry."""
-    where = str(path)
+def load_tokens(path: str | os.PathLike[str], *, setting: str = "tokens file") -> TokenSet:
+    """Read and check a tokens file; every mistake is a one-line ConfigError that starts
+    with ``setting`` and the path and names the entry."""
+    where = f"{setting} {os.fspath(path)}"
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"tokens file {where}: cannot read it: {exc}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{where}: cannot read it: {reason}") from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"tokens file {where}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{where}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(document, dict) or not isinstance(document.get("tokens"), list):
+        found = "the file is empty" if document is None else "found something else"
         raise ConfigError(
-            f"tokens file {where}: expected a mapping with a 'tokens' list, e.g. "
-            "tokens: [{name: alice, sha256: <hex>, owner: billing}]"
+            f"{where}: expected a mapping with a 'tokens' list, e.g. "
+            f"tokens: [{{name: alice, sha256: <hex>, owner: billing}}] ({found})"
         )
-    unknown = sorted(set(document) - {"tokens"})
+    unknown = sorted(set(document) - {"tokens"}, key=str)
     if unknown:
-        raise ConfigError(f"tokens file {where}: unknown top-level key(s) {', '.join(unknown)}")
+        raise ConfigError(f"{where}: unknown top-level key(s) {', '.join(map(str, unknown))}")
     tokens = tuple(_entry(where, index, entry) for index, entry in enumerate(document["tokens"]))
     names = [token.name for token in tokens]
     for name in names:
         if names.count(name) > 1:
-            raise ConfigError(f"tokens file {where}: token name {name!r} is used twice")
+            raise ConfigError(f"{where}: token name {name!r} is used twice")
     if not tokens:
-        raise ConfigError(f"tokens file {where}: 'tokens' is empty; no one could read anything")
-    return TokenSet(tokens, where)
+        raise ConfigError(f"{where}: 'tokens' is empty; no one could read anything")
+    return TokenSet(tokens, os.fspath(path))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: the problem and where it is."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def _entry(where: str, index: int, entry: Any) -> Token:
-    at = f"tokens file {where}: tokens[{index}]"
+    at = f"{where}: tokens[{index}]"
     if not isinstance(entry, dict):
         raise ConfigError(f"{at}: expected a mapping with name, sha256 and owner or admin")
     unknown = sorted(set(entry) - {"name", "sha256", "owner", "admin"})

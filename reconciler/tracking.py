@@ -21,9 +21,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, signals, states
+from celery.app.trace import build_tracer
+from celery.exceptions import Ignore
 
 from reconciler.settings import DEFAULT_DATABASE_URL
+from reconciler.store.deliveries import (
+    CLAIMED,
+    DUPLICATE,
+    UNAVAILABLE,
+    Claim,
+    Delivery,
+    DeliveryClaims,
+)
 from reconciler.store.executions import (
     FAILURE,
     PENDING,
@@ -210,6 +220,7 @@ class Writer:
         self._queue: queue.SimpleQueue[Step | threading.Event] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._urgent = threading.Event()  # a flush waits: stop lingering
         self._database: Any = None
         self._catalog = Catalog()
         self._failing = False
@@ -234,6 +245,7 @@ class Writer:
             return True
         done = threading.Event()
         self._queue.put(done)
+        self._urgent.set()
         return done.wait(timeout)
 
     def _run(self) -> None:
@@ -244,21 +256,22 @@ class Writer:
                 self._catalog.refresh(session, force=True)
         except Exception as exc:  # _write reports and retries; here it is only a head start
             logger.debug("execution tracking: database not ready yet: %s", exc)
+        backlog = False
         while True:
             items: list[Step | threading.Event] = [self._queue.get()]
             # Linger a moment for more: one transaction for many steps costs far less
             # than one each, and a fast task's start and finish then merge into one write.
-            linger_until = time.monotonic() + LINGER
+            # Waiting on an event (set by flush), not on the queue: a queue wait would
+            # wake this thread, and take the GIL from the task, at every step queued.
+            if not backlog and not isinstance(items[0], threading.Event):
+                self._urgent.wait(LINGER)
+            self._urgent.clear()
             while len(items) < BATCH_SIZE and not isinstance(items[-1], threading.Event):
-                remaining = linger_until - time.monotonic()
                 try:
-                    items.append(
-                        self._queue.get(timeout=remaining)
-                        if remaining > 0
-                        else self._queue.get_nowait()
-                    )
+                    items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            backlog = len(items) >= BATCH_SIZE
             steps = [item for item in items if isinstance(item, Step)]
             if steps:
                 self._write(steps)
@@ -270,11 +283,13 @@ class Writer:
         if self._database is None:
             # Not ``Database.open``: a worker never migrates, so it skips importing alembic.
             from reconciler.store.db import make_engine, session_factory
+            from reconciler.store.deadlines import TRACKING
 
             extra: dict[str, Any] = {}
             if not self.database_url.startswith("sqlite"):
                 extra = {"pool_size": 1, "max_overflow": 1}
-            self._database = session_factory(make_engine(self.database_url, **extra))
+            engine = make_engine(self.database_url, deadlines=TRACKING, **extra)
+            self._database = session_factory(engine)
         return self._database
 
     def _missing_sqlite_file(self) -> str | None:
@@ -357,17 +372,20 @@ class Tracker:
     app: Celery
     database_url_override: str | None = None
     _writer: Writer | None = None
+    _claims: DeliveryClaims | None = None
     _running: dict[str, tuple[dt.datetime, float]] = field(default_factory=dict)
     _conf: tuple[str, float | None, float] | None = None  # url, app time limit, lost-after
+    _unclaimed: int | None = None  # deliveries run unclaimed since claims became unavailable
 
     def after_fork(self) -> None:
-        """A forked pool process starts with its own writer (and engine), nothing running."""
-        if self._writer is not None:
-            # Kept, never used nor collected: freeing the parent's connections here would
-            # close their sockets, which the parent process is still using.
-            _inherited.append(self._writer)
+        """A forked pool process starts with its own writer and claims, nothing running."""
+        # Kept, never used nor collected: freeing the parent's connections here would
+        # close their sockets, which the parent process is still using.
+        _inherited.extend(item for item in (self._writer, self._claims) if item is not None)
         self._writer = None
+        self._claims = None
         self._running = {}
+        self._unclaimed = None
 
     def _settings(self) -> tuple[str, float | None, float]:
         # Read once: Celery's settings lookups cost more than everything else per task.
@@ -389,6 +407,16 @@ class Tracker:
             writer.flush()
             writer = self._writer = Writer(url)
         return writer
+
+    @property
+    def claims(self) -> DeliveryClaims:
+        url = self.writer.database_url
+        claims = self._claims
+        if claims is None or claims.database_url != url:
+            if claims is not None:
+                claims.close()
+            claims = self._claims = DeliveryClaims(url)
+        return claims
 
     def record(self, celery_name: str, update: ExecutionUpdate, published: bool = False) -> None:
         try:
@@ -453,6 +481,8 @@ class Tracker:
         return self._base(task, task_id, status, **values)
 
     def on_prerun(self, sender: Any, task_id: str, task: Any, **_: Any) -> None:
+        if _claimed_before_start(task):
+            return  # the claim records the start, if this delivery may run
         started_at = _now()
         self._running[task_id] = (started_at, time.monotonic())
         update = self._base(
@@ -464,8 +494,78 @@ class Tracker:
         )
         self.record(task.name, update)
 
-    def on_postrun(self, sender: Any, task_id: str, **_: Any) -> None:
-        self._running.pop(task_id, None)
+    def on_postrun(self, sender: Any, task_id: str, state: Any = None, **_: Any) -> None:
+        if state != states.IGNORED:  # a refused duplicate: the execution may run here still
+            self._running.pop(task_id, None)
+
+    # before_start, through the hook ``install`` gives each task class
+    def claim(self, task: Any, task_id: str) -> None:
+        """Claim the execution row for this delivery; ``Ignore`` if it ran elsewhere.
+
+        Only deliveries of messages the reconciler published are claimed (their row
+        exists); see docs/guarantees.md, "At the worker".
+        """
+        request = task.request
+        if getattr(request, CLAIM_ATTRIBUTE, None) is not None:
+            return  # claimed already, by a before_start further down the task's classes
+        if not _published_here(request):
+            return  # published outside the reconciler: recorded by on_prerun, unclaimed
+        started_at, clock = _now(), time.monotonic()
+        delivery = Delivery(
+            celery_task_id=task_id,
+            retries=int(getattr(request, "retries", 0) or 0),
+            redelivered=_redelivered(request),
+        )
+        try:
+            claim = self.claims.claim(delivery)
+        except Exception as exc:  # tracking never fails a task: run it unclaimed
+            logger.exception("execution tracking could not claim %s[%s]", task.name, task_id)
+            claim = Claim(UNAVAILABLE, reason=describe_error(exc))
+        setattr(request, CLAIM_ATTRIBUTE, claim.outcome)
+        if claim.outcome == DUPLICATE:
+            if claim.status is None:  # refused, but the count failed
+                where = f"started or ended elsewhere (not counted: {claim.reason})"
+            elif claim.status == STARTED:
+                where = "is running elsewhere"
+            else:
+                where = f"ended ({claim.status}) elsewhere"
+            logger.warning(
+                "duplicate delivery of %s[%s] not run: its execution %s", task.name, task_id, where
+            )
+            raise Ignore()
+        self._running[task_id] = (started_at, clock)
+        if claim.outcome == CLAIMED:
+            self._claims_answer()
+        elif claim.outcome == UNAVAILABLE:
+            self._ran_unclaimed(task.name, task_id, claim.reason)
+        # The claim only marks the attempt: the start is recorded as any other's.
+        update = self._base(
+            task,
+            task_id,
+            STARTED,
+            started_at=started_at,
+            deadline_at=self.deadline(task, started_at),
+        )
+        self.record(task.name, update)
+
+    def _ran_unclaimed(self, name: str, task_id: str, reason: str | None) -> None:
+        if self._unclaimed is None:
+            self._unclaimed = 0
+            logger.warning(
+                "execution claims unavailable (%s): deliveries run unclaimed, at least once, "
+                "until the database answers",
+                reason,
+            )
+        self._unclaimed += 1
+        logger.info("%s[%s] runs unclaimed: %s", name, task_id, reason)
+
+    def _claims_answer(self) -> None:
+        if self._unclaimed is not None:
+            logger.warning(
+                "execution claims work again (%d deliveries ran unclaimed meanwhile)",
+                self._unclaimed,
+            )
+            self._unclaimed = None
 
     def on_success(self, sender: Any, result: Any, **_: Any) -> None:
         task_id = getattr(sender.request, "id", None)
@@ -539,9 +639,15 @@ class Tracker:
         writer = self._writer
         return True if writer is None else writer.flush(timeout)
 
+    def close(self) -> None:
+        self.flush()
+        if self._claims is not None:
+            self._claims.close()
+            self._claims = None
+
 
 _trackers: list[Tracker] = []
-_inherited: list[Writer] = []
+_inherited: list[Writer | DeliveryClaims] = []
 
 
 def _after_fork_in_child() -> None:
@@ -570,6 +676,7 @@ def _warm_up(**_: Any) -> None:
     try:
         for tracker in _trackers:
             tracker.writer.start()
+            tracker.claims.start()
     except Exception:
         logger.exception("execution tracking could not start its writer")
 
@@ -617,6 +724,94 @@ def _task_handler(method: str) -> Callable[..., None]:
     return handler
 
 
+# --- the claim hook on each task class --------------------------------------------------
+
+CLAIM_ATTRIBUTE = "reconciler_claim"
+"""Set on a task's request once its delivery was claimed (to the claim's outcome)."""
+
+_HOOK_MARK = "_reconciler_claims"
+
+
+def _redelivered(request: Any) -> bool:
+    """The broker hands this message out again: the worker it went to did not ack it.
+
+    AMQP brokers set the flag themselves; kombu's Redis transport sets it on messages it
+    restores (visibility timeout, or a worker's unacked messages on shutdown).
+    """
+    info = getattr(request, "delivery_info", None) or {}
+    return bool(info.get("redelivered") or getattr(request, "redelivered", False))
+
+
+def _hooked(cls: type) -> bool:
+    return bool(getattr(getattr(cls, "before_start", None), _HOOK_MARK, False))
+
+
+def _published_here(request: Any) -> bool:
+    """The reconciler published this message (beat or ``reconcile trigger``): its row exists.
+
+    A worker sees the message's headers as the request's attributes; ``apply`` (eager
+    runs) passes them in ``request.headers``.
+    """
+    if getattr(request, PUBLISHED_HEADER, None) is not None:
+        return True
+    headers = getattr(request, "headers", None)
+    return isinstance(headers, dict) and headers.get(PUBLISHED_HEADER) is not None
+
+
+def _claimed_before_start(task: Any) -> bool:
+    """Whether the task's before_start claims this delivery (so it records the start)."""
+    return _published_here(task.request) and _hooked(type(task))
+
+
+def _with_claim(inherited: Callable[..., Any]) -> Callable[..., Any]:
+    def before_start(self: Any, task_id: str, args: Any, kwargs: Any) -> Any:
+        tracker = _for_task(self)
+        if tracker is not None:
+            try:
+                tracker.claim(self, task_id)
+            except Ignore:
+                raise
+            except Exception:  # tracking never fails a task
+                logger.exception("execution tracking failed to claim %s[%s]", self.name, task_id)
+        return inherited(self, task_id, args, kwargs)
+
+    setattr(before_start, _HOOK_MARK, True)
+    return before_start
+
+
+def hook_tasks(app: Celery, hostname: str | None = None) -> int:
+    """Give each task class of ``app`` the claim (in ``before_start``, the hook Celery calls
+    after ``task_prerun`` and before the task body, where ``Ignore`` is honoured); rebuild
+    the tracers built before, which only look ``before_start`` up once. Returns how many."""
+    if not app.finalized:
+        return 0  # app.on_after_finalize calls again
+    hooked = 0
+    for name, task in list(app.tasks.items()):
+        cls = type(task)
+        if name.startswith("celery.") or _hooked(cls):
+            continue
+        cls.before_start = _with_claim(cls.before_start)  # type: ignore[method-assign]
+        hooked += 1
+        if task.__trace__ is not None:
+            task.__trace__ = build_tracer(name, task, app.loader, hostname, app=app)
+    return hooked
+
+
+@_guarded
+def _hook_on_finalize(sender: Any = None, **_: Any) -> None:
+    if isinstance(sender, Celery) and any(t.app is sender for t in _trackers):
+        hook_tasks(sender)
+
+
+@_guarded
+def _hook_in_worker(sender: Any = None, **_: Any) -> None:
+    # worker_init (sender: the worker), worker_process_init (the host name),
+    # worker_ready (the consumer): every task module is imported by then.
+    hostname = sender if isinstance(sender, str) else getattr(sender, "hostname", None)
+    for tracker in _trackers:
+        hook_tasks(tracker.app, hostname)
+
+
 _HANDLERS: list[tuple[Any, Callable[..., None]]] = [
     (signals.before_task_publish, _on_publish),
     (signals.task_prerun, _task_handler("on_prerun")),
@@ -656,7 +851,7 @@ def uninstall(app: Celery) -> None:
     """Stop recording this app's executions (after writing what is queued)."""
     for tracker in list(_trackers):
         if tracker.app is app:
-            tracker.flush()
+            tracker.close()
             _trackers.remove(tracker)
 
 
@@ -672,6 +867,10 @@ def install(app: Celery, *, database_url: str | None = None) -> Tracker:
             return tracker
     tracker = Tracker(app, database_url)
     _trackers.append(tracker)
+    # Deliveries the reconciler published are claimed before they run: every task class
+    # gets the hook once the app's tasks are known, before a worker builds its tracers.
+    app.on_after_finalize.connect(_hook_on_finalize, weak=False)
+    hook_tasks(app)
     if not _process.connected:
         _process.connected = True
         for signal, handler in _HANDLERS:
@@ -680,6 +879,8 @@ def install(app: Celery, *, database_url: str | None = None) -> Tracker:
             )
         for signal in (signals.worker_process_init, signals.worker_ready):
             signal.connect(_warm_up, weak=False, dispatch_uid="reconciler.tracking.warm")
+        for signal in (signals.worker_init, signals.worker_process_init, signals.worker_ready):
+            signal.connect(_hook_in_worker, weak=False, dispatch_uid="reconciler.tracking.hook")
         signals.beat_init.connect(
             _on_beat_init, weak=False, dispatch_uid="reconciler.tracking.beat"
         )

@@ -3,22 +3,28 @@
 ``plan_children`` says what to run (pure: settings in, argv lists out); ``Supervisor``
 runs them with shared settings in the environment, prefixes each line of their output
 with the child's name, stops them all on SIGINT/SIGTERM, and stops everything (exit 1)
-when one of them dies on its own. Used by ``reconciler.cli.up``.
+when one of them dies on its own. The children end with it however it ends
+(``reconciler.lifeline``). Used by ``reconciler.cli.up``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
+from reconciler.lifeline import END, lifeline_argv, watchdog_argv
 from reconciler.settings import Settings
 
 STOP_TIMEOUT = 20.0
@@ -90,6 +96,62 @@ def plan_children(settings: Settings, options: UpOptions) -> list[ChildSpec]:
     return children
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Is ``host:port`` already bound by another process? (Port 0 never is.)
+
+    Binds as uvicorn does (``SO_REUSEADDR``), so a port left in TIME_WAIT is free.
+    """
+    if port == 0:
+        return False
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return False  # serve reports a bad address itself
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+_SQLITE_PREFIXES = ("sqlite:///", "sqla+sqlite:///", "sqlalchemy+sqlite:///")
+
+
+def sqlite_files(settings: Settings) -> list[Path]:
+    """The SQLite files among the settings' database and broker URLs (the embedded state)."""
+    files = []
+    for url in (settings.database_url, settings.broker_url):
+        for prefix in _SQLITE_PREFIXES:
+            if url.startswith(prefix):
+                path = url[len(prefix) :].split("?", 1)[0]
+                if path not in ("", ":memory:"):
+                    files.append(Path(path))
+    return files
+
+
+def unwritable_state(files: Sequence[Path]) -> str | None:
+    """Why one of the SQLite ``files`` (or its directory) cannot be written, else None."""
+    for path in files:
+        directory = path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            # A real write: os.access() answers for permissions, not for a read-only
+            # mount or a full disk.
+            with tempfile.TemporaryFile(dir=directory, prefix=".probe-") as probe:
+                probe.write(b"\0")
+                probe.flush()
+                os.fsync(probe.fileno())
+            if path.exists() and not os.access(path, os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        except OSError as exc:
+            shown = path if path.exists() else directory
+            return f"{shown} cannot be written ({exc.strerror or exc})"
+    return None
+
+
 @dataclass
 class Running:
     spec: ChildSpec
@@ -118,6 +180,7 @@ class Supervisor:
         self.colour = self.out.isatty() if colour is None else colour
         self.stop_timeout = stop_timeout
         self.running: list[Running] = []
+        self.watchdog: subprocess.Popen[str] | None = None
         self._stop = threading.Event()
         self._write_lock = threading.Lock()
         self._width = max((len(spec.name) for spec in self.specs), default=0)
@@ -147,9 +210,19 @@ class Supervisor:
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
+        # Call from the main thread: Linux sends the parent-death signal when the
+        # *thread* that started a child ends, not the process.
+        me = os.getpid()
+        self.watchdog = subprocess.Popen(
+            watchdog_argv(me, self.stop_timeout),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         for spec in self.specs:
             process = subprocess.Popen(
-                spec.argv,
+                lifeline_argv(me, spec.argv),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -164,6 +237,7 @@ class Supervisor:
             )
             running.pump.start()
             self.running.append(running)
+            self._tell_watchdog(str(process.pid))
             self.say("up", f"started {spec.name} (pid {process.pid}): {' '.join(spec.argv)}")
         for note in self.notes:
             self.say("up", note)
@@ -200,6 +274,27 @@ class Supervisor:
                 running.process.wait()
         for running in self.running:
             running.pump.join(5)
+        self._release_watchdog()
+
+    def _tell_watchdog(self, line: str) -> None:
+        if self.watchdog is not None and self.watchdog.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.watchdog.stdin.write(f"{line}\n")
+                self.watchdog.stdin.flush()
+
+    def _release_watchdog(self) -> None:
+        """Every child is stopped: the watchdog may go without doing anything."""
+        if self.watchdog is None:
+            return
+        self._tell_watchdog(END)
+        with contextlib.suppress(OSError):
+            if self.watchdog.stdin is not None:
+                self.watchdog.stdin.close()
+        try:
+            self.watchdog.wait(5)
+        except subprocess.TimeoutExpired:
+            self.watchdog.kill()
+            self.watchdog.wait()
 
     @staticmethod
     def _signal(running: Running, signum: int) -> None:

@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import watchfiles
 
 from reconciler.apply import ApplyResult, MassDeleteRefused, apply_loaded, check_loaded
-from reconciler.errors import DatabaseUnavailable, ReconcilerError
-from reconciler.loader import load_directory
+from reconciler.errors import DatabaseUnavailable, ReconcilerError, StateRefused
+from reconciler.loader import LoadResult, load_directory
 from reconciler.store.database import Database
+from reconciler.store.deadlines import WATCH
 
 log = logging.getLogger("reconciler.watch")
 
@@ -73,6 +73,8 @@ class Watcher:
     _invalid: _Trouble = field(default_factory=_Trouble)
     _refused: _Trouble = field(default_factory=_Trouble)
     _git: _Trouble = field(default_factory=_Trouble)
+    # The desired state the database refused; not tried again until the files change.
+    _refused_state: frozenset[tuple[str, str, str, int]] | None = None
     cycles: int = 0
 
     def stop(self) -> None:
@@ -123,7 +125,13 @@ class Watcher:
         """Load and apply once; False when it should be retried with backoff."""
         options = self.options
         started = time.perf_counter()
-        loaded = load_directory(options.tasks_dir)
+        try:
+            loaded = load_directory(options.tasks_dir)
+        except Exception as exc:  # a loader bug must not stop the daemon (or `up`)
+            self._invalid.report(
+                f"reading the task files failed, last good state kept: {type(exc).__name__}: {exc}"
+            )
+            return True
         try:
             check_loaded(loaded, options.tasks_dir, options.allow_mass_delete)
         except MassDeleteRefused as exc:
@@ -134,9 +142,12 @@ class Watcher:
             self._invalid.report(f"invalid task files, last good state kept: {exc}\n{details}")
             return True
         self._invalid.clear("task files are valid again")
+        if self._refused_state is not None and self._refused_state == _state_of(loaded):
+            return True
+        self._refused_state = None
         try:
             if self._db is None:
-                self._db = Database.open(options.database_url, **_engine_kwargs(options))
+                self._db = Database.open(options.database_url, deadlines=WATCH)
             result = apply_loaded(
                 self._db,
                 loaded,
@@ -146,11 +157,18 @@ class Watcher:
                 started=started,
             )
         except DatabaseUnavailable as exc:
+            if self._stop.is_set():
+                return False  # ended by the stop (docs/deadlines.md), not an outage to report
             self._backoff = _next_backoff(self._backoff, options.max_backoff)
             self._database.report(f"database unavailable, retrying with backoff: {exc}")
             return False
         except MassDeleteRefused as exc:
             self._refused.report(f"not applied: {exc}")
+            return True
+        except StateRefused as exc:
+            # The same files would be refused again: wait for them to change.
+            self._refused_state = _state_of(loaded)
+            self._refused.report(f"not applied, waiting for a change of the task files: {exc}")
             return True
         except ReconcilerError as exc:
             self._backoff = _next_backoff(self._backoff, options.max_backoff)
@@ -238,15 +256,15 @@ def cycle_line(result: ApplyResult) -> str:
     return f"applied: {'; '.join(parts)}; {plan.unchanged} unchanged, {took}"
 
 
+def _state_of(loaded: LoadResult) -> frozenset[tuple[str, str, str, int]]:
+    """What an apply of ``loaded`` would write: each task's spec and source."""
+    return frozenset(
+        (task.spec.name, task.spec.content_hash, task.path, task.line) for task in loaded.tasks
+    )
+
+
 def _next_backoff(current: float, cap: float) -> float:
     return min(cap, current * 2 if current else FIRST_BACKOFF)
-
-
-def _engine_kwargs(options: WatchOptions) -> dict[str, Any]:
-    # A server that vanishes without closing the socket must not hang a connect forever.
-    if options.database_url.startswith(("postgresql", "postgres")):
-        return {"connect_args": {"connect_timeout": 10}}
-    return {}
 
 
 def _git_head(cwd: Path) -> str | None:

@@ -13,6 +13,7 @@ from sqlalchemy import insert, select, update
 from reconciler.schedule import first_slot
 from reconciler.spec import TaskSpec
 from reconciler.store.database import Database
+from reconciler.store.leases import database_now
 from reconciler.store.tables import ChangeMarker, Task, TaskExecution
 from reconciler.ticker import Message, PublishFailed, Ticker
 
@@ -126,6 +127,21 @@ def set_status(db: Database, celery_task_id: str, status: str) -> None:
             .where(TaskExecution.celery_task_id == celery_task_id)
             .values(status=status)
         )
+
+
+def wait_lapsed(db: Database, timeout: float = 10) -> None:
+    """Poll until every unpublished execution's lease has lapsed by the database's clock."""
+    from tests.support import wait_for
+
+    def lapsed() -> bool:
+        with db.session() as session:
+            now = database_now(session)
+            leases = session.scalars(
+                select(TaskExecution.lease_until).where(TaskExecution.published_at.is_(None))
+            )
+            return all(until is not None and until < now for until in leases)
+
+    wait_for(lapsed, timeout, message="the leases to lapse")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.services import free_redis, fresh_postgres
+from reconciler.store import stall
 from reconciler.store.database import Database
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -40,6 +41,14 @@ def port_open(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
         return True
     return False
+
+
+@pytest.fixture(autouse=True)
+def _database_waits_restored() -> Iterator[None]:
+    """A test that delivers a stop signal to this process cuts its database waits off;
+    the tests after it run with the waits restored."""
+    yield
+    stall.reset_cut_off()
 
 
 @pytest.fixture

@@ -87,8 +87,9 @@ class _Link:
 
     def _watch(self, data: bytes) -> None:
         seen = self._tail + data
+        fresh = len(self._tail)  # a match must end in ``data``: the tail was seen already
         self._tail = seen[-4096:]
-        for trigger in self.proxy._take_triggers(seen):
+        for trigger in self.proxy._take_triggers(seen, fresh):
             self.paused.update(trigger.directions)
             trigger.fired.set()
 
@@ -206,8 +207,13 @@ class FaultProxy:
     def _count(self, data: bytes) -> None:
         self.bytes_up += len(data)
 
-    def _take_triggers(self, seen: bytes) -> Iterator[_Trigger]:
+    def _take_triggers(self, seen: bytes, fresh: int = 0) -> Iterator[_Trigger]:
+        """The armed triggers whose pattern ends at or after ``seen[fresh]``."""
         with self._lock:
-            matched = [t for t in self._triggers if t.pattern in seen]
+            matched = [
+                t
+                for t in self._triggers
+                if seen.find(t.pattern, max(0, fresh - len(t.pattern) + 1)) >= 0
+            ]
             self._triggers = [t for t in self._triggers if t not in matched]
         yield from matched

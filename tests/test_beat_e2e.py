@@ -1,8 +1,10 @@
 """Real ``celery beat -S reconciler.beat:DatabaseScheduler`` processes on PostgreSQL and Redis.
 
 Two beats with a worker fire every slot exactly once; a beat killed with SIGKILL and
-restarted sends no slot twice and catches up by policy; a broker cut by a TCP proxy is
-survived and caught up by policy. Each test is bounded by ``wait_for`` deadlines.
+restarted sends no slot twice and catches up by policy; a beat whose broker connection
+stalls for longer than its lease has no slot run twice; a broker cut by a TCP proxy is
+survived and caught up by policy. Runs are counted at the worker, by the log line the
+task body writes (with its Celery task id). Each test is bounded by ``wait_for`` deadlines.
 """
 
 from __future__ import annotations
@@ -13,19 +15,26 @@ import json
 import re
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from reconciler.store.database import Database
+from reconciler.ticker import LEASE
 from tests.beatsupport import executions, put_task, spec, task_row
+from tests.faultproxy import FaultProxy
 from tests.support import Process, TcpProxy, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
 SUCCEEDED = re.compile(r"Task app\.worker\.test_celery\[([0-9a-f-]+)\] succeeded")
+RECEIVED = re.compile(r"Task app\.worker\.test_celery\[([0-9a-f-]+)\] received")
+RAN = re.compile(r"app\.worker\.test_celery\[([0-9a-f-]+)\]: test_celery:")
+"""The line ``test_celery``'s body logs: one per run of the task at the worker."""
 
 
 def celery_argv(*args: str) -> list[str]:
@@ -39,6 +48,36 @@ def beat(tmp_path: Path, env: dict[str, str], label: str) -> Process:
         env=env,
         cwd=tmp_path,
     )
+
+
+def worker(tmp_path: Path, env: dict[str, str]) -> Process:
+    argv = celery_argv(
+        "worker", "-l", "info", "-P", "threads", "-c", "8", "--without-gossip",
+        "--without-mingle", "--without-heartbeat",
+    )  # fmt: skip
+    return Process(argv, tmp_path / "worker.log", env=env, cwd=tmp_path)
+
+
+def runs(process: Process) -> collections.Counter[str]:
+    """How many times the worker ran each Celery task id."""
+    return collections.Counter(RAN.findall(process.output()))
+
+
+def delivered_twice(process: Process) -> list[str]:
+    """The Celery task ids the worker received more than once."""
+    received = collections.Counter(RECEIVED.findall(process.output()))
+    return [task_id for task_id, count in received.items() if count > 1]
+
+
+def assert_each_slot_ran_once(rows: list[Any], ran: collections.Counter[str]) -> None:
+    """Every published execution ran exactly once, and no slot has two executions."""
+    published = {row.celery_task_id for row in rows if row.published_at is not None}
+    assert set(ran) <= {row.celery_task_id for row in rows}, "a run without a row"
+    twice = {task_id: count for task_id, count in ran.items() if count > 1}
+    assert not twice, f"ran more than once: {twice}"
+    assert published <= set(ran), f"never ran: {published - set(ran)}"
+    slots = [(row.task_name, row.scheduled_for) for row in rows]
+    assert len(slots) == len(set(slots))
 
 
 def queued_ids(redis_url: str) -> list[str]:
@@ -64,23 +103,7 @@ def test_two_beats_fire_every_slot_of_30_tasks_exactly_once(
     for name in names:
         put_task(db, spec(name, interval={"seconds": 1}, args=[name]), start)
     env = {"RECONCILER_DATABASE_URL": postgres_url, "RECONCILER_BROKER_URL": redis_url}
-    worker = Process(
-        celery_argv(
-            "worker",
-            "-l",
-            "info",
-            "-P",
-            "threads",
-            "-c",
-            "8",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ),
-        tmp_path / "worker.log",
-        env=env,
-        cwd=tmp_path,
-    )
+    consumer = worker(tmp_path, env)
     beats = [beat(tmp_path, env, "beat-a"), beat(tmp_path, env, "beat-b")]
     try:
         end = start + dt.timedelta(seconds=30)
@@ -96,14 +119,14 @@ def test_two_beats_fire_every_slot_of_30_tasks_exactly_once(
         rows = executions(db)
         ids = {row.celery_task_id for row in rows}
         wait_for(
-            lambda: ids <= set(SUCCEEDED.findall(worker.output())),
+            lambda: ids <= set(SUCCEEDED.findall(consumer.output())),
             timeout=30,
             message=f"the worker to run every message ({len(ids)} sent)",
         )
     finally:
         for process in beats:
             process.stop()
-        worker.stop()
+        consumer.stop()
     per_task = collections.defaultdict(list)
     for row in rows:
         per_task[row.task_name].append(row.scheduled_for)
@@ -113,10 +136,13 @@ def test_two_beats_fire_every_slot_of_30_tasks_exactly_once(
         expected = [start + dt.timedelta(seconds=k) for k in range(1, 31)]
         assert window == expected, name
         assert len(slots) == len(set(slots))
-    # Every message reached the worker exactly once.
-    consumed = collections.Counter(SUCCEEDED.findall(worker.output()))
+    # Every message reached the worker exactly once, and its task body ran exactly once.
+    consumed = collections.Counter(SUCCEEDED.findall(consumer.output()))
     assert set(consumed) == ids
     assert max(consumed.values()) == 1
+    ran = runs(consumer)
+    assert set(ran) == ids
+    assert_each_slot_ran_once(rows, ran)
     assert all(row.published_at is not None for row in rows)
     # Both beats did part of the work.
     both = [p.output() for p in beats]
@@ -135,9 +161,10 @@ def test_a_beat_killed_and_restarted_sends_no_slot_twice_and_catches_up_by_polic
         "RECONCILER_BROKER_URL": redis_url,
         "RECONCILER_BEAT_GRACE": "2",
     }
+    consumer = worker(tmp_path, env)
     first = beat(tmp_path, env, "first")
     try:
-        wait_for(lambda: len(queued_ids(redis_url)) >= 30, timeout=30, message="first fires")
+        wait_for(lambda: sum(runs(consumer).values()) >= 30, timeout=30, message="first fires")
         first.kill(signal.SIGKILL)
         first.popen.wait(5)
         killed_at = dt.datetime.now(dt.UTC)
@@ -158,15 +185,30 @@ def test_a_beat_killed_and_restarted_sends_no_slot_twice_and_catches_up_by_polic
                 timeout=30,
                 message="the restarted beat to fire",
             )
+            # A claim the kill left unsent is taken over once its lease lapses.
+            wait_for(
+                lambda: all(
+                    row.published_at is not None or row.status != "pending"
+                    for row in executions(db)
+                ),
+                timeout=LEASE.total_seconds() + 15,
+                message="claims left by the killed beat to be sent or closed",
+            )
         finally:
             second.stop()
+        rows = executions(db)
+        published = {row.celery_task_id for row in rows if row.published_at is not None}
+        wait_for(
+            lambda: published <= set(runs(consumer)),
+            timeout=30,
+            message=f"the worker to run every published execution ({len(published)})",
+        )
     finally:
         first.stop()
-    rows = executions(db)
-    sent = queued_ids(redis_url)
-    assert len(sent) == len(set(sent)), "a message was sent twice"
-    published = {row.celery_task_id for row in rows if row.published_at is not None}
-    assert set(sent) == published
+        consumer.stop()
+    ran = runs(consumer)
+    assert set(ran) == published
+    assert_each_slot_ran_once(rows, ran)
     for row in rows:
         assert row.published_at is not None or "not published" in (row.error or "")
     gap = (killed_at + dt.timedelta(seconds=1), restarted_at - dt.timedelta(seconds=3))
@@ -179,6 +221,86 @@ def test_a_beat_killed_and_restarted_sends_no_slot_twice_and_catches_up_by_polic
         assert task_row(db, f"once{n}").missed_count > 0
         # catchup: once fired one run for the missed slots.
         assert [s for s in once if s and killed_at < s < restarted_at]
+
+
+def test_a_beat_whose_broker_stalls_past_its_lease_has_no_slot_run_twice(
+    tmp_path: Path, db: Database, postgres_url: str, redis_url: str
+) -> None:
+    start = dt.datetime.now(dt.UTC)
+    names = [f"stall{n}" for n in range(3)]
+    for name in names:
+        put_task(db, spec(name, interval={"seconds": 1}, args=[name]), start)
+    env = {"RECONCILER_DATABASE_URL": postgres_url, "RECONCILER_BROKER_URL": redis_url}
+    number = redis_url.rsplit("/", 1)[1]
+    with FaultProxy("127.0.0.1", 6379) as proxy:
+        stalled_env = {**env, "RECONCILER_BROKER_URL": f"redis://127.0.0.1:{proxy.port}/{number}"}
+        consumer = worker(tmp_path, env)
+        slow = beat(tmp_path, stalled_env, "beat-a")
+        beats = [slow]
+        try:
+            wait_for(lambda: len(runs(consumer)) >= 6, timeout=30, message="beat A to fire")
+            # A's broker stops answering (the connection stays open): A's next publish
+            # is handed to its socket and stalls there.
+            proxy.pause("both")
+            paused = time.monotonic()
+            healthy = beat(tmp_path, env, "beat-b")
+            beats.append(healthy)
+            wait_for(
+                lambda: "broker unavailable" in slow.output(), 15, message="A's publish to fail"
+            )
+            # B takes A's claims over only once their lease has lapsed, and sends them.
+            wait_for(lambda: "left unpublished" in healthy.output(), 40, message="B to take over")
+            assert time.monotonic() - paused > LEASE.total_seconds()
+            proxy.resume()  # what A had handed to its socket reaches Redis now
+            wait_for(lambda: "broker is back" in slow.output(), 15, message="A to reconnect")
+            resumed = dt.datetime.now(dt.UTC)
+            wait_for(
+                lambda: all(
+                    (task_row(db, name).last_run_at or start) > resumed + dt.timedelta(seconds=2)
+                    for name in names
+                ),
+                timeout=30,
+                message="slots after the stall",
+            )
+        finally:
+            for process in beats:
+                process.stop()
+        try:
+            rows = executions(db)
+            published = {row.celery_task_id for row in rows if row.published_at is not None}
+            wait_for(
+                lambda: published <= set(runs(consumer)),
+                timeout=30,
+                message=f"the worker to run every published execution ({len(published)})",
+            )
+            # A's stalled messages arrived too: a second delivery of executions B sent.
+            again = wait_for(
+                lambda: delivered_twice(consumer),
+                timeout=30,
+                message="the stalled messages to be delivered again",
+            )
+
+            def settled() -> bool:
+                rows_by_id = {row.celery_task_id: row for row in executions(db)}
+                ran = runs(consumer)
+                return all(rows_by_id[i].duplicates > 0 or ran[i] > 1 for i in again)
+
+            wait_for(settled, timeout=30, message="the second deliveries to be refused or run")
+        finally:
+            consumer.stop()
+    rows = executions(db)
+    ran = runs(consumer)
+    assert_each_slot_ran_once(rows, ran)
+    assert {row.celery_task_id for row in rows} == set(ran)
+    # No slot was lost: each task has one execution per second since it started.
+    for name in names:
+        slots = sorted(
+            slot for row in rows if row.task_name == name and (slot := row.scheduled_for)
+        )
+        assert slots == [start + dt.timedelta(seconds=k) for k in range(1, len(slots) + 1)]
+    assert {row.celery_task_id: row.duplicates for row in rows if row.duplicates} == {
+        task_id: 1 for task_id in again
+    }
 
 
 def test_beat_survives_a_broker_outage_and_catches_up_by_policy(

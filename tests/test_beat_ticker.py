@@ -7,7 +7,11 @@ claims, overlap and recovery run as real SQL.
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -15,7 +19,7 @@ from sqlalchemy import select
 from reconciler.store import scheduling
 from reconciler.store.database import Database
 from reconciler.store.tables import BeatHeartbeat
-from reconciler.ticker import RECOVERY_AGE, Ticker
+from reconciler.ticker import RECOVERY_EVERY, Ticker
 from tests.beatsupport import (
     Clock,
     FakePublisher,
@@ -27,13 +31,21 @@ from tests.beatsupport import (
     set_status,
     spec,
     task_row,
+    wait_lapsed,
 )
 
 T0 = at("2026-01-05T10:00:00Z")
 
 
-def make_ticker(db: Database, clock: Clock, publisher: FakePublisher | None = None) -> Ticker:
-    return Ticker(db, publisher or FakePublisher(), clock=clock, batch=50)
+def make_ticker(
+    db: Database, clock: Clock, publisher: FakePublisher | None = None, **options: Any
+) -> Ticker:
+    return Ticker(db, publisher or FakePublisher(), clock=clock, batch=50, **options)
+
+
+def short_lease(seconds_: float, margin: float = 0.0) -> dict[str, dt.timedelta]:
+    """Ticker options for a lease that lapses within a test (by the database's clock)."""
+    return {"lease": seconds(seconds_), "lease_margin": seconds(margin)}
 
 
 def seconds(n: float) -> dt.timedelta:
@@ -286,29 +298,109 @@ def test_a_beat_killed_after_the_claim_leaves_the_slot_to_the_next_beat(db: Data
         def publish(self, messages):  # type: ignore[no-untyped-def]
             raise Crash
 
-    dying = make_ticker(db, clock, DyingPublisher())
+    dying = make_ticker(db, clock, DyingPublisher(), **short_lease(3))
     with pytest.raises(Crash):
         dying.tick(T0 + seconds(10))
     (row,) = executions(db, "crash")
-    assert row.published_at is None
+    assert row.published_at is None and row.claimed_by == dying.instance
     publisher = FakePublisher()
     survivor = make_ticker(db, clock, publisher)
-    survivor.tick(T0 + seconds(11))  # too fresh: its beat may still be sending it
+    survivor.tick(T0 + seconds(11))  # its lease is live: its beat may still be sending it
     assert publisher.sent == []
-    later = T0 + seconds(10) + RECOVERY_AGE + seconds(1)
-    survivor.tick(later)
-    assert [m.task_id for m in publisher.sent] == [row.celery_task_id]
-    survivor.tick(later + seconds(6))
+    # However late the survivor's clock says it is: leases go by the database's clock.
+    survivor.tick(T0 + seconds(10) + RECOVERY_EVERY + seconds(1))
+    assert row.celery_task_id not in {m.task_id for m in publisher.sent}
+    wait_lapsed(db)
+    survivor.tick(T0 + seconds(10) + 2 * RECOVERY_EVERY + seconds(1))
+    assert [m.task_id for m in publisher.sent].count(row.celery_task_id) == 1
     assert publisher.slots("crash") == [T0 + seconds(10), T0 + seconds(20)]
+    (row,) = [r for r in executions(db, "crash") if r.celery_task_id == row.celery_task_id]
+    assert row.claimed_by == survivor.instance and row.published_at is not None
+
+
+def test_a_beat_host_with_a_skewed_clock_does_not_take_a_live_lease(db: Database) -> None:
+    real = dt.datetime.now(dt.UTC)
+    for n in range(3):
+        put_task(db, spec(f"skew{n}", interval={"seconds": 10}), real - seconds(15))
+    slow = make_ticker(db, Clock(real), FakePublisher(down=True))
+    slow.tick(real)  # claims three slots, the broker refuses them
+    assert slow.broker_health.up is False
+    held = {row.celery_task_id for row in executions(db)}
+    assert len(held) == 3
+    for minutes in (3, -3, 30):
+        publisher = FakePublisher()
+        skewed = make_ticker(db, Clock(real + dt.timedelta(minutes=minutes)), publisher)
+        skewed.tick()  # recovers first; later slots it claims itself are its own
+        stolen = held & {m.task_id for m in publisher.sent}
+        assert not stolen, f"a beat {minutes} min off took a live lease"
+    rows = [row for row in executions(db) if row.celery_task_id in held]
+    assert {row.claimed_by for row in rows} == {slow.instance}
+    assert all(row.published_at is None for row in rows)
+
+
+def test_a_beat_whose_lease_lapsed_between_chunks_does_not_publish_the_rest(
+    db: Database,
+) -> None:
+    for n in range(4):
+        put_task(db, spec(f"chunk{n}", interval={"seconds": 10}), T0)
+    clock = Clock(T0 + seconds(10))
+    other = FakePublisher()
+    rival = make_ticker(db, clock, other)
+
+    @contextmanager
+    def stall() -> Iterator[None]:
+        # After its first chunk is sent and marked, beat A stalls past its lease (a GC
+        # pause, a starved CPU, SIGSTOP) while beat B takes over what is left.
+        yield
+        if not other.sent:
+            wait_lapsed(db)
+            rival.tick(clock.now + seconds(1))
+
+    publisher = FakePublisher()
+    slow = make_ticker(db, clock, publisher, shield=stall, publish_chunk=2, **short_lease(0.3))
+    slow.tick(clock.now)
+    mine, theirs = [m.task_id for m in publisher.sent], [m.task_id for m in other.sent]
+    assert len(mine) == 2 and len(theirs) == 2
+    assert not set(mine) & set(theirs)
+    assert slow.stats.lease_lost == 2 and rival.stats.recovered == 2
+    rows = executions(db)
+    assert all(row.published_at is not None for row in rows)
+    assert {row.claimed_by for row in rows if row.celery_task_id in theirs} == {rival.instance}
+
+
+def test_a_slow_beat_that_still_holds_its_lease_renews_it_and_publishes(db: Database) -> None:
+    for n in range(4):
+        put_task(db, spec(f"renew{n}", interval={"seconds": 10}), T0)
+    clock = Clock(T0 + seconds(10))
+    chunks: list[int] = []
+
+    @contextmanager
+    def pause() -> Iterator[None]:
+        yield
+        chunks.append(1)
+        if len(chunks) == 1:
+            # Past the 0.2 s window without renewing, well within the 30 s lease.
+            time.sleep(0.3)
+
+    publisher = FakePublisher()
+    ticker = make_ticker(
+        db, clock, publisher, shield=pause, publish_chunk=2, **short_lease(30, margin=29.8)
+    )
+    ticker.tick(clock.now)
+    assert len(publisher.sent) == 4 and ticker.stats.lease_lost == 0
+    leases = sorted(row.lease_until for row in executions(db) if row.lease_until is not None)
+    # The second chunk's lease was renewed (from the database's now) before it was sent.
+    assert leases[2] - leases[1] >= seconds(0.25)
 
 
 def test_a_stale_unpublished_slot_of_a_catchup_once_task_is_sent_once(db: Database) -> None:
     clock = Clock(T0)
     put_task(db, spec("once", interval={"seconds": 10}, catchup="once"), T0)
     publisher = FakePublisher(fail_after=0)
-    ticker = make_ticker(db, clock, publisher)
+    ticker = make_ticker(db, clock, publisher, **short_lease(0.2))
     ticker.tick(T0 + seconds(10))
     publisher.down = False
+    wait_lapsed(db)
     fresh = make_ticker(db, clock, publisher)
     clock.now = T0 + seconds(600)
     fresh.tick(clock.now)

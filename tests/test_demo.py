@@ -1,4 +1,4 @@
-"""The bundled demo app and the example task files (DESIGN §6).
+"""The bundled demo app and the example task files (docs/demo.md).
 
 The demo tasks run eagerly here (with execution tracking pointed at a private, migrated
 database), and once through a real worker on the embedded SQLite broker.
@@ -74,11 +74,29 @@ def test_results(tracking_database: str) -> None:
     assert run("app.worker.test_celery", "Hello World") == {
         "task": "test_celery",
         "message": "test task return Hello World",
+        "args": ["Hello World"],
+        "kwargs": {},
     }
     assert run("app.api.tasks.demo_async_task", message="hi")["message"] == "hi"
     assert run("app.api.tasks.demo_periodic_task", "tick")["label"] == "tick"
     assert run("app.api.tasks.demo_scheduled_task", "now")["message"] == "now"
     assert run("app.worker.long_running_task", 0.05)["seconds"] == 0.05
+
+
+@pytest.mark.parametrize("name", DEMO_TASKS)
+def test_every_task_takes_the_old_guides_arguments_and_echoes_them(
+    tracking_database: str, name: str
+) -> None:
+    # The old guide's example: ["Hello", "World"] (long_running_task reads a number first).
+    args = [0.01, "Hello", "World"] if "long" in name else ["Hello", "World"]
+    result = run(name, *args, colour="blue", count=3)
+    assert result["args"] == args
+    assert result["kwargs"] == {"colour": "blue", "count": 3}
+
+
+def test_long_running_task_refuses_a_non_number_clearly(tracking_database: str) -> None:
+    with pytest.raises(DemoFailure, match="seconds must be a number, got 'Hello'"):
+        app.tasks["app.worker.long_running_task"].apply(args=["Hello", "World"], throw=True)
 
 
 def test_dynamic_task_echoes_and_retries(tracking_database: str) -> None:

@@ -32,6 +32,7 @@ def add_task(database: Database, name: str, celery_name: str = "app.worker.test_
         "name": name,
         "task": celery_name,
         **({"at": values.pop("at")} if "at" in values else {}),
+        **values.pop("spec_extra", {}),
     }
     with database.session() as session:
         session.add(
@@ -79,11 +80,13 @@ def test_the_task_checks_find_overdue_disabled_and_past_scheduled_tasks(
 
     checks = by_name(sqlite_settings)
     assert list(checks) == [
-        "database", "broker", "workers", "registered", "beat", "overdue", "disabled", "scheduled"
+        "database", "broker", "workers", "registered", "beat", "overdue", "disabled",
+        "secret_env", "scheduled",
     ]  # fmt: skip
     assert {name: c.status for name, c in checks.items()} == {
         "database": "ok", "broker": "ok", "workers": "warn", "registered": "fail",
-        "beat": "ok", "overdue": "fail", "disabled": "warn", "scheduled": "warn",
+        "beat": "ok", "overdue": "fail", "disabled": "warn", "secret_env": "ok",
+        "scheduled": "warn",
     }  # fmt: skip
     assert checks["overdue"].details == ["late: due 5 min ago"]
     assert checks["disabled"].details == ["off (tasks.d/off.yaml:1)"]
@@ -91,6 +94,34 @@ def test_the_task_checks_find_overdue_disabled_and_past_scheduled_tasks(
     assert checks["registered"].details == ["unknown: app.nowhere (tasks.d/unknown.yaml:1)"]
     assert "cannot broadcast" in checks["workers"].message
     assert not healthy(list(checks.values()))
+
+
+def test_unset_secret_env_variables_of_enabled_tasks_are_a_warning(
+    sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCTOR_SET_VAR", "x")
+    monkeypatch.delenv("DOCTOR_UNSET_A", raising=False)
+    monkeypatch.delenv("DOCTOR_UNSET_B", raising=False)
+    ref = {"secret_env": "DOCTOR_UNSET_A"}
+    database = Database.open(sqlite_settings.database_url)
+    add_task(
+        database,
+        "needs",
+        spec_extra={
+            "kwargs": {"db": {"password": ref}},
+            "args": [{"secret_env": "DOCTOR_SET_VAR"}, [{"secret_env": "DOCTOR_UNSET_B"}]],
+        },
+    )
+    add_task(database, "fine", spec_extra={"kwargs": {"p": {"secret_env": "DOCTOR_SET_VAR"}}})
+    add_task(database, "off", enabled=False, spec_extra={"kwargs": {"p": ref}})
+    add_task(database, "gone", deleted_at=NOW, spec_extra={"kwargs": {"p": ref}})
+    database.dispose()
+
+    check = by_name(sqlite_settings)["secret_env"]
+    assert check.status == "warn"
+    assert check.message.startswith("1 enabled task(s) name environment variables")
+    assert check.details == ["needs: DOCTOR_UNSET_B, DOCTOR_UNSET_A (tasks.d/needs.yaml:1)"]
+    assert "beat" in (check.fix or "")
 
 
 def test_a_stale_or_missing_beat_heartbeat_fails_with_the_command_to_start_beat(

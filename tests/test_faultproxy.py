@@ -81,3 +81,19 @@ def test_cut_resets_open_connections(echo_server: tuple[str, int]) -> None:
         except ConnectionResetError:
             answer = b""
         assert answer == b""
+
+
+def test_pause_after_ignores_a_pattern_sent_before_it_was_armed(
+    echo_server: tuple[str, int],
+) -> None:
+    with FaultProxy(*echo_server) as proxy:
+        client = _client(proxy)
+        client.sendall(b"INSERT one")
+        assert client.recv(10) == b"INSERT one"
+        fired = proxy.pause_after(b"INSERT", "down")
+        client.sendall(b"COMMIT")  # the earlier INSERT is still in the proxy's tail
+        assert client.recv(6) == b"COMMIT"
+        assert not fired.is_set()
+        client.sendall(b"INS")
+        client.sendall(b"ERT two")  # seen whether or not the proxy reads it in two parts
+        assert fired.wait(5)

@@ -120,6 +120,27 @@ def test_progress_reports_every_file(tasks: Path) -> None:
     assert seen == [(1, 2), (2, 2)]
 
 
+def test_a_file_deleted_between_listing_and_reading_is_simply_absent(tasks: Path) -> None:
+    # The progress callback runs after each file is read, and every file was listed
+    # before the first is read: deleting the next one there is the watch loop's race.
+    for name in ("a", "b", "c"):
+        write(tasks, f"{name}.yaml", ASYNC.replace("name: a", f"name: {name}"))
+    deleted: list[int] = []
+
+    def delete_b(done: int, _total: int) -> None:
+        if done == 1:
+            (tasks / "b.yaml").unlink()
+            deleted.append(done)
+
+    result = load_directory(tasks, now=NOW, progress=delete_b)
+    assert deleted == [1]
+    assert lines(result) == []
+    assert [t.spec.name for t in result.tasks] == ["a", "c"] and result.files == 2
+    # A file named explicitly that does not exist is still an error.
+    missing = load_paths([tasks / "a.yaml", tasks / "b.yaml"], now=NOW)
+    assert [t.spec.name for t in missing.tasks] == ["a"] and not missing.ok
+
+
 def test_result_properties(tasks: Path) -> None:
     write(tasks, "past.yaml", ASYNC.replace("async", "scheduled") + "at: 2020-01-01T00:00:00Z\n")
     result = load_directory(tasks, now=NOW)

@@ -113,12 +113,15 @@ def test_opening_a_new_sqlite_file_another_process_is_writing_waits_for_it(
 def test_db_cli_upgrade_and_current(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
 
-    def db(*args: str) -> str:
+    def db(*args: str, code: int = 0) -> str:
         result = CliRunner().invoke(main, ["db", *args, "--database-url", url])
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == code, result.output
         return result.stdout.strip()
 
-    assert db("current") == f"none (head is {head_revision()}; run: reconcile db upgrade)"
+    # Behind exits 1, so a deploy job can gate on it.
+    assert db("current", code=1) == (
+        f"none (behind: head is {head_revision()}; run: reconcile db upgrade)"
+    )
     assert db("upgrade") == f"upgraded to {head_revision()}"
     assert db("upgrade") == f"already at {head_revision()} (head)"
     assert db("current") == f"{head_revision()} (head)"

@@ -96,3 +96,88 @@ def test_page_search_sort_executions_and_traceback(tmp_path: Path) -> None:
         finally:
             browser.close()
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+VIOLATIONS = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__violations.push(`${event.effectiveDirective} ${event.blockedURI}`);
+});
+"""
+
+
+def test_page_works_under_its_security_headers(tmp_path: Path) -> None:
+    """Served as ``make run`` serves it (no tokens, so loopback names only): the page and
+    its script carry the headers, it lists and opens tasks with no policy violation, an
+    injected inline script does not run, and another site cannot frame it."""
+    if not os.path.exists(CHROMIUM):
+        missing(f"{CHROMIUM} is not installed (Debian package 'chromium')")
+    from playwright.sync_api import expect, sync_playwright
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    database = Database.open(url)
+    with database.session() as session:
+        seed_standard(session)
+    database.dispose()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = reconcile_argv("serve", "--database-url", url, "--port", str(port))
+    with Process(argv, tmp_path / "serve.log"), sync_playwright() as playwright:
+        wait_for(lambda: healthy(base), 30, message="reconcile serve to answer")
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.add_init_script(VIOLATIONS)
+            console: list[str] = []
+            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+            responses = {}
+            page.on("response", lambda response: responses.setdefault(response.url, response))
+            document = page.goto(f"{base}/")
+            assert document is not None and document.status == 200
+            rows = page.locator("#tasks tbody tr")
+            expect(rows).to_have_count(3)
+            page.click('#tasks tr[data-task="daily-report"]')
+            executions = page.locator("#executions tbody tr.exec-row")
+            expect(executions).to_have_count(2)
+            executions.first.click()
+            expect(page.locator("#executions pre.traceback")).to_contain_text("ValueError: boom")
+            expect(page.locator("#applies tbody tr")).to_have_count(2)
+
+            for path in ("/", "/static/app.js", "/static/style.css", "/api/v1/tasks/"):
+                headers = next(r for u, r in responses.items() if u.split("?")[0] == base + path)
+                fields = headers.all_headers()
+                policy = fields["content-security-policy"]
+                assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+                assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+                assert fields["x-content-type-options"] == "nosniff", path
+                assert fields["x-frame-options"] == "DENY", path
+                assert fields["referrer-policy"] == "no-referrer", path
+            assert page.evaluate("window.__violations") == []
+            assert not [line for line in console if "Content Security Policy" in line], console
+
+            # The policy holds: a script injected into the page does not run.
+            ran = page.evaluate(
+                """() => {
+                  const script = document.createElement("script");
+                  script.textContent = "window.__injected = true";
+                  document.body.append(script);
+                  return window.__injected === true;
+                }"""
+            )
+            assert ran is False
+            expect(page.locator("body")).to_be_visible()
+            violations = page.evaluate("window.__violations")
+            assert violations and violations[0].startswith("script-src"), violations
+
+            # Another page cannot frame it: the browser refuses and says why.
+            framing = browser.new_page()
+            with framing.expect_console_message(
+                lambda message: "frame-ancestors" in message.text, timeout=10_000
+            ):
+                framing.set_content(f'<iframe id="framed" src="{base}/"></iframe>')
+            expect(framing.frame_locator("#framed").locator("#tasks")).to_have_count(0)
+        finally:
+            browser.close()

@@ -362,7 +362,7 @@ def _field(text: str, low: int, high: int) -> set[int]:
 
 
 def _oracle(expression: str, zone: str, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
-    """The rules of DESIGN §4 read literally, minute by minute over real time."""
+    """The rules of docs/beat.md read literally, minute by minute over real time."""
     minute, hour, day, month, weekday = expression.split()
     minutes, hours = _field(minute, 0, 59), _field(hour, 0, 23)
     days, months, weekdays = _field(day, 1, 31), _field(month, 1, 12), _field(weekday, 0, 6)

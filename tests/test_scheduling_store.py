@@ -1,4 +1,5 @@
-"""The Beat scheduler's statements (reconciler.store.scheduling) on SQLite and PostgreSQL."""
+"""The Beat scheduler's statements (reconciler.store.scheduling, reconciler.store.leases) on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from reconciler.store import scheduling
+from reconciler.store import leases, scheduling
 from reconciler.store.database import Database
 from reconciler.store.tables import BeatHeartbeat
-from tests.beatsupport import at, delete_task, executions, put_task, spec, task_row
+from tests.beatsupport import at, delete_task, executions, put_task, spec, task_row, wait_lapsed
 
 T0 = at("2026-01-05T10:00:00Z")
 
@@ -98,24 +99,135 @@ def test_two_beats_split_due_rows_instead_of_waiting(postgres_url: str) -> None:
         db.dispose()
 
 
-def test_unpublished_rows_are_found_marked_and_failed(db: Database) -> None:
+def claim_rows(db: Database, lease: leases.Lease | None, *ids: str, first: int = 0) -> None:
+    """Pending rows of task ``u``, one per id, for slots ``first``, ``first + 1``... s."""
+    rows = [
+        new_execution("u", celery_id, T0 + seconds(first + n)) for n, celery_id in enumerate(ids)
+    ]
     with db.session() as session:
-        scheduling.insert_executions(
-            session,
-            [new_execution("u", f"id-{n}", T0 + seconds(n)) for n in range(3)],
-        )
+        scheduling.insert_executions(session, rows, lease)
+
+
+def taken(db: Database, lease: leases.Lease, legacy_age: float = 5) -> list[str]:
+    with db.session() as session:
+        return [row.celery_task_id for row in leases.take_over(session, lease, legacy_age, 10)]
+
+
+def test_unpublished_rows_are_taken_over_marked_and_failed(db: Database) -> None:
+    claim_rows(db, leases.Lease("beat-a", 0.2), "id-0", "id-1", "id-2")
     with db.session() as session:
         scheduling.mark_published(session, ["id-0"], T0 + seconds(1))
+    wait_lapsed(db)
     with db.session() as session:
-        assert scheduling.unpublished(session, T0, 10) == []
-        rows = scheduling.unpublished(session, T0 + seconds(1), 10)
+        rows = leases.take_over(session, leases.Lease("beat-b", 10), 5, 10)
         assert [row.celery_task_id for row in rows] == ["id-1", "id-2"]
+        assert rows[0].scheduled_for == T0 + seconds(1) and rows[0].queued_at == T0
         scheduling.fail_unpublished(session, [rows[0].id], "not published: test", T0)
     by_id = {row.celery_task_id: row for row in executions(db, "u")}
     assert by_id["id-0"].published_at == T0 + seconds(1)
     assert by_id["id-1"].status == "failure"
     assert by_id["id-1"].error == "not published: test"
     assert by_id["id-2"].status == "pending"
+    assert by_id["id-2"].claimed_by == "beat-b"
+
+
+def test_a_claim_carries_its_owner_and_a_lease_from_the_database_clock(db: Database) -> None:
+    with db.session() as session:
+        before = leases.database_now(session)
+    # The rows are queued at T0 by the beat's clock; the lease ignores that clock.
+    claim_rows(db, leases.Lease("beat-a", 10), "id-0", "id-1")
+    with db.session() as session:
+        after = leases.database_now(session)
+    rows = executions(db, "u")
+    assert {row.claimed_by for row in rows} == {"beat-a"}
+    for row in rows:
+        assert row.lease_until is not None
+        assert before + seconds(10) <= row.lease_until <= after + seconds(10)
+    claim_rows(db, None, "id-9", first=9)
+    (unclaimed,) = [row for row in executions(db, "u") if row.celery_task_id == "id-9"]
+    assert unclaimed.claimed_by is None and unclaimed.lease_until is None
+
+
+def test_a_live_lease_is_never_taken_over_and_a_lapsed_one_by_one_beat_only(db: Database) -> None:
+    claim_rows(db, leases.Lease("beat-a", 30), "live")
+    assert taken(db, leases.Lease("beat-b", 10)) == []
+    claim_rows(db, leases.Lease("beat-a", 0.2), "short", first=1)
+    wait_lapsed_rows(db, "short")
+    assert taken(db, leases.Lease("beat-b", 10)) == ["short"]
+    # Now beat B holds it: a third beat gets nothing, B itself may take its own again.
+    assert taken(db, leases.Lease("beat-c", 10)) == []
+    assert taken(db, leases.Lease("beat-b", 10)) == ["short"]
+    rows = {row.celery_task_id: row for row in executions(db, "u")}
+    assert rows["short"].claimed_by == "beat-b"
+    assert rows["live"].claimed_by == "beat-a"
+
+
+def wait_lapsed_rows(db: Database, *ids: str) -> None:
+    from tests.support import wait_for
+
+    def lapsed() -> bool:
+        with db.session() as session:
+            now = leases.database_now(session)
+        rows = [row for row in executions(db) if row.celery_task_id in ids]
+        return all(row.lease_until is not None and row.lease_until < now for row in rows)
+
+    wait_for(lapsed, 10, message=f"the leases of {ids} to lapse")
+
+
+def test_rows_claimed_before_leases_are_taken_over_by_their_age_on_the_database_clock(
+    db: Database,
+) -> None:
+    with db.session() as session:
+        now = leases.database_now(session)
+        scheduling.insert_executions(
+            session,
+            [
+                scheduling.NewExecution("u", "old", "schedule", T0, [], {}, now - seconds(60)),
+                scheduling.NewExecution("u", "new", "schedule", T0 + seconds(1), [], {}, now),
+                scheduling.NewExecution("u", "ext", "external", T0 + seconds(2), [], {}, T0),
+            ],
+        )
+    assert taken(db, leases.Lease("beat-b", 10), legacy_age=30) == ["old"]
+
+
+def test_renewal_is_a_compare_and_set_on_the_owner_and_a_live_lease(db: Database) -> None:
+    claim_rows(db, leases.Lease("beat-a", 10), "id-0", "id-1", "id-2")
+    first = {row.celery_task_id: row.lease_until for row in executions(db, "u")}
+    with db.session() as session:
+        assert leases.renew(session, leases.Lease("beat-b", 10), ["id-0", "id-1"]) == set()
+        scheduling.mark_published(session, ["id-2"], T0)
+    with db.session() as session:
+        renewed = leases.renew(session, leases.Lease("beat-a", 20), ["id-0", "id-1", "id-2"])
+    assert renewed == {"id-0", "id-1"}  # id-2 was sent: nothing left to hold
+    rows = {row.celery_task_id: row for row in executions(db, "u")}
+    for celery_id in ("id-0", "id-1"):
+        until, was = rows[celery_id].lease_until, first[celery_id]
+        assert until is not None and was is not None and until >= was + seconds(9)
+    claim_rows(db, leases.Lease("beat-a", 0.2), "lapsing", first=3)
+    wait_lapsed_rows(db, "lapsing")
+    with db.session() as session:
+        # Lapsed: not even its owner may renew it, though no other beat took it yet.
+        assert leases.renew(session, leases.Lease("beat-a", 10), ["lapsing"]) == set()
+
+
+@pytest.mark.postgres
+def test_two_beats_taking_over_at_once_never_both_get_a_row(postgres_url: str) -> None:
+    db = Database.open(postgres_url)
+    try:
+        claim_rows(db, leases.Lease("beat-a", 0.2), "id-0", "id-1", "id-2")
+        wait_lapsed(db)
+        with db.session() as first:
+            mine = leases.take_over(first, leases.Lease("beat-b", 10), 5, 2)
+            with db.session() as second:
+                # B's transaction is still open: its rows are locked, C skips them.
+                theirs = leases.take_over(second, leases.Lease("beat-c", 10), 5, 10)
+        assert [row.celery_task_id for row in mine] == ["id-0", "id-1"]
+        assert [row.celery_task_id for row in theirs] == ["id-2"]
+        # Committed: B's live leases keep C away.
+        assert taken(db, leases.Lease("beat-c", 10)) == ["id-2"]
+        assert taken(db, leases.Lease("beat-d", 10)) == []
+    finally:
+        db.dispose()
 
 
 def test_the_heartbeat_is_one_row_per_beat_updated_in_place(db: Database) -> None:

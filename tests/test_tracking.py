@@ -196,3 +196,188 @@ def test_an_embedded_database_that_does_not_exist_is_not_created(
         tracking.uninstall(celery)
     assert not (tmp_path / ".reconciler").exists()
     assert "the database .reconciler/state.db does not exist" in caplog.text
+
+
+# --- deliveries of the reconciler's messages are claimed before they run -----------------
+
+SCHEDULED = {tracking.PUBLISHED_HEADER: "schedule"}
+
+
+def scheduled_row(url: str, celery_task_id: str, status: str = "pending") -> None:
+    """The row as beat writes it before it publishes the message (task ``counted``)."""
+    database = Database.open(url)
+    with database.session() as session:
+        session.add(
+            TaskExecution(
+                task_name="counted", celery_task_id=celery_task_id, trigger="schedule",
+                scheduled_for=T0, status=status, queued_at=T0, args=[1], kwargs={},
+                started_at=None if status == "pending" else T0,
+                finished_at=T0 if status == "success" else None,
+            )
+        )  # fmt: skip
+    database.dispose()
+
+
+def add_counted_task(url: str) -> None:
+    """The managed task ``counted`` (Celery task ``t.counted``)."""
+    database = Database.open(url)
+    with database.session() as session:
+        session.add(
+            Task(
+                name="counted", owner="ops", type="async", task="t.counted",
+                spec={"name": "counted", "task": "t.counted", "args": [1], "kwargs": {}},
+                content_hash="0" * 64, created_at=T0, updated_at=T0,
+            )
+        )  # fmt: skip
+    database.dispose()
+
+
+@pytest.fixture
+def counted(app: Celery, sqlite_url: str) -> tuple[Any, list[str]]:
+    """A task that notes each run of its body (by Celery task id)."""
+    add_counted_task(sqlite_url)
+    calls: list[str] = []
+
+    @app.task(name="t.counted", shared=False, bind=True)
+    def counted(self: Any, rows: int) -> int:
+        calls.append(self.request.id)
+        return rows
+
+    app.finalize()  # as a worker does before its first task: install hooks every task
+    assert "t.counted" in app.tasks and tracking.hook_tasks(app) == 0
+    return counted, calls
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_a_delivery_of_an_execution_that_finished_elsewhere_does_not_run(
+    app: Celery, sqlite_url: str, counted: tuple[Any, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    task, calls = counted
+    scheduled_row(sqlite_url, "slot-1")
+    with caplog.at_level(logging.INFO, logger="reconciler.tracking"):
+        first = task.apply(args=[1], task_id="slot-1", headers=SCHEDULED)
+        assert tracking.install(app).flush()
+        second = task.apply(args=[1], task_id="slot-1", headers=SCHEDULED)
+    assert calls == ["slot-1"]
+    assert (first.state, second.state) == ("SUCCESS", "IGNORED")
+    (row,) = rows(sqlite_url, app)
+    assert (row.status, row.trigger, row.result, row.duplicates) == ("success", "schedule", 1, 1)
+    assert row.started_at is not None and row.duration_ms is not None
+    (warning,) = warnings_of(caplog)
+    assert warning == (
+        "duplicate delivery of t.counted[slot-1] not run: its execution ended (success) elsewhere"
+    )
+
+
+def test_a_delivery_of_an_execution_running_elsewhere_does_not_run(
+    app: Celery, sqlite_url: str, counted: tuple[Any, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    task, calls = counted
+    scheduled_row(sqlite_url, "slot-2", status="started")
+    with caplog.at_level(logging.WARNING, logger="reconciler.tracking"):
+        assert task.apply(args=[1], task_id="slot-2", headers=SCHEDULED).state == "IGNORED"
+    assert calls == []
+    (row,) = rows(sqlite_url, app)
+    assert (row.status, row.duplicates, row.started_at) == ("started", 1, T0)
+    assert warnings_of(caplog) == [
+        "duplicate delivery of t.counted[slot-2] not run: its execution is running elsewhere"
+    ]
+
+
+def test_messages_published_outside_the_reconciler_are_not_claimed(
+    app: Celery, sqlite_url: str, counted: tuple[Any, list[str]]
+) -> None:
+    task, calls = counted
+    task.apply(args=[1], task_id="ext-1")
+    task.apply(args=[1], task_id="ext-1")
+    assert calls == ["ext-1", "ext-1"]  # at least once: nothing tells a repeat apart
+    (row,) = rows(sqlite_url, app)
+    assert (row.trigger, row.status, row.duplicates) == ("external", "success", 0)
+
+
+def test_tracers_built_before_install_are_rebuilt_with_the_claim(sqlite_url: str) -> None:
+    from celery.app.trace import build_tracer
+
+    celery = Celery("early", broker="memory://", set_as_current=False)
+    celery.conf.task_ignore_result = True
+    calls: list[str] = []
+
+    @celery.task(name="t.counted", shared=False)
+    def early(rows: int) -> int:
+        calls.append("ran")
+        return rows
+
+    celery.finalize()
+    early.__trace__ = build_tracer("t.counted", early, app=celery)  # as a worker does
+    tracking.install(celery, database_url=sqlite_url)
+    try:
+        scheduled_row(sqlite_url, "slot-3", status="success")
+        request = {"id": "slot-3", "retries": 0, tracking.PUBLISHED_HEADER: "schedule"}
+        traced = early.__trace__("slot-3", [1], {}, request)
+        assert calls == []
+        assert traced.info is not None and traced.info.state == "IGNORED"
+        (row,) = rows(sqlite_url, celery)
+        assert row.duplicates == 1
+    finally:
+        tracking.uninstall(celery)
+
+
+def test_a_tasks_own_before_start_still_runs_once_after_the_claim(
+    app: Celery, sqlite_url: str
+) -> None:
+    seen: list[str] = []
+
+    class Base(app.Task):  # type: ignore[name-defined,misc]
+        def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+            seen.append("base")
+
+    class Audited(Base):  # calls its parent: both are hooked, the claim is made once
+        def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+            seen.append("audited")
+            super().before_start(task_id, args, kwargs)
+
+    @app.task(name="t.counted", shared=False, base=Audited)
+    def audited(rows: int) -> int:
+        seen.append("body")
+        return rows
+
+    app.finalize()
+    app.register_task(Base())  # registered late: hooked when the worker starts
+    assert tracking.hook_tasks(app) == 1
+    add_counted_task(sqlite_url)
+    scheduled_row(sqlite_url, "slot-4")
+    assert audited.apply(args=[1], task_id="slot-4", headers=SCHEDULED).state == "SUCCESS"
+    assert seen == ["audited", "base", "body"]
+    (row,) = rows(sqlite_url, app)
+    assert (row.status, row.duplicates) == ("success", 0)
+
+
+def test_an_unreachable_database_at_claim_time_runs_the_task_and_says_so(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracking, "RETRY_FOR", 0.3)
+    celery = Celery("claims-away", broker="memory://", set_as_current=False)
+    celery.conf.task_ignore_result = True
+    calls: list[str] = []
+
+    @celery.task(name="t.away", shared=False)
+    def away() -> int:
+        calls.append("ran")
+        return 42
+
+    tracking.install(celery, database_url="postgresql://nobody@127.0.0.1:1/nothing")
+    celery.finalize()
+    try:
+        with caplog.at_level(logging.INFO, logger="reconciler.tracking"):
+            for task_id in ("away-1", "away-2"):
+                assert away.apply(task_id=task_id, headers=SCHEDULED).get() == 42
+            assert tracking.install(celery).flush(10)
+    finally:
+        tracking.uninstall(celery)
+    assert calls == ["ran", "ran"]
+    unavailable = [m for m in warnings_of(caplog) if "claims unavailable" in m]
+    assert len(unavailable) == 1  # once per outage; each unclaimed run at INFO
+    assert "runs unclaimed" in caplog.text and "t.away[away-2]" in caplog.text

@@ -129,3 +129,31 @@ def test_an_unreachable_broker_exits_1_and_fails_the_row(sqlite_url: str) -> Non
     db.dispose()
     assert row.status == "failure"
     assert (row.error or "").startswith("not published: ")
+
+
+@pytest.mark.redis
+def test_a_disabled_task_is_refused_unless_forced(database_url: str, redis_url: str) -> None:
+    db = Database.open(database_url)
+    put_task(db, spec("paused", interval={"hours": 1}, enabled=False), NOW)
+    db.dispose()
+    urls = ("--database-url", database_url, "--broker-url", redis_url)
+    code, out, err = invoke("paused", *urls)
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: task 'paused' is disabled (enabled: false in its task file), so it was not "
+        "run; pass --force to run it once anyway (recorded as a manual run)\n"
+    )
+    db = Database.open(database_url)
+    assert executions(db, "paused") == []
+    assert queued(redis_url) == []
+    code, out, err = invoke("paused", "--force", *urls)
+    assert (code, err) == (0, "")
+    (row,) = executions(db, "paused")
+    db.dispose()
+    assert out == (
+        f"Triggered paused (disabled; run because of --force): celery task id "
+        f"{row.celery_task_id}\n"
+    )
+    assert (row.trigger, row.status) == ("manual", "pending")
+    (message,) = queued(redis_url)
+    assert message["headers"]["id"] == row.celery_task_id  # type: ignore[index]

@@ -435,6 +435,20 @@ def test_head_is_get_without_a_body(client: TestClient, ids: dict[str, int], pat
     assert head.headers["content-type"] == client.get(path).headers["content-type"]
 
 
+def test_metrics_count_the_deliveries_workers_refused_to_run(
+    scratch_client: TestClient, scratch: Database, owner: str
+) -> None:
+    with scratch.session() as session:
+        for name in (f"{owner}-twice", f"{owner}-once"):
+            add_task(session, name, owner=owner)
+        for hour, refused in enumerate((2, 0, 1)):
+            add_execution(session, f"{owner}-twice", queued_at=T0 + hour * H).duplicates = refused
+        add_execution(session, f"{owner}-once")
+    text = scratch_client.get("/metrics").text
+    assert f'reconciler_duplicate_deliveries{{task="{owner}-twice"}} 3.0' in text
+    assert f'reconciler_duplicate_deliveries{{task="{owner}-once"}}' not in text
+
+
 def test_healthz_metrics_and_page(client: TestClient, ids: dict[str, int]) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     text = client.get("/metrics").text

@@ -22,6 +22,7 @@ from reconciler.cli.options import (
 from reconciler.cli.planview import (
     applied_line,
     progress_bar,
+    render_json,
     render_markdown,
     render_text,
     use_colour,
@@ -71,7 +72,7 @@ def apply(
         click.echo(f"warning: {warning}", err=True)
     plan = result.plan
     if output_format == "json":
-        echo_json(plan.to_dict())
+        echo_json(render_json(plan))
     elif output_format == "markdown":
         click.echo(render_markdown(plan))
     else:

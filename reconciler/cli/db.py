@@ -1,16 +1,19 @@
 """``reconcile db upgrade`` and ``reconcile db current``: the schema migrations by hand.
 
 Every command that opens the database upgrades it anyway; these are for operators who
-migrate as a separate deploy step, or want to see where a database stands.
+migrate as a separate deploy step, or want to see where a database stands (``current``
+exits 1 unless the schema is at this version's head, so a deploy job can gate on it).
 """
 
 from __future__ import annotations
+
+import sys
 
 import click
 
 from reconciler.cli.options import handle_errors, settings_options
 from reconciler.settings import Settings
-from reconciler.store.database import Database, head_revision
+from reconciler.store.database import Database, head_revision, known_revision
 
 
 @click.group("db")
@@ -36,7 +39,7 @@ def upgrade(settings: Settings) -> None:
 @settings_options
 @handle_errors
 def current(settings: Settings) -> None:
-    """Print the database's schema revision, and what to run when it is behind."""
+    """Print the database's schema revision; exit 1 unless it is this version's head."""
     database = Database.open(settings.database_url, upgrade=False)
     try:
         revision = database.current_revision()
@@ -45,6 +48,12 @@ def current(settings: Settings) -> None:
     head = head_revision()
     if revision == head:
         click.echo(f"{revision} (head)")
+        return
+    if revision is None or known_revision(revision):
+        click.echo(f"{revision or 'none'} (behind: head is {head}; run: reconcile db upgrade)")
     else:
-        shown = revision or "none"
-        click.echo(f"{shown} (head is {head}; run: reconcile db upgrade)")
+        click.echo(
+            f"{revision} (ahead: this celery-reconciler knows revisions up to {head}; "
+            f"the database was migrated by a newer version, so upgrade celery-reconciler)"
+        )
+    sys.exit(1)

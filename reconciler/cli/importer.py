@@ -1,4 +1,6 @@
-"""``reconcile import FILE.json``: the old web API's task payloads as task files (DESIGN §2).
+"""``reconcile import FILE.json``: the old web API's task payloads as task files.
+
+See docs/import.md.
 
 Parses options, calls ``reconciler.importer.import_file`` and says what it wrote, which
 names it changed, and what to run next.

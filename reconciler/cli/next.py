@@ -1,4 +1,4 @@
-"""``reconcile next NAME``: a task's next fire times, read from the task files (DESIGN §2).
+"""``reconcile next NAME``: a task's next fire times, read from the task files (docs/cli.md).
 
 Loads the tasks directory (no database), finds the task and prints the times from
 ``reconciler.schedule`` in the task's time zone, with the schedule in words.

@@ -1,7 +1,8 @@
 """How a plan reads: text like ``terraform plan``, stable JSON, and a pull-request comment.
 
 ``reconcile apply`` / ``--dry-run`` and ``reconcile watch`` print through these; the
-plan itself (``reconciler.plan``) knows nothing of presentation.
+plan itself (``reconciler.plan``) knows nothing of presentation. Every format shows
+values through ``reconciler.redact`` (a plan is often posted where many can read it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import IO, Any
 import click
 
 from reconciler.plan import Change, Plan
+from reconciler.redact import redact_definition, redact_field
 
 Style = Callable[[str, str], str]
 # Below this many changes apply is quick enough that a progress bar only flickers.
@@ -50,14 +52,24 @@ def render_text(plan: Plan, colour: bool = False) -> str:
     for change in plan.updates:
         lines.append(style(f"~ {change.name}", "yellow") + f" ({where(change)})")
         for item in change.fields:
-            lines.append(f"    {item.field}: {value_text(item.old)} -> {value_text(item.new)}")
+            old = value_text(redact_field(item.field, item.old))
+            new = value_text(redact_field(item.field, item.new))
+            lines.append(f"    {item.field}: {old} -> {new}")
     for change in plan.deletes:
         lines.append(style(f"- {change.name}", "red"))
     return "\n".join(lines)
 
 
 def render_json(plan: Plan) -> dict[str, Any]:
-    return plan.to_dict()
+    data = plan.to_dict()
+    for created in data["create"]:
+        created["spec"] = redact_definition(created["spec"])
+    for updated in data["update"]:
+        updated["changes"] = {
+            field: {side: redact_field(field, value) for side, value in change.items()}
+            for field, change in updated["changes"].items()
+        }
+    return data
 
 
 def render_markdown(plan: Plan) -> str:
@@ -80,8 +92,8 @@ def render_markdown(plan: Plan) -> str:
     for change in plan.updates:
         lines.append(f"! {change.name} ({where(change)})")
         for item in change.fields:
-            lines.append(f"-     {item.field}: {value_text(item.old)}")
-            lines.append(f"+     {item.field}: {value_text(item.new)}")
+            lines.append(f"-     {item.field}: {value_text(redact_field(item.field, item.old))}")
+            lines.append(f"+     {item.field}: {value_text(redact_field(item.field, item.new))}")
     for change in plan.deletes:
         lines.append(f"- {change.name}")
     lines += ["```", "", "</details>"]

@@ -1,4 +1,7 @@
-"""``reconcile serve``: the read-only history endpoint and page on uvicorn (DESIGN §5)."""
+"""``reconcile serve``: the read-only history endpoint and page on uvicorn.
+
+What it serves: docs/http-api.md; its defences: docs/security.md.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +26,29 @@ from reconciler.settings import Settings
     is_flag=True,
     help="Allow a non-loopback address without a tokens file (everyone sees everything).",
 )
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests addressed to NAME (a proxy's name; *.example.com; * for "
+    "any), besides loopback names; repeatable [env RECONCILER_ALLOWED_HOSTS, comma-separated].",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0, 3600, min_open=True, max_open=True),
+    default=None,
+    help="Seconds for a request's headers to arrive before the connection is closed "
+    "[env RECONCILER_HEADER_TIMEOUT; default 10].",
+)
+@click.option(
+    "--keep-alive-timeout",
+    "keep_alive",
+    type=click.IntRange(1, 3600),
+    default=5,
+    show_default=True,
+    help="Seconds an idle connection stays open after a response.",
+)
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
 @click.option(
     "--workers",
@@ -38,6 +64,9 @@ def serve(
     port: int,
     tokens_file: str | None,
     insecure: bool,
+    allowed_hosts: tuple[str, ...],
+    header_timeout: float | None,
+    keep_alive: int,
     access_log: bool,
     workers: int,
 ) -> None:
@@ -52,4 +81,7 @@ def serve(
         insecure=insecure,
         access_log=access_log,
         workers=workers,
+        allowed_hosts=allowed_hosts,
+        header_timeout=header_timeout,
+        keep_alive=keep_alive,
     )

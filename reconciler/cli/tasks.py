@@ -1,4 +1,4 @@
-"""``reconcile tasks``: the Celery task names the app registers (DESIGN §2).
+"""``reconcile tasks``: the Celery task names the app registers (docs/cli.md).
 
 Imports the app named by ``--app`` / ``RECONCILER_APP`` (the demo app by default) and
 prints its own task names, one per line, or as JSON for scripts.

@@ -1,7 +1,8 @@
 """``reconcile up``: everything for one machine (watch, Beat, a worker, the HTTP endpoint).
 
-Parses options, brings the database schema up to date once (so the children do not
-race to migrate it), and hands over to ``reconciler.up.Supervisor``.
+Parses options, refuses a port in use or an unwritable embedded state before starting
+anything, brings the database schema up to date once (so the children do not race to
+migrate it), and hands over to ``reconciler.up.Supervisor``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,18 @@ import click
 
 from reconciler.cli.options import handle_errors, settings_options
 from reconciler.doctor import masked
+from reconciler.errors import ConfigError
 from reconciler.settings import Settings
 from reconciler.store.database import Database
-from reconciler.up import Supervisor, UpOptions, child_env, plan_children
+from reconciler.up import (
+    Supervisor,
+    UpOptions,
+    child_env,
+    plan_children,
+    port_taken,
+    sqlite_files,
+    unwritable_state,
+)
 
 
 @click.command("up")
@@ -46,6 +56,17 @@ def up(
     loglevel: str,
 ) -> None:
     """Run the watch loop, Beat, a worker and the HTTP endpoint until Ctrl-C or SIGTERM."""
+    if serve and port_taken(host, port):
+        raise ConfigError(
+            f"port {port} on {host} is already in use (another 'reconcile up' or 'serve'?): "
+            f"stop it, or pass --port with a free port (0: any)"
+        )
+    state = unwritable_state(sqlite_files(settings))
+    if state is not None:
+        raise ConfigError(
+            f"the embedded state {state}: free space or make it writable, or point "
+            f"--database-url and --broker-url elsewhere"
+        )
     Database.open(settings.database_url).dispose()
     options = UpOptions(
         host=host,

@@ -1,4 +1,4 @@
-"""``reconcile validate [PATH...]``: the CI step (DESIGN §1, §2).
+"""``reconcile validate [PATH...]``: the CI step (docs/ci.md).
 
 Loads the task files, prints every diagnostic as text, JSON or GitHub workflow
 annotations, and exits 0 (valid, warnings allowed), 1 (invalid) or 2 (usage). It
@@ -139,7 +139,7 @@ def text_line(diagnostic: Diagnostic) -> str:
 
 
 def as_json(result: LoadResult) -> dict[str, object]:
-    """The stable JSON document of ``--format json`` (documented in the README)."""
+    """The stable JSON document of ``--format json`` (documented in docs/ci.md)."""
     return {
         "valid": result.ok,
         "files": result.files,

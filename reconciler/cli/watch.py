@@ -20,8 +20,12 @@ from reconciler.cli.options import (
     settings_options,
 )
 from reconciler.settings import Settings
+from reconciler.store import stall
 from reconciler.store.database import Database
 from reconciler.watch import Watcher, WatchOptions
+
+STOP_GRACE = 0.5
+"""Seconds an apply in progress has after SIGTERM before its database waits are ended."""
 
 
 @click.command("watch")
@@ -96,6 +100,10 @@ def watch(
             "%s received, stopping", signal.Signals(signum).name
         )
         watcher.stop()
+        # An apply in progress may finish if it can within the grace; one waiting for a
+        # database that does not answer is ended then (docs/deadlines.md).
+        stall.cut_off(STOP_GRACE)
+        stall.abandon_connect()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -1,16 +1,17 @@
 """One handle on the database: the engine, sessions, and the schema brought up to date.
 
 ``Database.open(url)`` is what every command, the Beat scheduler, tracking and the
-HTTP endpoint call; it runs the alembic migrations first (DESIGN: every command that
-opens the database upgrades it). Upgrades are safe to run from several processes at
-once: they serialise on a database lock and the later ones find nothing to do.
+HTTP endpoint call; it runs the alembic migrations first (every command that opens the
+database upgrades it: docs/plan-and-apply.md, "The database schema"). Upgrades are
+safe to run from several processes at once: they serialise on a database lock and the
+later ones find nothing to do.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,19 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    StatementError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
-from reconciler.errors import ConfigError, DatabaseUnavailable
+from reconciler.errors import ConfigError, DatabaseUnavailable, StateRefused
 from reconciler.store.db import make_engine, session_factory
+from reconciler.store.deadlines import COMMAND, MIGRATION, Deadlines
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # pg_advisory_xact_lock key for schema upgrades (any constant; "reconcil" in ASCII).
@@ -54,6 +63,11 @@ def _known_revision(revision: str) -> bool:
     return revision in {script.revision for script in scripts.walk_revisions()}
 
 
+def known_revision(revision: str) -> bool:
+    """True when ``revision`` is one of this version's migrations (else a newer one's)."""
+    return _known_revision(revision)
+
+
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
@@ -62,24 +76,32 @@ def head_revision() -> str | None:
 class Database:
     engine: Engine
     sessions: sessionmaker[Session]
+    deadlines: Deadlines = COMMAND
 
     @classmethod
     def open(
-        cls, url: str, *, upgrade: bool = True, create: bool = True, **engine_kwargs: Any
+        cls,
+        url: str,
+        *,
+        upgrade: bool = True,
+        create: bool = True,
+        deadlines: Deadlines = COMMAND,
+        **engine_kwargs: Any,
     ) -> Database:
         """Connect (and by default migrate); DatabaseUnavailable when it cannot be reached.
 
-        ``create=False`` leaves a missing SQLite file uncreated (a dry run writes nothing).
+        ``deadlines``: the role's timeouts (``reconciler.store.deadlines``). ``create=False``
+        leaves a missing SQLite file uncreated (a dry run writes nothing).
         """
         engine_kwargs.setdefault("json_serializer", serialize_json)
         try:
-            engine = make_engine(url, create=create, **engine_kwargs)
+            engine = make_engine(url, create=create, deadlines=deadlines, **engine_kwargs)
         except (ArgumentError, NoSuchModuleError) as exc:
             raise ConfigError(
                 f"invalid database URL {url!r}: {exc}; use e.g. sqlite:///path/state.db or "
                 f"postgresql://user@host/dbname (--database-url / RECONCILER_DATABASE_URL)"
             ) from exc
-        database = cls(engine, session_factory(engine))
+        database = cls(engine, session_factory(engine), deadlines)
         if upgrade:
             try:
                 database.upgrade()
@@ -115,10 +137,21 @@ class Database:
             unavailable_as_error(self.engine),
             self.engine.connect() as connection,
             connection.begin(),
+            ExitStack() as stack,
         ):
             # Serialise concurrent upgrades: the first migrates, the others wait for its
             # commit and then find the schema at head.
             if self.dialect == "postgresql":
+                # A migration may rewrite a large table: the migration figures, not the role's.
+                for name, value in MIGRATION.server_settings().items():
+                    connection.execute(
+                        text("SELECT set_config(:name, :value, true)"),
+                        {"name": name, "value": value},
+                    )
+                from reconciler.store import stall  # psycopg: only for PostgreSQL
+
+                raw = connection.connection.dbapi_connection
+                stack.enter_context(stall.extended(raw, MIGRATION.read))
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY}
                 )
@@ -157,15 +190,57 @@ def unavailable_as_error(engine: Engine) -> Iterator[None]:
         raise
 
 
+@contextmanager
+def refusal_as_error(names: Callable[[], Sequence[str]]) -> Iterator[None]:
+    """Turn the database refusing a value (too long, not text, out of range, a constraint)
+    into StateRefused naming the task written (or, when the statement wrote several,
+    the tasks being written); other errors pass through."""
+    try:
+        yield
+    except (DataError, IntegrityError) as exc:
+        reason = first_line(exc)
+        named = _written_name(exc.params) or names()
+        raise StateRefused(refusal_message(named, reason), reason) from exc
+    except StatementError as exc:
+        if isinstance(exc, DBAPIError):
+            raise
+        # A value the driver could not even send (bind processing failed).
+        reason = first_line(exc)
+        raise StateRefused(refusal_message(names(), reason), reason) from exc
+    except (OverflowError, UnicodeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise StateRefused(refusal_message(names(), reason), reason) from exc
+
+
+def _written_name(params: Any) -> list[str] | None:
+    if isinstance(params, Mapping):
+        for key in ("name", "b_name", "task_name"):
+            if isinstance(params.get(key), str):
+                return [params[key]]
+    return None
+
+
+def refusal_message(names: Sequence[str], reason: str) -> str:
+    """The one line that says which task (or which of several) the database refused."""
+    shown = ", ".join(repr(name) for name in names[:5])
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    which = f"task {shown}" if len(names) == 1 else f"one of the tasks {shown}{more}"
+    return f"the database refused to store {which}: {reason}; nothing applied, fix the task file"
+
+
 def _is_connect_error(exc: DBAPIError) -> bool:
     kind = type(exc.orig)
     if kind.__module__.startswith("sqlite3"):
         # SQLite's OperationalError also means "locked" or "no such table"; only a file
         # that cannot be opened is a database that is away.
         return "unable to open" in str(exc.orig) or "disk I/O" in str(exc.orig)
-    # psycopg: the exact classes for connection failures (subclasses such as
-    # LockNotAvailable or QueryCanceled are not outages).
-    return kind.__name__ in {"OperationalError", "InterfaceError"}
+    # psycopg: connection failures, a connect timeout and a round trip that got no answer
+    # (``reconciler.store.stall``) have no SQLSTATE; errors the server reported (such as
+    # LockNotAvailable or QueryCanceled) have one and are not outages.
+    classes = {cls.__name__ for cls in kind.__mro__}
+    return bool(classes & {"OperationalError", "InterfaceError"}) and (
+        getattr(exc.orig, "sqlstate", None) is None
+    )
 
 
 def first_line(error: BaseException) -> str:

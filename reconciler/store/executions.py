@@ -218,6 +218,9 @@ def apply_updates(session: Session, updates: Iterable[ExecutionUpdate]) -> None:
     """
     ordered = sorted(_coalesced(list(updates)), key=lambda update: update.order)
     connection = session.connection()
+    driver = _driver_upserts(connection.dialect)
+    raw: Any = connection.connection.driver_connection
+    cursor = raw.cursor() if driver is not None else None
     for status, group in itertools.groupby(ordered, key=lambda update: update.status):
         # One prepared statement, executed for every row in one pipeline (psycopg);
         # only the step that counts of each execution is sent.
@@ -226,7 +229,61 @@ def apply_updates(session: Session, updates: Iterable[ExecutionUpdate]) -> None:
         # In chunks: each waits for the server without the GIL, so a worker process
         # that writes from a thread is never held up for the whole batch.
         for start in range(0, len(rows), CHUNK):
-            connection.execute(statement, [u.params() for u in rows[start : start + CHUNK]])
+            params = [u.params() for u in rows[start : start + CHUNK]]
+            if driver is not None:
+                driver.run(cursor, status, statement, params)
+            else:
+                connection.execute(statement, params)
+
+
+class _DriverUpserts:
+    """The upserts as SQL text on psycopg's cursor, each row's values converted by the
+    columns' own types: SQLAlchemy's execution machinery cost as much per row as the
+    rest of the write (docs/design/tracking-writes.md)."""
+
+    def __init__(self, dialect: Any) -> None:
+        table: Table = TaskExecution.__table__  # type: ignore[assignment]
+        keys = list(ExecutionUpdate("", PENDING, dt.datetime.now(dt.UTC)).params())
+        self.dialect = dialect
+        self.keys = keys
+        self.convert = [
+            (key, processor)
+            for key in keys
+            if (processor := table.c[key].type.dialect_impl(dialect).bind_processor(dialect))
+            is not None
+        ]
+        # Columns the insert fills from their Python-side default, as SQLAlchemy would.
+        self.defaults: dict[str, Any] = {}
+        for column in table.c:
+            default: Any = column.default
+            if column.name not in keys and default is not None and default.is_scalar:
+                self.defaults[column.name] = default.arg
+        self.sql: dict[str, str] = {}
+
+    def run(self, cursor: Any, status: str, statement: Any, rows: list[dict[str, Any]]) -> None:
+        sql = self.sql.get(status)
+        if sql is None:
+            sql = self.sql[status] = str(
+                statement.compile(dialect=self.dialect, column_keys=self.keys)
+            )
+        for row in rows:
+            for key, processor in self.convert:
+                row[key] = processor(row[key])
+            row.update(self.defaults)
+        cursor.executemany(sql, rows)
+
+
+_DRIVER: dict[Any, _DriverUpserts] = {}
+
+
+def _driver_upserts(dialect: Any) -> _DriverUpserts | None:
+    """The driver-level upserts for psycopg on PostgreSQL; None elsewhere (SQLite)."""
+    if dialect.name != "postgresql" or dialect.driver != "psycopg":
+        return None
+    key = type(dialect)
+    if key not in _DRIVER:
+        _DRIVER[key] = _DriverUpserts(dialect)
+    return _DRIVER[key]
 
 
 def _one_per_execution(status: str, group: list[ExecutionUpdate]) -> list[ExecutionUpdate]:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from reconciler.secretref import referenced_names
 from reconciler.store.tables import BeatHeartbeat, Task, TaskExecution
 
 
@@ -25,6 +26,7 @@ class TaskState:
     last_run_at: dt.datetime | None
     at: str | None  # a scheduled task's ``at`` as stored in its spec
     source: str
+    secret_env: tuple[str, ...] = ()  # variables its ``{secret_env: NAME}`` values name
 
 
 def live_tasks(session: Session) -> list[TaskState]:
@@ -54,9 +56,16 @@ def live_tasks(session: Session) -> list[TaskState]:
             last_run_at=row.last_run_at,
             at=_at(row.spec) if row.type == "scheduled" else None,
             source=f"{row.source_path}:{row.source_line}" if row.source_path else "",
+            secret_env=_secret_env(row.spec),
         )
         for row in session.execute(query)
     ]
+
+
+def _secret_env(spec: Any) -> tuple[str, ...]:
+    if not isinstance(spec, dict):
+        return ()
+    return tuple(referenced_names([spec.get("args"), spec.get("kwargs")]))
 
 
 def _at(spec: Any) -> str | None:

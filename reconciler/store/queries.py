@@ -38,7 +38,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from reconciler.errors import DatabaseUnavailable, UsageError
-from reconciler.redact import SECRET_KEY, redact
+from reconciler.redact import might_hold_secrets, redact_json, redact_text
+from reconciler.store import stall
 from reconciler.store.database import Database, unavailable
 from reconciler.store.reader import Read, Reader, Row
 from reconciler.store.tables import (
@@ -123,15 +124,30 @@ def encode_cursor(kind: str, *values: Any) -> str:
 
 
 def decode_cursor(cursor: str, kind: str, size: int) -> list[Any]:
-    """The values of a cursor made by ``encode_cursor(kind, ...)``, or ``BadParameter``."""
+    """The values of a cursor made by ``encode_cursor(kind, ...)``, or ``BadParameter``:
+    a flat list of null, integers and text a database can hold (no NUL, no lone
+    surrogate), whatever a client made up."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         decoded = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, UnicodeError, binascii.Error):
+    except (ValueError, UnicodeError, binascii.Error, RecursionError):
         raise BadParameter("cursor", "not a cursor returned by this list") from None
     if not isinstance(decoded, list) or len(decoded) != size + 1 or decoded[0] != kind:
         raise BadParameter("cursor", "not a cursor returned by this list") from None
-    return decoded[1:]
+    values = decoded[1:]
+    if not all(value is None or type(value) is int or _storable(value) for value in values):
+        raise BadParameter("cursor", "not a cursor returned by this list")
+    return values
+
+
+def _storable(value: Any) -> bool:
+    if type(value) is not str or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (a JSON \ud800 escape)
+        return False
+    return True
 
 
 def _check_status(status: str | None) -> None:
@@ -148,11 +164,6 @@ def _aware(parameter: str, value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
         raise BadParameter(parameter, "needs a UTC offset (e.g. 2025-01-01T00:00:00Z)")
     return value
-
-
-def owned_task_names(owner: str) -> Select[str]:
-    """Names of every task row (deleted ones too) that belongs to ``owner``."""
-    return select(Task.name).where(Task.owner == owner)
 
 
 def _execution_params(
@@ -183,9 +194,8 @@ def _execution_conditions(keys: Iterable[str]) -> list[ColumnElement[bool]]:
         "status": lambda: TaskExecution.status == bindparam("status"),
         "since": lambda: TaskExecution.queued_at >= bindparam("since"),
         "until": lambda: TaskExecution.queued_at < bindparam("until"),
-        "owner": lambda: TaskExecution.task_name.in_(
-            select(Task.name).where(Task.owner == bindparam("owner"))
-        ),
+        # the owner the execution ran under, not its task's owner of today (docs/http-api.md)
+        "owner": lambda: TaskExecution.owner == bindparam("owner"),
         "before": lambda: TaskExecution.id < bindparam("before"),
     }
     return [conditions[key]() for key in keys if key in conditions]
@@ -205,10 +215,11 @@ def execution_page(
     of the next page (or None).
 
     ``since`` (inclusive) and ``until`` (exclusive) bound the queue time; ``owner`` keeps
-    only executions of that owner's tasks. Pages are keyset on ``id``, so rows added
-    while a client pages never shift or repeat what it sees. The statement for each
-    combination of filters is built once and reused with new values, so a request costs
-    the query and the rows, not building and compiling SQL.
+    only executions that ran under that owner (``task_executions.owner``). Pages are
+    keyset on ``id``, so rows added while a client pages never shift or repeat what it
+    sees. The statement for each combination of filters is built once and reused with
+    new values, so a request costs the query and the rows, not building and compiling
+    SQL.
     """
     params = _execution_params(task=task, status=status, since=since, until=until, owner=owner)
     params.update(_execution_cursor(cursor, limit))
@@ -240,7 +251,7 @@ def _record_page(postgres: bool, keys: frozenset[str]) -> Select[Any]:
 
 @functools.lru_cache(maxsize=64)
 def _record_lookup(postgres: bool, owned: bool) -> Select[Any]:
-    """One record by ``id`` (and, when ``owned``, only among ``owner``'s tasks)."""
+    """One record by ``id`` (and, when ``owned``, only one that ran under ``owner``)."""
     keys = ["owner"] if owned else []
     return _Records.columns(postgres).where(
         TaskExecution.id == bindparam("id"), *_execution_conditions(keys)
@@ -299,7 +310,7 @@ def iter_execution_records(
 
 
 def execution_record(id: int, *, owner: str | None = None) -> Read[list[Any] | None]:
-    """The record of one execution; ``None`` when it does not exist or belongs to another
+    """The record of one execution; ``None`` when it does not exist or ran under another
     owner."""
     params: dict[str, Any] = {"id": id}
     if owner is not None:
@@ -314,13 +325,15 @@ def execution_record(id: int, *, owner: str | None = None) -> Read[list[Any] | N
 class _Records:
     """Executions as records: their values in ``EXECUTION_KEYS`` order, with args, kwargs
     and result as their JSON text (result null: None), read as stored rather than decoded
-    and encoded again; kwargs are decoded only when their text holds a secret-looking key,
-    to redact it. Times are datetimes in UTC: naive ones from PostgreSQL (``_pg_utc``),
-    aware ones from SQLite; ``execution_dict`` and the exports write them as ISO text,
-    the endpoint's JSON encoder as the same text."""
+    and encoded again. Args, kwargs, result, error and traceback go through
+    ``reconciler.redact``: one search for secret-looking words each, and decoded only
+    when one appears (args and kwargs repeat from run to run: cached). Times are
+    datetimes in UTC: naive ones from PostgreSQL (``_pg_utc``), aware ones from SQLite;
+    ``execution_dict`` and the exports write them as ISO text, the endpoint's JSON
+    encoder as the same text."""
 
     def __init__(self) -> None:
-        # kwargs text -> as shown: kwargs repeat from run to run, so each is checked once
+        # args or kwargs text -> as shown: each distinct text is checked once
         self.redacted: dict[str, str] = {}
 
     @staticmethod
@@ -338,26 +351,37 @@ class _Records:
 
     def convert(self, row: Any) -> list[Any]:
         record: list[Any] = list(row)
-        if record[_ARGS_INDEX] in (None, "null"):
+        args = record[_ARGS_INDEX]
+        if args in (None, "null"):
             record[_ARGS_INDEX] = "[]"
+        elif args != "[]":
+            record[_ARGS_INDEX] = self._shown(args)
         kwargs = record[_KWARGS_INDEX]
         if kwargs in (None, "null"):
             record[_KWARGS_INDEX] = "{}"
         else:
-            shown = self.redacted.get(kwargs)
-            if shown is None:
-                if len(self.redacted) > 4096:
-                    self.redacted.clear()
-                shown = kwargs
-                if SECRET_KEY.search(kwargs):
-                    shown = json.dumps(redact(json.loads(kwargs)))
-                self.redacted[kwargs] = shown
-            record[_KWARGS_INDEX] = shown
-        if record[_RESULT_INDEX] == "null":
+            record[_KWARGS_INDEX] = self._shown(kwargs)
+        result = record[_RESULT_INDEX]
+        if result == "null":
             record[_RESULT_INDEX] = None
+        elif result is not None and might_hold_secrets(result):
+            record[_RESULT_INDEX] = redact_json(result)
+        for index in _FREE_TEXT_INDEXES:
+            text = record[index]
+            if text:
+                record[index] = redact_text(text)
         if record[_RETRIES_INDEX] is None:
             record[_RETRIES_INDEX] = 0
         return record
+
+    def _shown(self, text: str) -> str:
+        shown = self.redacted.get(text)
+        if shown is None:
+            if len(self.redacted) > 4096:
+                self.redacted.clear()
+            shown = redact_json(text)
+            self.redacted[text] = shown
+        return shown
 
 
 _RECORDS = _Records()
@@ -381,6 +405,7 @@ _ARGS_INDEX = EXECUTION_KEYS.index("args")
 _KWARGS_INDEX = EXECUTION_KEYS.index("kwargs")
 _RETRIES_INDEX = EXECUTION_KEYS.index("retries")
 _RESULT_INDEX = EXECUTION_KEYS.index("result")
+_FREE_TEXT_INDEXES = (EXECUTION_KEYS.index("error"), EXECUTION_KEYS.index("traceback"))
 
 
 def _keyset_batches(reader: Reader, params: dict[str, Any], batch: int) -> Iterator[list[Row]]:
@@ -486,11 +511,26 @@ class TaskListRow(NamedTuple):
 _LastRun = aliased(TaskExecution, name="last_run")
 
 
-def _list_select(postgres: bool) -> Select[Any]:
+def _viewers_last(column: Any) -> Any:
+    """``column`` of the latest execution of the listed task that ran under the owner
+    bound as ``viewer`` (an index probe per task): an owner's token sees its own last
+    run, never one that ran under the task's previous owner (docs/security.md)."""
+    return (
+        select(column)
+        .where(TaskExecution.task_name == Task.name, TaskExecution.owner == bindparam("viewer"))
+        .order_by(TaskExecution.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _list_select(postgres: bool, viewer: bool = False) -> Select[Any]:
     """Tasks with their last run, the columns of ``TaskListRow`` in its order, all from
     the task row: apply stores the schedule as the list shows it, and the database keeps
-    the latest execution on the row (migration 0003)."""
-    times: tuple[Any, ...] = (Task.next_run_at, Task.deleted_at, Task.last_queued_at)
+    the latest execution on the row (migration 0003). With ``viewer``, the last run is
+    the viewer's own (``_viewers_last``)."""
+    last_queued: Any = _viewers_last(TaskExecution.queued_at) if viewer else Task.last_queued_at
+    times: tuple[Any, ...] = (Task.next_run_at, Task.deleted_at, last_queued)
     if postgres:
         times = tuple(_pg_utc(time) for time in times)
     columns = (
@@ -504,29 +544,31 @@ def _list_select(postgres: bool) -> Select[Any]:
         Task.timezone,
         times[0],
         times[1],
-        Task.last_execution_id,
-        Task.last_status,
+        _viewers_last(TaskExecution.id) if viewer else Task.last_execution_id,
+        _viewers_last(TaskExecution.status) if viewer else Task.last_status,
         times[2],
     )
     return select(*(c.label(key) for c, key in zip(columns, TaskListRow._fields, strict=True)))
 
 
-def _sort_key(sort: str) -> tuple[ColumnElement[Any] | None, bool]:
+def _sort_key(sort: str, viewer: bool = False) -> tuple[ColumnElement[Any] | None, bool]:
     """The sort's key expression (None: by name only) and whether it is descending."""
     if sort in ("name", "-name"):
         return None, sort == "-name"
     if sort == "next_run":
         return func.coalesce(Task.next_run_at, literal(_LATEST, UTCDateTime())), False
-    key = func.coalesce(Task.last_queued_at, literal(_EARLIEST, UTCDateTime()))
+    last_queued = _viewers_last(TaskExecution.queued_at) if viewer else Task.last_queued_at
+    key = func.coalesce(last_queued, literal(_EARLIEST, UTCDateTime()))
     return key, sort == "-last_run"
 
 
 @functools.lru_cache(maxsize=512)
 def _task_page(postgres: bool, sort: str, keys: frozenset[str]) -> Select[Any]:
     """The list statement for one sort and set of bound parameters (``q``, ``owner``,
-    ``type``, ``enabled``, ``after_*`` of a cursor, ``deleted`` to include deleted tasks),
-    built once and reused with new values."""
-    stmt = _list_select(postgres)
+    ``type``, ``enabled``, ``after_*`` of a cursor, ``deleted`` to include deleted tasks,
+    ``viewer``: an owner token's own last runs), built once and reused with new values."""
+    viewer = "viewer" in keys
+    stmt = _list_select(postgres, viewer)
     if "deleted" not in keys:
         stmt = stmt.where(Task.deleted_at.is_(None))
     if "q" in keys:
@@ -540,7 +582,7 @@ def _task_page(postgres: bool, sort: str, keys: frozenset[str]) -> Select[Any]:
     for name in ("owner", "type", "enabled"):
         if name in keys:
             stmt = stmt.where(getattr(Task, name) == bindparam(name))
-    key, descending = _sort_key(sort)
+    key, descending = _sort_key(sort, viewer)
     if "after_name" in keys:
         stmt = stmt.where(_after(key, descending))
     if key is None:
@@ -583,13 +625,15 @@ def task_page(
     limit: int = 50,
     cursor: str | None = None,
     include_deleted: bool = False,
+    viewer: str | None = None,
 ) -> Read[tuple[list[TaskListRow], str | None]]:
     """One page of tasks with their last status and next run, and the next page's cursor.
 
     ``q`` matches a substring of the name, description or Celery task name (case-insensitive
     for ASCII; ``%`` and ``_`` match themselves). Pagination is keyset on the sort key with
     the (unique) name as tie-breaker: ``next_run`` puts tasks with nothing to fire last,
-    ``last_run`` puts never-run tasks first (``-last_run``: last).
+    ``last_run`` puts never-run tasks first (``-last_run``: last). With ``viewer`` (an
+    owner's token), last runs are those that ran under that owner.
     """
     _check_limit(limit)
     if sort not in TASK_SORTS:
@@ -602,6 +646,8 @@ def task_page(
     for key, given in (("owner", owner), ("type", type), ("enabled", enabled)):
         if given is not None:
             params[key] = given
+    if viewer is not None:
+        params["viewer"] = viewer
     if include_deleted:
         params["deleted"] = True
     if cursor is not None:
@@ -630,15 +676,18 @@ def _task_cursor(cursor: str, sort: str) -> dict[str, Any]:
         return {"after_name": name}
     try:
         instant = dt.datetime.fromisoformat(value)
-    except (TypeError, ValueError):
+        if instant.tzinfo is None:
+            raise ValueError("no UTC offset")
+        instant = instant.astimezone(dt.UTC)  # OverflowError: outside years 1..9999 in UTC
+    except (TypeError, ValueError, OverflowError):
         raise BadParameter("cursor", "not a cursor returned by this list") from None
-    if instant.tzinfo is None:
-        raise BadParameter("cursor", "not a cursor returned by this list")
     return {"after_name": name, "after_value": instant}
 
 
 def get_task(session: Session, name: str, *, owner: str | None = None) -> TaskSummary | None:
-    """One task (deleted ones too, with ``deleted_at``) with its last execution."""
+    """One task (deleted ones too, with ``deleted_at``) with its last execution; with
+    ``owner``, only a task of that owner now, and its last execution under that owner
+    (docs/security.md, "Access")."""
     finished = _LastRun.finished_at.label("last_finished_at")
     stmt = select(*Task.__table__.columns, finished).select_from(Task)
     stmt = stmt.outerjoin(_LastRun, _LastRun.id == Task.last_execution_id)
@@ -648,6 +697,20 @@ def get_task(session: Session, name: str, *, owner: str | None = None) -> TaskSu
     row = _core(session).execute(stmt).first()
     if row is None:
         return None
+    last: Any = (row.last_execution_id, row.last_status, row.last_queued_at, row.last_finished_at)
+    if owner is not None:
+        own = (
+            select(
+                TaskExecution.id,
+                TaskExecution.status,
+                TaskExecution.queued_at,
+                TaskExecution.finished_at,
+            )
+            .where(TaskExecution.task_name == name, TaskExecution.owner == owner)
+            .order_by(TaskExecution.id.desc())
+            .limit(1)
+        )
+        last = _core(session).execute(own).first() or (None, None, None, None)
     definition = row.spec or {}
     schedule = {key: definition.get(key) for key in ("crontab", "interval", "at", "timezone")}
     schedule["type"] = row.type
@@ -655,10 +718,10 @@ def get_task(session: Session, name: str, *, owner: str | None = None) -> TaskSu
         task=row,
         schedule=schedule,
         definition=definition,
-        last_execution_id=row.last_execution_id,
-        last_status=row.last_status,
-        last_run_at=row.last_queued_at,
-        last_finished_at=row.last_finished_at,
+        last_execution_id=last[0],
+        last_status=last[1],
+        last_run_at=last[2],
+        last_finished_at=last[3],
     )
 
 
@@ -722,8 +785,21 @@ def execution_counts(session: Session, *, owner: str | None = None) -> list[tupl
         TaskExecution.task_name, TaskExecution.status
     )
     if owner is not None:
-        stmt = stmt.where(TaskExecution.task_name.in_(owned_task_names(owner)))
+        stmt = stmt.where(TaskExecution.owner == owner)
     return [(name, status, count) for name, status, count in _core(session).execute(stmt)]
+
+
+def duplicate_deliveries(session: Session, *, owner: str | None = None) -> list[tuple[str, int]]:
+    """(task, count) of deliveries workers refused to run: their execution had started or
+    finished elsewhere (``task_executions.duplicates``), for every task that had any."""
+    stmt = (
+        select(TaskExecution.task_name, func.sum(TaskExecution.duplicates))
+        .where(TaskExecution.duplicates > 0)
+        .group_by(TaskExecution.task_name)
+    )
+    if owner is not None:
+        stmt = stmt.where(TaskExecution.owner == owner)
+    return [(name, int(count)) for name, count in _core(session).execute(stmt)]
 
 
 def task_counts(session: Session, *, owner: str | None = None) -> list[tuple[str, bool, int]]:
@@ -758,7 +834,13 @@ def for_reading(database: Database) -> Database:
     that died with a database restart is replaced by one retry instead, see ``read`` and
     ``Reader``). The schema is not upgraded again."""
     url = database.engine.url.render_as_string(hide_password=False)
-    return Database.open(url, upgrade=False, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+    return Database.open(
+        url,
+        upgrade=False,
+        deadlines=database.deadlines,
+        isolation_level="AUTOCOMMIT",
+        pool_pre_ping=False,
+    )
 
 
 @contextmanager
@@ -783,5 +865,7 @@ def read(database: Database, work: Callable[[Session], _T]) -> _T:
         cause = exc.__cause__
         if not (isinstance(cause, DBAPIError) and cause.connection_invalidated):
             raise
+        if stall.no_answer(cause):
+            raise  # it stalled rather than died: again would only wait as long again
     with reading(database) as session:
         return work(session)

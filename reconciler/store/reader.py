@@ -32,7 +32,9 @@ import anyio.to_thread
 import psycopg
 from sqlalchemy import Engine, Select
 
+from reconciler.store import stall
 from reconciler.store.database import unavailable
+from reconciler.store.deadlines import SERVE, Deadlines
 
 Row = tuple[Any, ...]
 _T = TypeVar("_T")
@@ -108,13 +110,16 @@ class Reader:
     reached is ``DatabaseUnavailable``.
 
     ``run`` uses the engine's pool. ``run_async`` uses ``open``'s connections for
-    PostgreSQL, at most ``connections`` at once (an app opens them in its lifespan);
-    otherwise, and on SQLite, it runs ``run`` in a worker thread.
+    PostgreSQL, at most ``connections`` at once (an app opens them in its lifespan), with
+    ``deadlines`` (docs/deadlines.md); otherwise, and on SQLite, it runs ``run`` in a
+    worker thread. A read that got no answer within its deadline is not repeated.
     """
 
     MAX_STATEMENTS = 1024
 
-    def __init__(self, engine: Engine, *, connections: int = 4) -> None:
+    def __init__(
+        self, engine: Engine, *, connections: int = 4, deadlines: Deadlines = SERVE
+    ) -> None:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
         self._prepared: dict[Select[Any], _Prepared] = {}
@@ -124,6 +129,7 @@ class Reader:
         self._errors: type[Exception] = dbapi.Error
         self._outages: tuple[type[Exception], ...] = (dbapi.OperationalError, dbapi.InterfaceError)
         self._connections = connections
+        self._deadlines = deadlines
         self._async: _AsyncConnections | None = None
 
     # --- in the calling thread ----------------------------------------------------------
@@ -156,7 +162,7 @@ class Reader:
                 # as SQLAlchemy does when a session's connection is found dead.
                 connection.invalidate(exc)
                 self.engine.dispose()
-                if not last:
+                if not last and not stall.no_answer(exc):
                     raise _Dead from exc
             if isinstance(exc, self._outages):
                 raise unavailable(exc) from exc
@@ -170,7 +176,11 @@ class Reader:
         """Ready ``run_async``'s own connections (PostgreSQL; nothing to do on SQLite)."""
         if self.postgres and self._async is None:
             _, parameters = self.engine.dialect.create_connect_args(self.engine.url)
-            self._async = _AsyncConnections(dict(parameters), self._connections)
+            self._async = _AsyncConnections(
+                stall.parameters(self._deadlines, dict(parameters)),
+                self._connections,
+                self._deadlines,
+            )
 
     async def close(self) -> None:
         connections, self._async = self._async, None
@@ -208,42 +218,58 @@ class _AsyncConnections:
     Deliberately small next to a full pool (psycopg_pool): a connection is made when a
     read needs one and none is idle, so a database that is down fails that read at once
     (a 503) rather than after a pool's wait; one that fails or is interrupted mid-read
-    is closed, never reused.
+    is closed, never reused. Waiting for a free connection has an ``asyncio`` timeout of
+    ``deadlines.read``; connecting has the connect timeout, and every round trip the
+    watchdog's deadline (``reconciler.store.stall``), never a cancellation: psycopg
+    answers one inside a wait by asking the server to cancel, which a database that does
+    not answer would make wait seconds more.
     """
 
-    def __init__(self, parameters: dict[str, Any], size: int) -> None:
+    def __init__(self, parameters: dict[str, Any], size: int, deadlines: Deadlines) -> None:
         self.parameters = {**parameters, "autocommit": True}
+        self.deadlines = deadlines
         self.idle: list[psycopg.AsyncCursor[Any]] = []
         self.slots = asyncio.Semaphore(size)
 
     async def fetch(self, sql: str, parameters: Any, *, last: bool = False) -> list[Row]:
-        async with self.slots:
-            reused = bool(self.idle)
-            try:
-                if reused:
-                    cursor = self.idle.pop()
-                else:
-                    connection = await psycopg.AsyncConnection.connect(**self.parameters)
-                    cursor = connection.cursor()
-            except psycopg.OperationalError as exc:
+        try:
+            async with asyncio.timeout(self.deadlines.read):
+                await self.slots.acquire()
+        except TimeoutError as exc:
+            busy = stall.NoAnswer(f"no connection free within {self.deadlines.read:g} s")
+            raise unavailable(busy) from exc
+        try:
+            return await self._fetch(sql, parameters, last=last)
+        finally:
+            self.slots.release()
+
+    async def _fetch(self, sql: str, parameters: Any, *, last: bool) -> list[Row]:
+        reused = bool(self.idle)
+        try:
+            if reused:
+                cursor = self.idle.pop()
+            else:
+                connection = await stall.connect_async(self.deadlines, **self.parameters)
+                cursor = connection.cursor()
+        except psycopg.OperationalError as exc:
+            raise unavailable(exc) from exc
+        try:
+            await cursor.execute(sql, parameters)
+            rows = await cursor.fetchall()
+        except psycopg.Error as exc:
+            await cursor.connection.close()
+            if reused and cursor.connection.broken and not stall.no_answer(exc):
+                await self.close()  # the idle ones predate the same restart
+                if not last:
+                    raise _Dead from exc
+            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
                 raise unavailable(exc) from exc
-            try:
-                await cursor.execute(sql, parameters)
-                rows = await cursor.fetchall()
-            except psycopg.Error as exc:
-                await cursor.connection.close()
-                if reused and cursor.connection.broken:
-                    await self.close()  # the idle ones predate the same restart
-                    if not last:
-                        raise _Dead from exc
-                if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-                    raise unavailable(exc) from exc
-                raise
-            except BaseException:
-                await cursor.connection.close()  # cancelled mid-read: its state is unknown
-                raise
-            self.idle.append(cursor)
-            return rows
+            raise
+        except BaseException:
+            await cursor.connection.close()  # cancelled mid-read: its state is unknown
+            raise
+        self.idle.append(cursor)
+        return rows
 
     async def close(self) -> None:
         idle, self.idle = self.idle, []

@@ -6,6 +6,8 @@ works on a batch (one round trip for many slots), and what is due is read throug
 PostgreSQL due rows are locked with ``FOR UPDATE SKIP LOCKED``: two beats split work
 instead of waiting on each other; the compare-and-set on ``next_run_at`` and the unique
 ``(task_name, scheduled_for)`` key keep every slot single on SQLite too.
+
+Each claimed execution carries an owner and a lease (``reconciler.store.leases``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from reconciler.errors import DatabaseUnavailable
 from reconciler.store.database import Database, first_line, unavailable
+from reconciler.store.leases import Lease, host_now
 from reconciler.store.tables import BeatHeartbeat, ChangeMarker, Task, TaskExecution
 
 UNFINISHED = ("pending", "started", "retry")
@@ -228,9 +231,11 @@ _INSERT_PG = text(
     """
     INSERT INTO task_executions
         (task_name, celery_task_id, trigger, scheduled_for, status, args, kwargs, queued_at,
-         retries)
+         retries, claimed_by, lease_until)
     SELECT v.task_name, v.celery_task_id, v.trigger, v.scheduled_for, 'pending',
-           CAST(v.args AS JSON), CAST(v.kwargs AS JSON), v.queued_at, 0
+           CAST(v.args AS JSON), CAST(v.kwargs AS JSON), v.queued_at, 0,
+           CAST(:owner AS VARCHAR),
+           clock_timestamp() + CAST(:lease AS DOUBLE PRECISION) * interval '1 second'
     FROM unnest(
         CAST(:names AS VARCHAR[]), CAST(:ids AS VARCHAR[]), CAST(:triggers AS VARCHAR[]),
         CAST(:slots AS TIMESTAMPTZ[]), CAST(:args AS TEXT[]), CAST(:kwargs AS TEXT[]),
@@ -274,15 +279,21 @@ class NewExecution:
     queued_at: dt.datetime
 
 
-def insert_executions(session: Session, rows: Sequence[NewExecution]) -> set[str]:
+def insert_executions(
+    session: Session, rows: Sequence[NewExecution], lease: Lease | None = None
+) -> set[str]:
     """Insert ``pending`` rows in bulk; a slot that already has a row is left alone.
 
-    Returns the Celery task ids of the rows inserted: only those may be published.
+    With ``lease`` the rows are claimed by its owner until the database's now plus its
+    length. Returns the Celery task ids of the rows inserted: only those may be published.
     """
     if not rows:
         return set()
+    owner, length = (lease.owner, lease.seconds) if lease else (None, None)
     if session.get_bind().dialect.name == "postgresql":
         params = {
+            "owner": owner,
+            "lease": length,
             "names": [row.task_name for row in rows],
             "ids": [row.celery_task_id for row in rows],
             "triggers": [row.trigger for row in rows],
@@ -292,6 +303,7 @@ def insert_executions(session: Session, rows: Sequence[NewExecution]) -> set[str
             "queued": [row.queued_at for row in rows],
         }
         return set(session.scalars(_INSERT_PG, params))
+    until = None if length is None else host_now() + dt.timedelta(seconds=length)
     statement = (
         sqlite.insert(_executions)
         .on_conflict_do_nothing(index_elements=["task_name", "scheduled_for"])
@@ -308,6 +320,8 @@ def insert_executions(session: Session, rows: Sequence[NewExecution]) -> set[str
             "kwargs": row.kwargs,
             "queued_at": row.queued_at,
             "retries": 0,
+            "claimed_by": owner,
+            "lease_until": until,
         }
         for row in rows
     ]
@@ -332,49 +346,6 @@ def mark_published(session: Session, celery_task_ids: Sequence[str], at: dt.date
 
 
 # --- recovery of claimed slots never published ------------------------------------------
-
-
-@dataclass(frozen=True)
-class Unpublished:
-    """A claimed execution whose message was never confirmed sent (its beat died, or the
-    broker failed)."""
-
-    id: int
-    task_name: str
-    celery_task_id: str
-    trigger: str
-    scheduled_for: dt.datetime | None
-    args: list[Any]
-    kwargs: dict[str, Any]
-    queued_at: dt.datetime
-
-
-def unpublished(session: Session, claimed_before: dt.datetime, limit: int) -> list[Unpublished]:
-    """``pending`` executions claimed before ``claimed_before`` and never sent, locked
-    (``SKIP LOCKED``) so only one beat recovers each."""
-    c = _executions.c
-    query = (
-        select(
-            c.id,
-            c.task_name,
-            c.celery_task_id,
-            c.trigger,
-            c.scheduled_for,
-            c.args,
-            c.kwargs,
-            c.queued_at,
-        )
-        .where(
-            c.published_at.is_(None),
-            c.status == "pending",
-            c.trigger.in_(("schedule", "manual")),
-            c.queued_at < claimed_before,
-        )
-        .order_by(c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return [Unpublished(*row) for row in session.execute(query)]
 
 
 def fail_unpublished(session: Session, ids: Sequence[int], reason: str, now: dt.datetime) -> None:

@@ -115,7 +115,7 @@ class Task(Base):
 
 
 class TaskExecution(Base):
-    """One execution of a task (DESIGN §5); written at claim time, updated by tracking."""
+    """One execution of a task (docs/tracking.md); written at claim time, updated by tracking."""
 
     __tablename__ = "task_executions"
 
@@ -149,6 +149,8 @@ class TaskExecution(Base):
     # alone may publish it; another beat takes an unpublished row over only after that.
     claimed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The attempt (Celery retry count) a worker claimed when its delivery started.
+    claimed_attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Deliveries a worker refused to run: the execution had started or finished elsewhere.
     duplicates: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The task's owner when the execution was recorded: access follows the execution.
@@ -173,7 +175,7 @@ class TaskExecution(Base):
 
 
 class ApplyRecord(Base):
-    """One apply of the reconciler (DESIGN §3), served by ``GET /api/v1/applies``."""
+    """One apply of the reconciler (docs/plan-and-apply.md), served by ``GET /api/v1/applies``."""
 
     __tablename__ = "applies"
 

@@ -13,7 +13,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, Text, bindparam, cast, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -30,8 +41,6 @@ tasks: Table = Task.__table__  # type: ignore[assignment]
 _T = TypeVar("_T")
 # Rows per executemany batch: bounds statement size and gives the progress bar steps.
 BATCH = 1000
-# SQLite's busy timeout outside the apply lock (make_engine's default, in ms).
-SQLITE_BUSY_MS = 30_000
 
 
 @dataclass
@@ -67,6 +76,7 @@ def lock(session: Session, timeout: float) -> None:
     connection = session.connection()
     dialect = connection.dialect.name
     if dialect == "sqlite":
+        busy = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
         connection.exec_driver_sql(f"PRAGMA busy_timeout = {timeout_ms}")
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -75,28 +85,39 @@ def lock(session: Session, timeout: float) -> None:
                 raise LockTimeout(message) from exc
             raise
         finally:
-            connection.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy or 0)}")
         return
     if dialect == "postgresql":
-        previous = connection.scalar(text("SELECT current_setting('lock_timeout')"))
-        connection.execute(
-            text("SELECT set_config('lock_timeout', :value, true)"), {"value": f"{timeout_ms}ms"}
-        )
+        from reconciler.store import stall  # psycopg: only for PostgreSQL
+
+        # The role's statement deadline must not cut the wait short (docs/deadlines.md).
+        previous = connection.execute(
+            text("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
+        ).one()
+        waits = {"lock_timeout": f"{timeout_ms}ms", "statement_timeout": f"{timeout_ms + 1000}ms"}
+        _set_local(connection, waits)
         try:
-            _ensure_marker(session)
-            connection.execute(
-                select(ChangeMarker.id).where(ChangeMarker.id == 1).with_for_update()
-            )
+            with stall.extended(connection.connection.dbapi_connection, timeout + 2):
+                _ensure_marker(session)
+                connection.execute(
+                    select(ChangeMarker.id).where(ChangeMarker.id == 1).with_for_update()
+                )
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
                 raise LockTimeout(message) from exc
             raise
-        connection.execute(
-            text("SELECT set_config('lock_timeout', :value, true)"), {"value": previous}
-        )
+        _set_local(connection, {"lock_timeout": previous[0], "statement_timeout": previous[1]})
         return
     _ensure_marker(session)
     connection.execute(select(ChangeMarker.id).where(ChangeMarker.id == 1).with_for_update())
+
+
+def _set_local(connection: Connection, settings: dict[str, str]) -> None:
+    """Session settings for the rest of this transaction only."""
+    for name, value in settings.items():
+        connection.execute(
+            text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value}
+        )
 
 
 def _ensure_marker(session: Session) -> None:

@@ -1,4 +1,4 @@
-"""The read-only HTTP endpoint of DESIGN §5.
+"""The read-only HTTP endpoint (docs/http-api.md).
 
 ``create_app`` builds it; ``reconcile serve`` runs it on uvicorn.
 """

@@ -6,7 +6,9 @@ middleware answers every method but GET and HEAD with 405 before any route runs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -22,12 +24,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler.errors import DatabaseUnavailable
 from reconciler.settings import Settings
+from reconciler.store import stall
 from reconciler.store.database import Database
+from reconciler.store.deadlines import SERVE
 from reconciler.store.queries import BadParameter, for_reading
 from reconciler.store.reader import Reader
 from reconciler.tokens import TokenSet
 from reconciler.web import metrics, models
 from reconciler.web.auth import Principal, principal
+from reconciler.web.guard import Guard, HostRule
+from reconciler.web.outage import Outage, OutageLog
 from reconciler.web.routes import HEAD, router
 
 STATIC = Path(__file__).parent / "static"
@@ -39,6 +45,8 @@ STATIC = Path(__file__).parent / "static"
 # not hold up the next request. Either way /healthz answers whatever the database does.
 READ_CONNECTIONS = 4
 READ_THREADS = 2
+STOP_GRACE = 0.5
+"""Seconds requests in flight keep their database waits after SIGTERM."""
 READ_ONLY = (
     "This endpoint is read-only. Tasks are changed in the task files: commit the YAML to "
     "git and let `reconcile` apply it; run a task now with `reconcile trigger NAME`."
@@ -100,12 +108,27 @@ async def _bad_parameter(request: Request, exc: Exception) -> Response:
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
+    outage: Outage = request.app.state.outage
+    outage.failed(str(exc))
     return JSONResponse({"detail": str(exc)}, status_code=503)
+
+
+def _stop_without_waiting() -> None:
+    """Wrap the server's stop handlers so that a stop first ends the database waits of
+    requests in flight (after ``STOP_GRACE``): they answer 503 and the server stops within
+    a second or two even while the database does not answer (docs/deadlines.md)."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals are the main thread's; in-process tests run the app elsewhere
+    for number in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(number)
+        if callable(handler):
+            signal.signal(number, stall.stopping(handler, STOP_GRACE))
 
 
 @asynccontextmanager
 async def _lifespan(api: FastAPI) -> AsyncIterator[None]:
     to_thread.current_default_thread_limiter().total_tokens = READ_THREADS
+    _stop_without_waiting()
     reader: Reader = api.state.reader
     await reader.open()
     try:
@@ -120,15 +143,17 @@ def create_app(
     *,
     tokens: TokenSet | None = None,
     app_path: str | None = None,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> FastAPI:
     """The read-only API and page over ``source`` (settings: the database is opened here).
 
     ``tokens``: without them every caller sees everything, so ``reconcile serve`` then
     listens on loopback only. ``app_path``: the Celery app for ``/api/v1/tasks/registered``
-    (default: the settings' app).
+    (default: the settings' app). ``allowed_hosts``: answer only requests whose Host is a
+    loopback name or one of these (``reconciler.web.guard``); None answers any Host.
     """
     if isinstance(source, Settings):
-        migrated = Database.open(source.database_url)
+        migrated = Database.open(source.database_url, deadlines=SERVE)
         database = for_reading(migrated)
         migrated.dispose()
         app_path = app_path or source.app
@@ -145,11 +170,17 @@ def create_app(
         lifespan=_lifespan,
     )
     api.state.database = database
-    api.state.reader = Reader(database.engine, connections=READ_CONNECTIONS)
+    api.state.reader = Reader(
+        database.engine, connections=READ_CONNECTIONS, deadlines=database.deadlines
+    )
     api.state.tokens = tokens
     api.state.app_path = app_path
     api.state.registered = {}
+    api.state.outage = Outage()
+    api.add_middleware(OutageLog, outage=api.state.outage)
     api.add_middleware(ReadOnly)
+    hosts = None if allowed_hosts is None else HostRule(allowed_hosts)
+    api.add_middleware(Guard, hosts=hosts)  # added last: the outermost, before ReadOnly
     api.add_exception_handler(RequestValidationError, _invalid_request)
     api.add_exception_handler(BadParameter, _bad_parameter)
     api.add_exception_handler(DatabaseUnavailable, _unavailable)

@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from reconciler.store.database import Database
 from reconciler.store.queries import (
+    duplicate_deliveries,
     execution_counts,
     heartbeats,
     last_apply,
@@ -41,6 +42,7 @@ class StoreCollector:
     def collect(self) -> Iterator[Any]:
         with reading(self.database) as session:
             executions = execution_counts(session, owner=self.owner)
+            duplicates = duplicate_deliveries(session, owner=self.owner)
             tasks = task_counts(session, owner=self.owner)
             beats = heartbeats(session)
             applied = last_apply(session)
@@ -53,6 +55,15 @@ class StoreCollector:
         )
         for task, status, count in executions:
             family.add_metric([task, status], count)
+        yield family
+
+        family = GaugeMetricFamily(
+            "reconciler_duplicate_deliveries",
+            "Deliveries workers did not run: their execution had started or finished elsewhere",
+            labels=["task"],
+        )
+        for task, count in duplicates:
+            family.add_metric([task], count)
         yield family
 
         family = GaugeMetricFamily(

@@ -1,7 +1,9 @@
-"""The API's read paths (DESIGN §5): tasks, their status and executions, the apply log.
+"""The API's read paths (docs/http-api.md): tasks, their status and executions, the apply log.
 
 Every route depends on ``principal``: an owner's token sees only its owner's tasks and
-their executions, and anything else answers 404 exactly as if it did not exist. Lists
+the executions that ran under its owner (even of a task that has since moved to another
+owner), and anything else answers 404 exactly as if it did not exist (docs/http-api.md,
+"Access"). Values are redacted by ``reconciler.redact`` (docs/security.md). Lists
 are ``{"items": [...], "next_cursor": ...}``; task and execution lists also stream CSV.
 """
 
@@ -139,7 +141,9 @@ async def tasks(request: Request, who: Principal = Depends(principal)) -> Respon
     query = TaskQuery.of(request)
     owner = query.owner
     if who.owner is not None:
-        if owner is not None and owner != who.owner:
+        if owner is not None and owner != who.owner:  # nothing to show, in either format
+            if _wants_csv(request, query.format):
+                return _csv(request, lambda: stream_csv(TASK_CSV_COLUMNS, ()), "tasks.csv")
             return _json({"items": [], "next_cursor": None})
         owner = who.owner
     filters: dict[str, Any] = {
@@ -148,6 +152,7 @@ async def tasks(request: Request, who: Principal = Depends(principal)) -> Respon
         "type": query.type,
         "enabled": query.enabled,
         "sort": query.sort,
+        "viewer": who.owner,
     }
     reader = _reader(request)
     if _wants_csv(request, query.format):
@@ -194,9 +199,16 @@ async def execution(
 
 
 async def _visible_task(reader: Reader, name: str, who: Principal) -> None:
+    """404 unless ``who`` may see the task now or has executions under its name (which
+    an owner keeps reading after the task moved to another owner)."""
     owner = await reader.run_async(task_owner(name)) if _NAME.match(name) else None
-    if owner is None or not who.may_see(owner):
-        raise _not_found(f"task {name!r}")
+    if owner is not None and who.may_see(owner):
+        return
+    if owner is not None and who.owner is not None:
+        own, _ = await reader.run_async(execution_page(task=name, owner=who.owner, limit=1))
+        if own:
+            return
+    raise _not_found(f"task {name!r}")
 
 
 @router.get("/tasks/{name}", response_model=models.TaskDetail, summary="One task")
@@ -223,7 +235,8 @@ async def _executions(
 ) -> Response:
     """A page or the CSV of executions. ``visible`` raises 404 for a task the caller may
     not see: checked before a CSV streams, and for a page only when it is empty (a page
-    with rows is already limited to the caller's tasks), which saves a query."""
+    with rows is already limited to the executions that ran under the caller's owner),
+    which saves a query."""
     filters: dict[str, Any] = {
         "task": task,
         "status": query.status,

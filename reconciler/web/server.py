@@ -1,9 +1,11 @@
-"""Running the endpoint: the loopback-only rule without tokens, and uvicorn.
+"""Running the endpoint: without tokens, loopback only (the bind address and the Host
+names answered); the tokens setting; uvicorn with the header and idle timeouts.
 
 Used by ``reconcile serve`` and ``reconcile up``. With ``workers`` > 1, uvicorn runs that
 many worker processes; each builds its own app (and connection pool) through
 ``app_from_environment``, since an app object cannot be handed to another process. The
-settings and the tokens file travel to them in the ``RECONCILER_*`` environment variables.
+settings, the tokens file, the allowed hosts and the header timeout travel to them in the
+``RECONCILER_*`` environment variables.
 """
 
 from __future__ import annotations
@@ -12,15 +14,20 @@ import ipaddress
 import os
 from typing import TYPE_CHECKING
 
-from reconciler.errors import UsageError
+from reconciler.errors import ConfigError, UsageError
 from reconciler.settings import Settings
 from reconciler.tokens import ENV_VAR as TOKENS_ENV_VAR
-from reconciler.tokens import TokenSet, load_tokens, tokens_file_from_env
+from reconciler.tokens import TokenSet, load_tokens
+from reconciler.web.guard import host_name
+from reconciler.web.protocol import HEADER_TIMEOUT
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 FACTORY = "reconciler.web.server:app_from_environment"
+HOSTS_ENV_VAR = "RECONCILER_ALLOWED_HOSTS"
+HEADER_TIMEOUT_ENV_VAR = "RECONCILER_HEADER_TIMEOUT"
+KEEP_ALIVE = 5  # seconds a connection may stay idle after a response (uvicorn's default)
 
 
 def is_loopback(host: str) -> bool:
@@ -42,9 +49,74 @@ def check_bind(host: str, *, tokens: TokenSet | None, insecure: bool) -> None:
         )
 
 
+def tokens_setting(tokens_file: str | os.PathLike[str] | None) -> tuple[str, str] | None:
+    """The tokens setting that is set (its name and value), or None when neither is:
+    ``--tokens-file``, else ``RECONCILER_TOKENS_FILE``. Set but empty is still set."""
+    if tokens_file is not None:
+        return "--tokens-file", os.fspath(tokens_file)
+    if TOKENS_ENV_VAR in os.environ:
+        return TOKENS_ENV_VAR, os.environ[TOKENS_ENV_VAR]
+    return None
+
+
 def resolve_tokens(tokens_file: str | os.PathLike[str] | None) -> TokenSet | None:
-    path = tokens_file or tokens_file_from_env()
-    return None if path is None else load_tokens(path)
+    """The tokens of the setting, or None when no tokens setting is given at all. A setting
+    that is given but empty or unreadable refuses to start: serving without tokens is
+    never the answer to a typo."""
+    setting = tokens_setting(tokens_file)
+    if setting is None:
+        return None
+    name, path = setting
+    if not path.strip():
+        raise ConfigError(
+            f"{name} is set but empty: give the path of a tokens file, or leave it unset "
+            "to serve without tokens (loopback names only)"
+        )
+    return load_tokens(path, setting=name)
+
+
+def resolve_allowed_hosts(allowed_hosts: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """``--allowed-host`` values and ``RECONCILER_ALLOWED_HOSTS`` (comma-separated), each
+    a host name (a port is ignored), ``*.example.com`` or ``*``."""
+    given = [*allowed_hosts, *os.environ.get(HOSTS_ENV_VAR, "").split(",")]
+    hosts: list[str] = []
+    for entry in given:
+        name = entry.strip().lower()
+        if not name:
+            continue
+        if name != "*":
+            wildcard = name.startswith("*.")
+            parsed = host_name(name[2:] if wildcard else name)
+            if parsed is None or any(char in parsed for char in "/@ *"):
+                raise UsageError(
+                    f"--allowed-host / {HOSTS_ENV_VAR}: {entry.strip()!r} is not a host name "
+                    "(e.g. reconciler.example.com, *.example.com or *)"
+                )
+            name = f"*.{parsed}" if wildcard else parsed
+        if name not in hosts:
+            hosts.append(name)
+    return tuple(hosts)
+
+
+def host_rule(tokens: TokenSet | None, allowed_hosts: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The names to answer besides loopback ones, or None to answer any Host: without
+    tokens, loopback names and the allowed ones; with tokens, any unless some are listed."""
+    if tokens is None or allowed_hosts:
+        return allowed_hosts
+    return None
+
+
+def header_timeout_from_env() -> float:
+    value = os.environ.get(HEADER_TIMEOUT_ENV_VAR, "").strip()
+    if not value:
+        return HEADER_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 3600:
+        raise UsageError(f"{HEADER_TIMEOUT_ENV_VAR}={value}: expected seconds, above 0")
+    return seconds
 
 
 def run(
@@ -56,12 +128,25 @@ def run(
     insecure: bool = False,
     access_log: bool = True,
     workers: int = 1,
+    allowed_hosts: tuple[str, ...] = (),
+    header_timeout: float | None = None,
+    keep_alive: int = KEEP_ALIVE,
 ) -> None:
-    """Check the bind, open the database, and serve until SIGINT/SIGTERM."""
+    """Check the bind, open the database, and serve until SIGINT/SIGTERM.
+
+    ``header_timeout``: seconds for a request's headers to arrive (default: the
+    ``RECONCILER_HEADER_TIMEOUT`` environment variable, else ``HEADER_TIMEOUT``);
+    ``keep_alive``: seconds an idle connection stays open after a response.
+    """
     if workers < 1:
         raise UsageError(f"--workers {workers}: must be at least 1")
+    if header_timeout is None:
+        header_timeout = header_timeout_from_env()
+    elif not 0 < header_timeout < 3600:
+        raise UsageError(f"--header-timeout {header_timeout}: expected seconds, above 0")
     tokens = resolve_tokens(tokens_file)
     check_bind(host, tokens=tokens, insecure=insecure)
+    hosts = resolve_allowed_hosts(allowed_hosts)
     # Imported only now, so a refused bind or a bad tokens file answers at once.
     import uvicorn
 
@@ -70,7 +155,8 @@ def run(
     if workers == 1:
         from reconciler.web.app import create_app
 
-        app = create_app(settings, tokens=tokens)
+        ServerProtocol.header_timeout = header_timeout
+        app = create_app(settings, tokens=tokens, allowed_hosts=host_rule(tokens, hosts))
         uvicorn.run(
             app,
             host=host,
@@ -78,6 +164,7 @@ def run(
             http=ServerProtocol,
             access_log=access_log,
             log_level="info",
+            timeout_keep_alive=keep_alive,
         )
         return
     # The checks above ran here, before any worker starts; the workers read the same
@@ -88,13 +175,15 @@ def run(
             "RECONCILER_DATABASE_URL": settings.database_url,
             "RECONCILER_BROKER_URL": settings.broker_url,
             "RECONCILER_APP": settings.app,
+            HOSTS_ENV_VAR: ",".join(hosts),
+            HEADER_TIMEOUT_ENV_VAR: repr(header_timeout),
         }
     )
-    path = tokens_file or tokens_file_from_env()
-    if path is None:
+    setting = tokens_setting(tokens_file)
+    if setting is None:
         os.environ.pop(TOKENS_ENV_VAR, None)
     else:
-        os.environ[TOKENS_ENV_VAR] = os.path.abspath(path)
+        os.environ[TOKENS_ENV_VAR] = os.path.abspath(setting[1])
     uvicorn.run(
         FACTORY,
         factory=True,
@@ -104,11 +193,16 @@ def run(
         http=ServerProtocol,
         access_log=access_log,
         log_level="info",
+        timeout_keep_alive=keep_alive,
     )
 
 
 def app_from_environment() -> FastAPI:
     """The app of one ``--workers`` process, from the environment ``run`` prepared."""
     from reconciler.web.app import create_app
+    from reconciler.web.protocol import ServerProtocol
 
-    return create_app(Settings.resolve(), tokens=resolve_tokens(None))
+    ServerProtocol.header_timeout = header_timeout_from_env()
+    tokens = resolve_tokens(None)
+    hosts = host_rule(tokens, resolve_allowed_hosts())
+    return create_app(Settings.resolve(), tokens=tokens, allowed_hosts=hosts)

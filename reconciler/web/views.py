@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.redact import redact_definition
 from reconciler.spec import schedule_text
 from reconciler.store.queries import TaskListRow, TaskSummary
 from reconciler.store.tables import ApplyRecord
@@ -52,7 +53,7 @@ def task_detail(summary: TaskSummary) -> dict[str, Any]:
         "last_status": summary.last_status,
         "last_execution_id": summary.last_execution_id,
         "deleted_at": iso(task.deleted_at),
-        "definition": summary.definition,
+        "definition": redact_definition(summary.definition),  # docs/security.md
         "source": {"path": task.source_path, "line": task.source_line},
         "created_at": iso(task.created_at),
         "updated_at": iso(task.updated_at),

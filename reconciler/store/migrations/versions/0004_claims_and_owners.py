@@ -6,6 +6,9 @@ execution ran under.
 - ``claimed_by`` and ``lease_until``: the beat instance that claimed a slot and until
   when (by the database's clock) only it may publish it. Another beat takes an
   unpublished row over only once its lease has lapsed, by compare-and-set.
+- ``claimed_attempt``: the attempt (Celery's retry count) a worker claimed the
+  execution for when its delivery started; a second delivery of the same attempt does
+  not run. No indexed column changes, so the claim stays a cheap single-row update.
 - ``duplicates``: how many deliveries of the execution a worker refused to run
   because the execution had already started or finished elsewhere.
 - ``owner``: the task's owner when the execution was recorded, so access to history
@@ -78,6 +81,7 @@ def upgrade() -> None:
     op.add_column(
         "task_executions", sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True)
     )
+    op.add_column("task_executions", sa.Column("claimed_attempt", sa.Integer(), nullable=True))
     op.add_column(
         "task_executions",
         sa.Column("duplicates", sa.Integer(), server_default="0", nullable=False),
@@ -96,5 +100,5 @@ def downgrade() -> None:
     op.drop_index("ix_task_executions_owner_id", table_name="task_executions")
     # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+): a batch copy of the table would
     # trip migration 0003's trigger on tasks, which names task_executions.
-    for column in ("owner", "duplicates", "lease_until", "claimed_by"):
+    for column in ("owner", "duplicates", "claimed_attempt", "lease_until", "claimed_by"):
         op.drop_column("task_executions", column)
