@@ -40,5 +40,10 @@ class LockTimeout(ReconcilerError):
     """Another reconciler held the apply lock for longer than ``--lock-timeout``."""
 
 
+class StoredSpecUnreadable(ReconcilerError):
+    """A task's stored definition does not pass this version's checks (an older version
+    applied it); applying the task files again replaces it."""
+
+
 class UnknownTask(ReconcilerError):
     """No task (or no live task) of that name."""

@@ -24,7 +24,7 @@ from reconciler.errors import ReconcilerError, UnknownTask
 from reconciler.redact import redacted_repr
 from reconciler.secretcheck import publishable
 from reconciler.secretref import refusal, resolve
-from reconciler.spec import TaskSpec
+from reconciler.spec import stored_spec
 from reconciler.store import leases, scheduling
 from reconciler.store.database import Database
 from reconciler.ticker import LEASE, Message, PublishFailed, message_for, utcnow
@@ -204,7 +204,7 @@ def trigger(
                 f"task {name!r} is deleted (its history is kept); define it again in the "
                 f"task files to run it"
             )
-        spec = TaskSpec.model_validate(row.spec)
+        spec = stored_spec(name, row.spec)
         message = message_for(spec, str(uuid.uuid4()), None, trigger="manual")
         if args is not None or kwargs is not None:
             message = Message(

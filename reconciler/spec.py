@@ -25,10 +25,12 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
+from reconciler.errors import StoredSpecUnreadable
 from reconciler.secretref import reference_problems
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
@@ -631,3 +633,21 @@ def _schedule_text_of(
     """
     fields = _ScheduleFields.model_construct(type=type, crontab=crontab, interval=interval, at=at)
     return schedule_text(fields.model_dump(mode="json"))
+
+
+def stored_spec(name: str, data: Mapping[str, Any]) -> TaskSpec:
+    """A task's spec as apply stored it, read back under this version's rules.
+
+    The one way stored specs become ``TaskSpec`` again (beat, ``status``, ``trigger``):
+    one that no longer passes raises ``StoredSpecUnreadable`` naming the task and its
+    first problem, never a validation traceback.
+    """
+    try:
+        return TaskSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+        where = ".".join(str(part) for part in first["loc"]) or "definition"
+        raise StoredSpecUnreadable(
+            f"task {name!r}: its stored definition does not pass this version's checks "
+            f"({where}: {first['msg']}); run `reconcile` to apply the task files again"
+        ) from exc

@@ -25,12 +25,10 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
-from reconciler.errors import DatabaseUnavailable
+from reconciler.errors import DatabaseUnavailable, StoredSpecUnreadable
 from reconciler.firing import DEFAULT_GRACE, decide
 from reconciler.secretcheck import publishable
-from reconciler.spec import TaskSpec
+from reconciler.spec import TaskSpec, stored_spec
 from reconciler.store import leases, scheduling
 from reconciler.store.database import Database
 
@@ -477,9 +475,9 @@ class Ticker:
 
     def _cache(self, row: scheduling.SpecRow) -> TaskSpec | None:
         try:
-            spec = TaskSpec.model_validate(row.spec)
-        except ValidationError as exc:
-            log.error("beat: task %s has a stored spec beat cannot read: %s", row.name, exc)
+            spec = stored_spec(row.name, row.spec)
+        except StoredSpecUnreadable as exc:
+            log.error("beat: %s; its slots wait until then", exc)
             self.specs.pop(row.name, None)
             return None
         self.specs[row.name] = (row.change_seq, spec)

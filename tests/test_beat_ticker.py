@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from reconciler.store import scheduling
 from reconciler.store.database import Database
-from reconciler.store.tables import BeatHeartbeat
+from reconciler.store.tables import BeatHeartbeat, Task
 from reconciler.ticker import RECOVERY_EVERY, Ticker
 from tests.beatsupport import (
     Clock,
@@ -70,6 +70,26 @@ def test_interval_fires_every_slot_once_without_drift(db: Database) -> None:
     task = task_row(db, "every10")
     assert task.last_run_at == expected[-1]
     assert task.next_run_at == T0 + seconds(110)
+
+
+def test_a_stored_definition_this_version_refuses_waits_and_the_others_fire(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(T0)
+    put_task(db, spec("old", interval={"seconds": 10}), T0)
+    put_task(db, spec("fine", interval={"seconds": 10}), T0)
+    with db.session() as session:
+        session.execute(
+            update(Task)
+            .where(Task.name == "old")
+            .values(spec={**spec("old", interval={"seconds": 10}).canonical(), "timezone": "x"})
+        )
+    publisher = FakePublisher()
+    ticker = make_ticker(db, clock, publisher)
+    run_until(ticker, clock, T0 + seconds(30), lag=0.3)
+    assert publisher.slots("old") == []
+    assert publisher.slots("fine") == [T0 + seconds(10 * k) for k in (1, 2, 3)]
+    assert "task 'old': its stored definition does not pass" in caplog.text
 
 
 def test_nothing_fires_before_its_slot(db: Database) -> None:

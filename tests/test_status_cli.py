@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from reconciler.cli import main
 from reconciler.store.database import Database
@@ -132,3 +132,34 @@ def test_status_without_beat(tmp_path: Path) -> None:
     result = run("status", "--database-url", url)
     assert result.exit_code == 0, result.output
     assert result.stdout == "Beat heartbeat: none recorded (is beat running?)\n0 tasks\n"
+
+
+def _store_an_older_versions_spec(database_url: str, name: str) -> None:
+    """A definition an older version stored: its zone is one this version refuses."""
+    db = Database.open(database_url)
+    try:
+        with db.session() as session:
+            spec = session.scalar(select(Task.spec).where(Task.name == name))
+            assert spec is not None
+            session.execute(
+                update(Task).where(Task.name == name).values(spec={**spec, "timezone": "localtime"})
+            )
+    finally:
+        db.dispose()
+
+
+def test_a_stored_definition_this_version_refuses_is_named_not_a_traceback(
+    seeded: str,
+) -> None:
+    _store_an_older_versions_spec(seeded, "alpha")
+    listed = run("status", "--database-url", seeded)
+    assert listed.exit_code == 0, listed.output
+    line = next(line for line in listed.output.splitlines() if line.startswith("alpha"))
+    assert "unreadable: apply the task files again" in line
+    assert any(line.startswith("berlin") for line in listed.output.splitlines())
+
+    one = run("status", "alpha", "--database-url", seeded, "--format", "json")
+    assert one.exit_code == 0, one.output
+    (task,) = json.loads(one.output)["tasks"]
+    assert task["problem"].startswith("task 'alpha': its stored definition does not pass")
+    assert "timezone" in task["problem"]

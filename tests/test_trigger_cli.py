@@ -8,9 +8,11 @@ import json
 import pytest
 import redis
 from click.testing import CliRunner
+from sqlalchemy import update
 
 from reconciler.cli import main
 from reconciler.store.database import Database
+from reconciler.store.tables import Task
 from tests.beatsupport import delete_task, executions, put_task, spec
 
 NOW = dt.datetime.now(dt.UTC)
@@ -157,3 +159,27 @@ def test_a_disabled_task_is_refused_unless_forced(database_url: str, redis_url: 
     assert (row.trigger, row.status) == ("manual", "pending")
     (message,) = queued(redis_url)
     assert message["headers"]["id"] == row.celery_task_id  # type: ignore[index]
+
+
+def test_a_stored_definition_this_version_refuses_exits_1_naming_the_task(db_url: str) -> None:
+    db = Database.open(db_url)
+    try:
+        with db.session() as session:
+            session.execute(
+                update(Task)
+                .where(Task.name == "report")
+                .values(
+                    spec={
+                        **spec("report", interval={"hours": 1}).canonical(),
+                        "timezone": "localtime",
+                    }
+                )
+            )
+    finally:
+        db.dispose()
+    code, _, err = invoke(
+        "report", "--database-url", db_url, "--broker-url", "redis://127.0.0.1:1/0"
+    )
+    assert code == 1
+    assert err.startswith("error: task 'report': its stored definition does not pass")
+    assert "Traceback" not in err

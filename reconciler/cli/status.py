@@ -12,10 +12,10 @@ from typing import Any
 import click
 
 from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
-from reconciler.errors import UnknownTask
+from reconciler.errors import StoredSpecUnreadable, UnknownTask
 from reconciler.schedule import describe
 from reconciler.settings import Settings
-from reconciler.spec import TaskSpec
+from reconciler.spec import TaskSpec, stored_spec
 from reconciler.store import tasks as store
 from reconciler.store.database import Database, unavailable_as_error
 
@@ -81,7 +81,10 @@ def status(settings: Settings, name: str | None, output_format: str) -> None:
 
 
 def task_view(row: store.StatusRow) -> dict[str, Any]:
-    spec = TaskSpec.model_validate(row.spec)
+    try:
+        spec = stored_spec(row.name, row.spec)
+    except StoredSpecUnreadable as exc:
+        return _unreadable_view(row, str(exc))
     return {
         "name": row.name,
         "type": spec.type,
@@ -94,6 +97,24 @@ def task_view(row: store.StatusRow) -> dict[str, Any]:
         "last_status": row.last_status,
         "skipped_count": row.skipped_count,
         "missed_count": row.missed_count,
+    }
+
+
+def _unreadable_view(row: store.StatusRow, problem: str) -> dict[str, Any]:
+    """What is known of a task whose stored definition this version cannot read."""
+    return {
+        "name": row.name,
+        "type": row.spec.get("type"),
+        "schedule": "unreadable: apply the task files again",
+        "enabled": row.spec.get("enabled"),
+        "owner": row.spec.get("owner"),
+        "source": f"{row.source_path}:{row.source_line}",
+        "next_run_at": row.next_run_at,
+        "last_run_at": row.last_run_at,
+        "last_status": row.last_status,
+        "skipped_count": row.skipped_count,
+        "missed_count": row.missed_count,
+        "problem": problem,
     }
 
 
