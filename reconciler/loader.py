@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.diagnostics import Diagnostic
+from reconciler.redact import REDACTED, is_secret_key
 from reconciler.schedule import never_fires
 from reconciler.spec import (
     INT64_HINT,
@@ -442,6 +443,7 @@ def _explain(error: Any, loc: Loc) -> tuple[str, str | None, Loc]:
     kind: str = error["type"]
     ctx: dict[str, Any] = error.get("ctx") or {}
     value = error.get("input")
+    hidden = any(is_secret_key(part) for part in loc)  # never quote a secret-looking value
     last = loc[-1] if loc else ""
     if kind == "missing":
         return "required field missing", _MISSING_HINTS.get(loc), loc
@@ -461,12 +463,16 @@ def _explain(error: Any, loc: Loc) -> tuple[str, str | None, Loc]:
             hint = "quote it to make it a string"
         elif kind == "int_type" and isinstance(value, str) and any(c.isdigit() for c in value):
             hint = "write it unquoted, with ASCII digits 0-9"
-        return f"expected {_EXPECTED[kind]}, got {describe_value(value)}", hint, loc
+        return f"expected {_EXPECTED[kind]}, got {describe_value(value, hidden=hidden)}", hint, loc
     if kind == "literal_error":
-        return f"expected {ctx.get('expected')}, got {describe_value(value)}", None, loc
+        return (
+            f"expected {ctx.get('expected')}, got {describe_value(value, hidden=hidden)}",
+            None,
+            loc,
+        )
     if kind == "string_pattern_mismatch":
         message = _PATTERN_MESSAGES.get(str(last), f"must match {ctx.get('pattern')}")
-        return f"{message}, got {_shorten(value)}", None, loc
+        return f"{message}, got {_shorten(REDACTED if hidden else value)}", None, loc
     if kind == "string_too_short":
         return "must not be empty", None, loc
     if kind == "string_too_long":
@@ -481,7 +487,7 @@ def _explain(error: Any, loc: Loc) -> tuple[str, str | None, Loc]:
     }
     if kind in bounds:
         words, key = bounds[kind]
-        return f"must be {words} {ctx.get(key)}, got {value}", None, loc
+        return f"must be {words} {ctx.get(key)}, got {REDACTED if hidden else value}", None, loc
     cause = ctx.get("error")
     if isinstance(cause, FieldError):
         return cause.message, cause.hint, loc + cause.loc

@@ -256,10 +256,11 @@ _TYPE_NAMES: dict[type, str] = {
 }
 
 
-def describe_value(value: Any) -> str:
-    """How a YAML user would name this value: ``an integer (5)``, ``a list``."""
+def describe_value(value: Any, *, hidden: bool = False) -> str:
+    """How a YAML user would name this value: ``an integer (5)``, ``a list``; ``hidden``
+    (a secret-looking key's value) names its kind only."""
     name = _TYPE_NAMES.get(type(value), f"a {type(value).__name__}")
-    if isinstance(value, (list, dict)) or value is None:
+    if isinstance(value, (list, dict)) or value is None or hidden:
         return name
     if isinstance(value, int) and value.bit_length() > 64:
         return f"{name} ({value.bit_length()} bits)"

@@ -198,3 +198,18 @@ def test_the_plan_hides_secrets_in_every_format(workdir: Path, output_format: st
     assert "db_password" in updated or output_format != "json"
     assert_no_secret(updated)
     assert "new-pw" not in updated
+
+
+def test_validate_never_quotes_the_value_of_a_secret_looking_key(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.d"
+    tasks.mkdir()
+    (tasks / "a.yaml").write_text(
+        "name: a\nowner: team\ntype: async\ntask: app.worker.test_celery\n"
+        "labels:\n  api_token: 12345678901234\n  region: 42\n"
+    )
+    result = CliRunner().invoke(main, ["validate", "--tasks-dir", str(tasks)])
+    assert result.exit_code == 1
+    assert "labels.api_token: expected a string, got an integer" in result.output
+    assert "12345678901234" not in result.output
+    # Values under other keys are still quoted: they help to find the mistake.
+    assert "labels.region: expected a string, got an integer (42)" in result.output
