@@ -483,15 +483,13 @@ class Tracker:
     def on_prerun(self, sender: Any, task_id: str, task: Any, **_: Any) -> None:
         if _claimed_before_start(task):
             return  # the claim records the start, if this delivery may run
-        started_at = _now()
-        self._running[task_id] = (started_at, time.monotonic())
-        update = self._base(
-            task,
-            task_id,
-            STARTED,
-            started_at=started_at,
-            deadline_at=self.deadline(task, started_at),
-        )
+        self._started(task, task_id, _now(), time.monotonic())
+
+    def _started(self, task: Any, task_id: str, started_at: dt.datetime, clock: float) -> None:
+        """Note a running delivery and queue its ``started`` step."""
+        self._running[task_id] = (started_at, clock)
+        deadline_at = self.deadline(task, started_at)
+        update = self._base(task, task_id, STARTED, started_at=started_at, deadline_at=deadline_at)
         self.record(task.name, update)
 
     def on_postrun(self, sender: Any, task_id: str, state: Any = None, **_: Any) -> None:
@@ -533,20 +531,12 @@ class Tracker:
                 "duplicate delivery of %s[%s] not run: its execution %s", task.name, task_id, where
             )
             raise Ignore()
-        self._running[task_id] = (started_at, clock)
         if claim.outcome == CLAIMED:
             self._claims_answer()
         elif claim.outcome == UNAVAILABLE:
             self._ran_unclaimed(task.name, task_id, claim.reason)
         # The claim only marks the attempt: the start is recorded as any other's.
-        update = self._base(
-            task,
-            task_id,
-            STARTED,
-            started_at=started_at,
-            deadline_at=self.deadline(task, started_at),
-        )
-        self.record(task.name, update)
+        self._started(task, task_id, started_at, clock)
 
     def _ran_unclaimed(self, name: str, task_id: str, reason: str | None) -> None:
         if self._unclaimed is None:
