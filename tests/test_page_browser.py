@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.store.database import Database
 from tests.conftest import missing
 from tests.support import Process, reconcile_argv, wait_for
 from tests.test_serve import free_port, healthy
-from tests.webseed import TOKENS, seed_standard, tokens_yaml
+from tests.webseed import TOKENS, seeded_state, tokens_yaml
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -27,11 +26,7 @@ def test_page_search_sort_executions_and_traceback(tmp_path: Path) -> None:
         missing(f"{CHROMIUM} is not installed (Debian package 'chromium')")
     from playwright.sync_api import expect, sync_playwright
 
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    database = Database.open(url)
-    with database.session() as session:
-        seed_standard(session)
-    database.dispose()
+    url = seeded_state(tmp_path)
     (tmp_path / "tokens.yaml").write_text(tokens_yaml())
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -114,11 +109,7 @@ def test_page_works_under_its_security_headers(tmp_path: Path) -> None:
         missing(f"{CHROMIUM} is not installed (Debian package 'chromium')")
     from playwright.sync_api import expect, sync_playwright
 
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    database = Database.open(url)
-    with database.session() as session:
-        seed_standard(session)
-    database.dispose()
+    url = seeded_state(tmp_path)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     argv = reconcile_argv("serve", "--database-url", url, "--port", str(port))

@@ -24,7 +24,7 @@ from reconciler.tokens import TokenSet
 from reconciler.web.protocol import REQUESTS_PER_CONNECTION
 from reconciler.web.server import check_bind, is_loopback
 from tests.support import Process, reconcile_argv, wait_for
-from tests.webseed import TOKENS, backend_url, seed_standard, tokens_yaml
+from tests.webseed import TOKENS, backend_url, seed_standard, seeded_state, tokens_yaml
 
 
 def healthy(base: str) -> bool:
@@ -193,11 +193,7 @@ def test_workers_serve_and_stop_on_sigterm(tmp_path: Path) -> None:
     """``--workers 2``: every worker answers with the settings and tokens of the command
     line (a relative tokens path too), and SIGTERM to the server stops all of them."""
     (tmp_path / "tokens.yaml").write_text(tokens_yaml())
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    database = Database.open(url)
-    with database.session() as session:
-        seed_standard(session)
-    database.dispose()
+    url = seeded_state(tmp_path)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     argv = reconcile_argv(

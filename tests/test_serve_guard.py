@@ -14,11 +14,10 @@ import pytest
 
 from benchmarks.services import free_port
 from reconciler.errors import UsageError
-from reconciler.store.database import Database
 from reconciler.web.server import resolve_allowed_hosts
 from tests.support import Process, reconcile_argv, wait_for
 from tests.test_serve import healthy, run_serve
-from tests.webseed import seed_standard
+from tests.webseed import seeded_state
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +25,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
     """``reconcile serve`` without tokens on a seeded SQLite store: one proxy name allowed
     on the command line, a wildcard in the environment, short header and idle timeouts."""
     directory = tmp_path_factory.mktemp("guard")
-    url = f"sqlite:///{directory / 'state.db'}"
-    database = Database.open(url)
-    with database.session() as session:
-        seed_standard(session)
-    database.dispose()
+    url = seeded_state(directory)
     port = free_port()
     argv = reconcile_argv(
         "serve",
@@ -239,11 +234,7 @@ def test_a_bad_allowed_host_is_a_usage_error(tmp_path: Path) -> None:
 def test_workers_keep_the_host_rule_and_the_header_deadline(tmp_path: Path) -> None:
     """With ``--workers 2`` each worker process builds its app from the environment: the
     same allowed names and header timeout as the command line."""
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    database = Database.open(url)
-    with database.session() as session:
-        seed_standard(session)
-    database.dispose()
+    url = seeded_state(tmp_path)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     argv = reconcile_argv(

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from reconciler.spec import schedule_text
+from reconciler.store.database import Database
 from reconciler.store.tables import ApplyRecord, BeatHeartbeat, Task, TaskExecution
 
 T0 = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -167,6 +168,16 @@ def add_heartbeat(session: Session, *, at: dt.datetime = T0) -> BeatHeartbeat:
 
 TRACEBACK = 'Traceback (most recent call last):\n  File "job.py", line 3\nValueError: boom'
 TOKENS = {"alice": "alice-secret", "olga": "olga-secret", "root": "root-secret"}
+
+
+def seeded_state(directory: Path) -> str:
+    """The URL of a new SQLite state file in ``directory`` holding ``seed_standard``."""
+    url = f"sqlite:///{directory / 'state.db'}"
+    database = Database.open(url)
+    with database.session() as session:
+        seed_standard(session)
+    database.dispose()
+    return url
 
 
 def seed_standard(session: Session) -> dict[str, int]:
