@@ -173,7 +173,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def load_tasks(url: str, count: int, period: float, base: float) -> None:
     """Write ``count`` interval tasks whose first slots are spread over one period."""
-    from reconciler.spec import TaskSpec
+    from reconciler.core.spec import TaskSpec
 
     interval = {"minutes": int(period // 60)}
     template = TaskSpec.model_validate(

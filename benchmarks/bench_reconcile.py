@@ -20,7 +20,7 @@ from sqlalchemy import delete, event
 from benchmarks.services import fresh_postgres
 from benchmarks.table import print_table
 from reconciler.apply import reconcile
-from reconciler.loader import load_directory
+from reconciler.files.loader import load_directory
 from reconciler.store.database import Database
 from reconciler.store.tables import ApplyRecord, Task
 

@@ -162,7 +162,7 @@ def _run(mode: str, broker_url: str, database_url: str) -> dict[str, Any]:
     with producer_app.producer_or_acquire() as producer:
         if mode == "claimed":
             # As beat sends them: the rows exist, the messages carry the header.
-            from reconciler.publish import TRIGGER_HEADER
+            from reconciler.beat.publisher import TRIGGER_HEADER
 
             headers = {TRIGGER_HEADER: "schedule"}
             for celery_task_id in _scheduled(database_url):

@@ -86,7 +86,7 @@ def measure_floor(root: str) -> dict[str, float]:
 
 def measure_validation(root: str) -> dict[str, float]:
     """Time ``load_directory`` (run in a child process, so peak memory is its own)."""
-    from reconciler.loader import load_directory
+    from reconciler.files.loader import load_directory
 
     started_cpu, started_wall = _clock(), time.perf_counter()
     result = load_directory(Path(root))

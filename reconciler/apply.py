@@ -16,11 +16,11 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.diagnostics import Diagnostic
+from reconciler.core.diagnostics import Diagnostic
+from reconciler.core.plan import Change, Plan, make_plan
+from reconciler.core.schedule import first_slot
 from reconciler.errors import ReconcilerError, StateRefused
-from reconciler.loader import LoadResult, load_directory
-from reconciler.plan import Change, Plan, make_plan
-from reconciler.schedule import first_slot
+from reconciler.files.loader import LoadResult, load_directory
 from reconciler.store import tasks as store
 from reconciler.store.database import (
     Database,

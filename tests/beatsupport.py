@@ -1,5 +1,5 @@
 """Helpers for the Beat scheduler tests: task rows written as apply writes them, a fake
-publisher at the ``reconciler.ticker.Publisher`` seam, and a clock-driven run loop."""
+publisher at the ``reconciler.beat.ticker.Publisher`` seam, and a clock-driven run loop."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from reconciler.schedule import first_slot
-from reconciler.spec import TaskSpec
+from reconciler.beat.ticker import Message, PublishFailed, Ticker
+from reconciler.core.schedule import first_slot
+from reconciler.core.spec import TaskSpec
 from reconciler.store.database import Database
 from reconciler.store.leases import database_now
 from reconciler.store.tables import ChangeMarker, Task, TaskExecution
-from reconciler.ticker import Message, PublishFailed, Ticker
 
 UTC = dt.UTC
 

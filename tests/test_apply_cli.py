@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from reconciler.cli import main
 from reconciler.cli.planview import progress_bar, render_text, use_colour
-from reconciler.plan import make_plan
+from reconciler.core.plan import make_plan
 from reconciler.store import tasks as store
 from reconciler.store.database import Database
 from tests.test_apply import task_yaml, write_tasks

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import redis
 
+from reconciler.beat.ticker import LEASE
 from reconciler.store.database import Database
-from reconciler.ticker import LEASE
 from tests.beatsupport import executions, put_task, spec, task_row
 from tests.faultproxy import FaultProxy
 from tests.support import Process, TcpProxy, wait_for

@@ -1,4 +1,4 @@
-"""The pure decision for one due slot (reconciler.firing): catch-up, overlap, one-off types."""
+"""The pure decision for one due slot (reconciler.core.firing): catch-up, overlap, one-off types."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from reconciler.firing import Decision, decide, latest_missed
+from reconciler.core.firing import Decision, decide, latest_missed
 from tests.beatsupport import at, spec
 
 GRACE = dt.timedelta(seconds=60)

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from celery import Celery
 
-from reconciler.beat import DatabaseScheduler, catchup_grace, database_url
+from reconciler.beat.scheduler import DatabaseScheduler, catchup_grace, database_url
 from reconciler.errors import ConfigError
 from reconciler.store.database import Database
 from tests.beatsupport import executions, put_task, spec

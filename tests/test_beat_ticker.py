@@ -1,6 +1,6 @@
 """The Beat tick against a real database (SQLite and PostgreSQL) with an injected clock.
 
-The publisher is faked at the project's own seam (``reconciler.ticker.Publisher``);
+The publisher is faked at the project's own seam (``reconciler.beat.ticker.Publisher``);
 claims, overlap and recovery run as real SQL.
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from reconciler.beat.ticker import RECOVERY_EVERY, Ticker
 from reconciler.store import scheduling
 from reconciler.store.database import Database
 from reconciler.store.tables import BeatHeartbeat, Task
-from reconciler.ticker import RECOVERY_EVERY, Ticker
 from tests.beatsupport import (
     Clock,
     FakePublisher,
@@ -613,7 +613,7 @@ def test_beat_defers_stop_signals_while_shielded() -> None:
     import os
     import signal
 
-    from reconciler.beat import deferred_stop
+    from reconciler.beat.scheduler import deferred_stop
 
     received: list[int] = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))

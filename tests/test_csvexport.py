@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from reconciler.csvexport import CHUNK_ROWS, stream_csv, stream_records
+from reconciler.web.csvexport import CHUNK_ROWS, stream_csv, stream_records
 
 FORMULAS = ["=1+1", "+1", "-2", "@SUM(A1)", "\tx", "\rx"]
 

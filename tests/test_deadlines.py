@@ -20,7 +20,7 @@ from reconciler.store import scheduling, stall
 from reconciler.store import tasks as store
 from reconciler.store.database import Database
 from reconciler.store.deadlines import BEAT, COMMAND, ROLES, SERVE, WATCH, Deadlines
-from reconciler.store.queries import for_reading, read
+from reconciler.store.reads.queries import for_reading, read
 from tests.faultproxy import FaultProxy
 
 

@@ -20,7 +20,7 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from reconciler.publish import TRIGGER_HEADER
+from reconciler.beat.publisher import TRIGGER_HEADER
 from reconciler.store.database import Database
 from reconciler.store.tables import Task, TaskExecution
 from tests import deliveryapp

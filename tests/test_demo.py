@@ -17,7 +17,7 @@ import pytest
 from reconciler import tracking
 from reconciler.celeryapp import registered_task_names
 from reconciler.demo import DemoFailure, app, prepare_sqlite_broker, sqlite_broker_path
-from reconciler.loader import load_directory
+from reconciler.files.loader import load_directory
 from reconciler.store.database import Database
 from tests.support import ROOT, Process, wait_for
 

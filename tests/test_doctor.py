@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import main
-from reconciler.doctor import healthy, run_checks
+from reconciler.ops.doctor import healthy, run_checks
 from reconciler.settings import Settings
 from reconciler.store.database import Database
 from reconciler.store.tables import BeatHeartbeat, Task

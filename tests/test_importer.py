@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.cli import main
+from reconciler.core.spec import NAME_PATTERN
 from reconciler.errors import ReconcilerError
-from reconciler.importer import plan_import, slugify, write_tasks
-from reconciler.loader import load_directory
-from reconciler.spec import NAME_PATTERN
+from reconciler.files.importer import plan_import, slugify, write_tasks
+from reconciler.files.loader import load_directory
 
 SCHEMA_LINE = "# yaml-language-server: $schema=../../schemas/task.schema.json\n"
 

@@ -23,12 +23,12 @@ from sqlalchemy.engine import make_url
 
 from reconciler.apply import apply_loaded, reconcile
 from reconciler.cli import main
+from reconciler.core.spec import TaskSpec
 from reconciler.errors import ConfigError, StateRefused
-from reconciler.loader import LoadedTask, LoadResult, load_directory
-from reconciler.spec import TaskSpec
+from reconciler.files.loader import LoadedTask, LoadResult, load_directory
+from reconciler.ops.watch import Watcher, WatchOptions
 from reconciler.store.database import Database
 from reconciler.store.tables import Task
-from reconciler.watch import Watcher, WatchOptions
 from reconciler.web import create_app
 from tests.support import wait_for
 

@@ -27,8 +27,8 @@ from sqlalchemy import update
 
 from reconciler.apply import reconcile
 from reconciler.cli import main
-from reconciler.loader import load_directory
-from reconciler.spec import CRON_FIELDS
+from reconciler.core.spec import CRON_FIELDS
+from reconciler.files.loader import load_directory
 from reconciler.store import scheduling
 from reconciler.store.database import Database
 from reconciler.store.tables import TaskExecution

@@ -16,10 +16,10 @@ from alembic import command
 from sqlalchemy import event, select, update
 
 from reconciler.apply import reconcile
-from reconciler.loader import load_directory
-from reconciler.plan import FieldChange, make_plan
-from reconciler.schedule import first_slot
-from reconciler.spec import TaskSpec, schedule_text
+from reconciler.core.plan import FieldChange, make_plan
+from reconciler.core.schedule import first_slot
+from reconciler.core.spec import TaskSpec, schedule_text
+from reconciler.files.loader import load_directory
 from reconciler.store import tasks as store
 from reconciler.store.database import Database, RawJSON, alembic_config, head_revision
 from reconciler.store.tables import Task, UTCDateTime

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.diagnostics import Diagnostic
-from reconciler.loader import (
+from reconciler.core.diagnostics import Diagnostic
+from reconciler.files.loader import (
     MAX_FILE_BYTES,
     LoadedTask,
     LoadResult,
@@ -667,7 +667,7 @@ def test_no_sqlalchemy_or_celery_in_the_loader() -> None:
     import sys
 
     code = (
-        "import sys, reconciler.loader, reconciler.spec, reconciler.diagnostics; "
+        "import sys, reconciler.files.loader, reconciler.core.spec, reconciler.core.diagnostics; "
         "print(sorted(m for m in ('sqlalchemy', 'celery', 'click') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

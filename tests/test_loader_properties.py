@@ -18,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.loader import LoadResult, load_directory
+from reconciler.files.loader import LoadResult, load_directory
 
 SETTINGS = settings(
     max_examples=250,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.plan import COLUMN_FIELDS, Current, FieldChange, Op, Plan, make_plan
-from reconciler.spec import TaskSpec
+from reconciler.core.plan import COLUMN_FIELDS, Current, FieldChange, Op, Plan, make_plan
+from reconciler.core.spec import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def test_plan_is_pure() -> None:
     import sys
 
     code = (
-        "import sys, reconciler.plan; "
+        "import sys, reconciler.core.plan; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'celery', 'click')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -12,8 +12,8 @@ import time
 import pytest
 from celery import Celery
 
-from reconciler.publish import CONNECT_TIMEOUT, IO_TIMEOUT, CeleryPublisher
-from reconciler.ticker import Message, PublishFailed
+from reconciler.beat.publisher import CONNECT_TIMEOUT, IO_TIMEOUT, CeleryPublisher
+from reconciler.beat.ticker import Message, PublishFailed
 from tests.faultproxy import FaultProxy
 from tests.support import wait_for
 

@@ -1,4 +1,4 @@
-"""The read side of the store (reconciler.store.queries) on SQLite and PostgreSQL."""
+"""The read side of the store (reconciler.store.reads.queries) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import delete
 
+from reconciler.core.times import iso
 from reconciler.store.database import Database
-from reconciler.store.queries import (
+from reconciler.store.reads.queries import (
     EXECUTION_KEYS,
     BadParameter,
     execution_counts,
@@ -24,9 +25,8 @@ from reconciler.store.queries import (
     task_counts,
     task_page,
 )
-from reconciler.store.reader import Reader
+from reconciler.store.reads.reader import Reader
 from reconciler.store.tables import ApplyRecord, Task, TaskExecution
-from reconciler.timestamps import iso
 from tests.webseed import BACKENDS, T0, add_apply, add_execution, add_task, backend_url
 
 H = dt.timedelta(hours=1)

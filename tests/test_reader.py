@@ -1,4 +1,4 @@
-"""Plain-row reads (reconciler.store.reader) on SQLite and PostgreSQL: the same rows as
+"""Plain-row reads (reconciler.store.reads.reader) on SQLite and PostgreSQL: the same rows as
 SQLAlchemy's, one retry on a dead connection, bounded and cancellable async reads."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from sqlalchemy import Select, bindparam, func, literal, select
 
 from reconciler.errors import DatabaseUnavailable
 from reconciler.store.database import Database
-from reconciler.store.queries import for_reading
-from reconciler.store.reader import Read, Reader
+from reconciler.store.reads.queries import for_reading
+from reconciler.store.reads.reader import Read, Reader
 from reconciler.store.tables import Task, TaskExecution, UTCDateTime
 from tests.webseed import T0, add_execution, add_task
 

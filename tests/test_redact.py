@@ -1,4 +1,4 @@
-"""The one redaction policy (reconciler.redact): secret-looking keys, in values and in text."""
+"""The one redaction policy (reconciler.core.redact): secret-looking keys, in values and in text."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reconciler.redact import (
+from reconciler.core.redact import (
     REDACTED,
     is_secret_key,
     redact,

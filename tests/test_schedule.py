@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.schedule import describe, first_slot, next_fire_times, slot_after
-from reconciler.spec import TaskSpec
+from reconciler.core.schedule import describe, first_slot, next_fire_times, slot_after
+from reconciler.core.spec import TaskSpec
 
 UTC = dt.UTC
 ZONES = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "UTC"]

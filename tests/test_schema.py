@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from reconciler.celeryapp import load_app, registered_task_names
 from reconciler.cli import main
-from reconciler.jsonschema import SCHEMA_ID, render, task_schema
-from reconciler.loader import check_registered, load_directory
-from reconciler.spec import TaskSpec
+from reconciler.core.spec import TaskSpec
+from reconciler.files.loader import check_registered, load_directory
+from reconciler.files.schema import SCHEMA_ID, render, task_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "schemas" / "task.schema.json"

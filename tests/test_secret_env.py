@@ -15,9 +15,10 @@ import redis
 from celery import Celery
 from click.testing import CliRunner
 
+from reconciler.beat.publisher import CeleryPublisher
+from reconciler.beat.ticker import Message, Ticker
 from reconciler.cli import main
-from reconciler.publish import CeleryPublisher
-from reconciler.secretref import (
+from reconciler.core.secretref import (
     MissingSecret,
     missing_names,
     reference_problems,
@@ -25,7 +26,6 @@ from reconciler.secretref import (
     resolve,
 )
 from reconciler.store.database import Database
-from reconciler.ticker import Message, Ticker
 from tests.beatsupport import Clock, FakePublisher, at, executions, put_task, run_until, spec
 from tests.support import wait_for
 

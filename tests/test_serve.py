@@ -20,9 +20,9 @@ import pytest
 from benchmarks.services import free_port
 from reconciler.errors import UsageError
 from reconciler.store.database import Database
-from reconciler.tokens import TokenSet
 from reconciler.web.protocol import REQUESTS_PER_CONNECTION
 from reconciler.web.server import check_bind, is_loopback
+from reconciler.web.tokens import TokenSet
 from tests.support import Process, reconcile_argv, wait_for
 from tests.webseed import TOKENS, backend_url, seed_standard, seeded_state, tokens_yaml
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from reconciler.spec import (
+from reconciler.core.spec import (
     SCHEDULE_FIELDS,
     Crontab,
     FieldError,

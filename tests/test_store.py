@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, select, update
 
+from reconciler.core.plan import make_plan
+from reconciler.core.schedule import first_slot
+from reconciler.core.spec import TaskSpec
 from reconciler.errors import LockTimeout
-from reconciler.plan import make_plan
-from reconciler.schedule import first_slot
-from reconciler.spec import TaskSpec
 from reconciler.store import tasks as store
 from reconciler.store.database import Database
 from reconciler.store.tables import ApplyRecord, ChangeMarker, Task, TaskExecution

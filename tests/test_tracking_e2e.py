@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from reconciler import demo, tracking
-from reconciler.publish import trigger
+from reconciler.beat.publisher import trigger
 from reconciler.store.database import Database
 from reconciler.store.executions import LOST_REASON, reap_lost
 from reconciler.store.tables import Task, TaskExecution

@@ -24,8 +24,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from reconciler.ops.up import ChildSpec, Supervisor, UpOptions, child_env, plan_children
 from reconciler.settings import Settings
-from reconciler.up import ChildSpec, Supervisor, UpOptions, child_env, plan_children
 from tests.mounts import fill, remount, tmpfs
 from tests.support import reconcile_argv, wait_for
 
@@ -278,7 +278,7 @@ def test_watchdog_kills_a_child_that_ignores_the_parent_death_signal(tmp_path: P
     )
     parent_code = (
         "import os, sys\n"
-        "from reconciler.up import ChildSpec, Supervisor\n"
+        "from reconciler.ops.up import ChildSpec, Supervisor\n"
         f"spec = ChildSpec('stubborn', [sys.executable, '-c', {stubborn!r}])\n"
         "s = Supervisor([spec], dict(os.environ), sys.stdout, colour=False, stop_timeout=1)\n"
         "s.run(install_signals=lambda _: None)\n"
@@ -305,7 +305,7 @@ def test_watchdog_kills_a_child_that_ignores_the_parent_death_signal(tmp_path: P
 
 def test_a_child_whose_parent_is_already_gone_does_not_start(tmp_path: Path) -> None:
     marker = tmp_path / "started"
-    argv = [sys.executable, "-m", "reconciler.lifeline", "exec", str(os.getpid()), "--",
+    argv = [sys.executable, "-m", "reconciler.ops.lifeline", "exec", str(os.getpid()), "--",
             sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]  # fmt: skip
     # Started by this process: runs. Started by another one: its parent is not the one
     # named, as when the named parent died before the child could arm its signal.

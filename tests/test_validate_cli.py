@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from reconciler.cli import main
 from reconciler.cli.validate import github_annotation
-from reconciler.diagnostics import Diagnostic
+from reconciler.core.diagnostics import Diagnostic
 
 VALID = "name: a\nowner: o\ntype: async\ntask: app.worker.test_celery\n"
 PAST = (

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
 
+from reconciler.ops.watch import Watcher, WatchOptions
 from reconciler.store.database import Database
 from reconciler.store.tables import ApplyRecord, Task
-from reconciler.watch import Watcher, WatchOptions
 from tests.support import Process, TcpProxy, reconcile_argv, wait_for
 from tests.test_apply import git, task_yaml, write_tasks
 

@@ -21,8 +21,8 @@ from sqlalchemy import update
 from reconciler.errors import ConfigError
 from reconciler.store.database import Database
 from reconciler.store.tables import Task
-from reconciler.tokens import hash_token, load_tokens
 from reconciler.web import create_app
+from reconciler.web.tokens import hash_token, load_tokens
 from tests.webseed import (
     BACKENDS,
     T0,

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from reconciler.store.database import Database
-from reconciler.tokens import load_tokens
 from reconciler.web import create_app
 from reconciler.web.guard import CONTENT_SECURITY_POLICY, host_name
+from reconciler.web.tokens import load_tokens
 from tests.webseed import BACKENDS, TOKENS, backend_url, seed_standard, tokens_yaml
 
 with warnings.catch_warnings():

@@ -26,8 +26,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from reconciler.store.database import Database
-from reconciler.tokens import load_tokens
 from reconciler.web import create_app
+from reconciler.web.tokens import load_tokens
 from tests.webseed import TOKENS, seed_standard, tokens_yaml
 
 ADMIN = {"Authorization": f"Bearer {TOKENS['root']}"}

@@ -1,4 +1,4 @@
-"""``reconcile doctor``: print each check of ``reconciler.doctor`` with its mark and fix.
+"""``reconcile doctor``: print each check of ``reconciler.ops.doctor`` with its mark and fix.
 
 Exit 0 when nothing failed (warnings are shown, not failed), 1 otherwise.
 """
@@ -10,7 +10,7 @@ import sys
 import click
 
 from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
-from reconciler.doctor import MARKS, Check, healthy, run_checks
+from reconciler.ops.doctor import MARKS, Check, healthy, run_checks
 from reconciler.settings import Settings
 
 WIDTH = 11

@@ -1,6 +1,6 @@
 """``reconcile history NAME``: one task's executions, newest first, as text, JSON or CSV.
 
-Reads ``reconciler.store.queries`` (the same objects the HTTP endpoint serves); the
+Reads ``reconciler.store.reads.queries`` (the same objects the HTTP endpoint serves); the
 history of a deleted task stays readable.
 """
 
@@ -16,9 +16,9 @@ import click
 from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
 from reconciler.errors import UnknownTask
 from reconciler.settings import Settings
-from reconciler.store import queries
 from reconciler.store.database import Database
-from reconciler.store.reader import Reader
+from reconciler.store.reads import queries
+from reconciler.store.reads.reader import Reader
 
 TEXT_COLUMNS = ("ID", "QUEUED", "STATUS", "TRIGGER", "DURATION", "RETRIES", "WORKER", "OUTCOME")
 OUTCOME_WIDTH = 60
@@ -94,7 +94,7 @@ def text_table(executions: list[dict[str, Any]]) -> str:
 
 
 def write_csv(executions: list[dict[str, Any]]) -> None:
-    from reconciler.csvexport import cell
+    from reconciler.web.csvexport import cell
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(queries.EXECUTION_KEYS)

@@ -2,7 +2,7 @@
 
 See docs/import.md.
 
-Parses options, calls ``reconciler.importer.import_file`` and says what it wrote, which
+Parses options, calls ``reconciler.files.importer.import_file`` and says what it wrote, which
 names it changed, and what to run next.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from reconciler.cli.options import echo_json, format_option, handle_errors
-from reconciler.importer import ImportedTask, import_file
+from reconciler.files.importer import ImportedTask, import_file
 from reconciler.settings import Settings
 
 

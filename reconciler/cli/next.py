@@ -1,7 +1,7 @@
 """``reconcile next NAME``: a task's next fire times, read from the task files (docs/cli.md).
 
 Loads the tasks directory (no database), finds the task and prints the times from
-``reconciler.schedule`` in the task's time zone, with the schedule in words.
+``reconciler.core.schedule`` in the task's time zone, with the schedule in words.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any
 import click
 
 from reconciler.cli.options import echo_json, format_option, handle_errors
+from reconciler.core.schedule import describe, next_fire_times
+from reconciler.core.spec import TaskSpec
 from reconciler.errors import ReconcilerError, UnknownTask, UsageError
-from reconciler.loader import LoadedTask, LoadResult, load_directory
-from reconciler.schedule import describe, next_fire_times
+from reconciler.files.loader import LoadedTask, LoadResult, load_directory
 from reconciler.settings import Settings
-from reconciler.spec import TaskSpec
 
 
 @click.command("next")

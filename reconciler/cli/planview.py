@@ -1,8 +1,8 @@
 """How a plan reads: text like ``terraform plan``, stable JSON, and a pull-request comment.
 
 ``reconcile apply`` / ``--dry-run`` and ``reconcile watch`` print through these; the
-plan itself (``reconciler.plan``) knows nothing of presentation. Every format shows
-values through ``reconciler.redact`` (a plan is often posted where many can read it).
+plan itself (``reconciler.core.plan``) knows nothing of presentation. Every format shows
+values through ``reconciler.core.redact`` (a plan is often posted where many can read it).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import IO, Any
 
 import click
 
-from reconciler.plan import Change, Plan
-from reconciler.redact import redact_definition, redact_field
+from reconciler.core.plan import Change, Plan
+from reconciler.core.redact import redact_definition, redact_field
 
 Style = Callable[[str, str], str]
 # Below this many changes apply is quick enough that a progress bar only flickers.

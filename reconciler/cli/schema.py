@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from reconciler.cli.options import handle_errors
-from reconciler.jsonschema import render
+from reconciler.files.schema import render
 
 
 @click.command()

@@ -12,10 +12,10 @@ from typing import Any
 import click
 
 from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
+from reconciler.core.schedule import describe
+from reconciler.core.spec import TaskSpec, stored_spec
 from reconciler.errors import StoredSpecUnreadable, UnknownTask
-from reconciler.schedule import describe
 from reconciler.settings import Settings
-from reconciler.spec import TaskSpec, stored_spec
 from reconciler.store import tasks as store
 from reconciler.store.database import Database, unavailable_as_error
 

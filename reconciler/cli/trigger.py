@@ -1,6 +1,6 @@
 """``reconcile trigger NAME [--args JSON] [--kwargs JSON] [--force]``: run a task now, as manual.
 
-Parses the options and calls ``reconciler.publish.trigger``, which writes the
+Parses the options and calls ``reconciler.beat.publisher.trigger``, which writes the
 ``manual`` execution row and sends it through the configured Celery app and broker.
 """
 
@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
+from reconciler.beat.publisher import trigger as send_now
 from reconciler.celeryapp import load_app
 from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
 from reconciler.errors import ReconcilerError, UsageError
-from reconciler.publish import trigger as send_now
 from reconciler.settings import DEFAULT_BROKER_URL, Settings
 from reconciler.store import scheduling
 from reconciler.store.database import Database

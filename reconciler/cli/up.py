@@ -2,7 +2,7 @@
 
 Parses options, refuses a port in use or an unwritable embedded state before starting
 anything, brings the database schema up to date once (so the children do not race to
-migrate it), and hands over to ``reconciler.up.Supervisor``.
+migrate it), and hands over to ``reconciler.ops.up.Supervisor``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ import sys
 import click
 
 from reconciler.cli.options import handle_errors, settings_options
-from reconciler.doctor import masked
 from reconciler.errors import ConfigError
-from reconciler.settings import Settings
-from reconciler.store.database import Database
-from reconciler.up import (
+from reconciler.ops.doctor import masked
+from reconciler.ops.up import (
     Supervisor,
     UpOptions,
     child_env,
@@ -25,6 +23,8 @@ from reconciler.up import (
     sqlite_files,
     unwritable_state,
 )
+from reconciler.settings import Settings
+from reconciler.store.database import Database
 
 
 @click.command("up")

@@ -16,9 +16,9 @@ from typing import Any
 import click
 
 from reconciler.cli.options import format_option, handle_errors
-from reconciler.diagnostics import Diagnostic
+from reconciler.core.diagnostics import Diagnostic
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.loader import (
+from reconciler.files.loader import (
     LoadResult,
     Progress,
     check_registered,

@@ -1,7 +1,7 @@
 """``reconcile watch``: run the reconcile daemon until SIGTERM or SIGINT (then exit 0).
 
 Parses the options, configures logging to stderr (one line per cycle), installs the
-signal handlers and runs ``reconciler.watch.Watcher``.
+signal handlers and runs ``reconciler.ops.watch.Watcher``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from reconciler.cli.options import (
     lock_timeout_option,
     settings_options,
 )
+from reconciler.ops.watch import Watcher, WatchOptions
 from reconciler.settings import Settings
 from reconciler.store import stall
 from reconciler.store.database import Database
-from reconciler.watch import Watcher, WatchOptions
 
 STOP_GRACE = 0.5
 """Seconds an apply in progress has after SIGTERM before its database waits are ended."""

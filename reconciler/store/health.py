@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from reconciler.secretref import referenced_names
+from reconciler.core.secretref import referenced_names
 from reconciler.store.tables import BeatHeartbeat, Task, TaskExecution
 
 

@@ -1,6 +1,6 @@
 """The Beat scheduler's statements: due slots, the claim, publishing marks, heartbeats, changes.
 
-``reconciler.ticker`` calls these inside one transaction per step. Every statement
+``reconciler.beat.ticker`` calls these inside one transaction per step. Every statement
 works on a batch (one round trip for many slots), and what is due is read through the
 ``next_run_at`` index, so a tick costs the same with 100 or 100,000 tasks. On
 PostgreSQL due rows are locked with ``FOR UPDATE SKIP LOCKED``: two beats split work

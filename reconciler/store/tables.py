@@ -76,7 +76,7 @@ class Task(Base):
     task: Mapped[str] = mapped_column(String(300))
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    # The schedule as the task list shows it (``reconciler.spec.schedule_text``) and the
+    # The schedule as the task list shows it (``reconciler.core.spec.schedule_text``) and the
     # spec's time zone, so the list is served without parsing each spec. The server
     # default lets migration 0002 add the NOT NULL column to existing rows (which it
     # then fills from their specs) without rebuilding the table on SQLite.

@@ -28,9 +28,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from reconciler.core.plan import COLUMN_FIELDS, Change, Current, Plan
+from reconciler.core.spec import TaskSpec
 from reconciler.errors import LockTimeout
-from reconciler.plan import COLUMN_FIELDS, Change, Current, Plan
-from reconciler.spec import TaskSpec
 from reconciler.store.database import RawJSON
 from reconciler.store.tables import ApplyRecord, BeatHeartbeat, ChangeMarker, Task
 

@@ -27,14 +27,14 @@ from reconciler.settings import Settings
 from reconciler.store import stall
 from reconciler.store.database import Database
 from reconciler.store.deadlines import SERVE
-from reconciler.store.queries import BadParameter, for_reading
-from reconciler.store.reader import Reader
-from reconciler.tokens import TokenSet
+from reconciler.store.reads.queries import BadParameter, for_reading
+from reconciler.store.reads.reader import Reader
 from reconciler.web import metrics, models
 from reconciler.web.auth import Principal, principal
 from reconciler.web.guard import Guard, HostRule
 from reconciler.web.outage import Outage, OutageLog
 from reconciler.web.routes import HEAD, router
+from reconciler.web.tokens import TokenSet
 
 STATIC = Path(__file__).parent / "static"
 # Pages and single executions are read on the event loop without blocking it (psycopg's

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request
 from fastapi.security import HTTPBearer
 
-from reconciler.tokens import TokenSet
+from reconciler.web.tokens import TokenSet
 
 
 @dataclass(frozen=True)

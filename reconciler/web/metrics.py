@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from reconciler.store.database import Database
-from reconciler.store.queries import (
+from reconciler.store.reads.queries import (
     duplicate_deliveries,
     execution_counts,
     heartbeats,

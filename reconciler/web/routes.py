@@ -3,7 +3,7 @@
 Every route depends on ``principal``: an owner's token sees only its owner's tasks and
 the executions that ran under its owner (even of a task that has since moved to another
 owner), and anything else answers 404 exactly as if it did not exist (docs/http-api.md,
-"Access"). Values are redacted by ``reconciler.redact`` (docs/security.md). Lists
+"Access"). Values are redacted by ``reconciler.core.redact`` (docs/security.md). Lists
 are ``{"items": [...], "next_cursor": ...}``; task and execution lists also stream CSV.
 """
 
@@ -16,11 +16,10 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from reconciler.csvexport import stream_csv, stream_records
+from reconciler.core.spec import NAME_PATTERN
 from reconciler.errors import ConfigError
-from reconciler.spec import NAME_PATTERN
 from reconciler.store.database import Database
-from reconciler.store.queries import (
+from reconciler.store.reads.queries import (
     EXECUTION_KEYS,
     EXECUTION_TEXT_KEYS,
     ReadSession,
@@ -36,10 +35,11 @@ from reconciler.store.queries import (
     task_owner,
     task_page,
 )
-from reconciler.store.reader import Reader
+from reconciler.store.reads.reader import Reader
 from reconciler.web import models
 from reconciler.web.auth import Principal, principal
 from reconciler.web.body import JSONBody, execution_item
+from reconciler.web.csvexport import stream_csv, stream_records
 from reconciler.web.params import (
     AllExecutionQuery,
     ExecutionQuery,

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from reconciler.errors import ConfigError, UsageError
 from reconciler.settings import Settings
-from reconciler.tokens import ENV_VAR as TOKENS_ENV_VAR
-from reconciler.tokens import TokenSet, load_tokens
 from reconciler.web.guard import host_name
 from reconciler.web.protocol import HEADER_TIMEOUT
+from reconciler.web.tokens import ENV_VAR as TOKENS_ENV_VAR
+from reconciler.web.tokens import TokenSet, load_tokens
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.redact import redact_definition
-from reconciler.spec import schedule_text
-from reconciler.store.queries import TaskListRow, TaskSummary
+from reconciler.core.redact import redact_definition
+from reconciler.core.spec import schedule_text
+from reconciler.core.times import iso
+from reconciler.store.reads.queries import TaskListRow, TaskSummary
 from reconciler.store.tables import ApplyRecord
-from reconciler.timestamps import iso
 
 TASK_CSV_COLUMNS = (
     "name",

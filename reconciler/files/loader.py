@@ -20,10 +20,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from reconciler.diagnostics import Diagnostic
-from reconciler.redact import REDACTED, is_secret_key
-from reconciler.schedule import never_fires
-from reconciler.spec import (
+from reconciler.core.diagnostics import Diagnostic
+from reconciler.core.redact import REDACTED, is_secret_key
+from reconciler.core.schedule import never_fires
+from reconciler.core.spec import (
     INT64_HINT,
     Crontab,
     FieldError,

@@ -4,7 +4,7 @@
 runs them with shared settings in the environment, prefixes each line of their output
 with the child's name, stops them all on SIGINT/SIGTERM, and stops everything (exit 1)
 when one of them dies on its own. The children end with it however it ends
-(``reconciler.lifeline``). Used by ``reconciler.cli.up``.
+(``reconciler.ops.lifeline``). Used by ``reconciler.cli.up``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from reconciler.lifeline import END, lifeline_argv, watchdog_argv
+from reconciler.ops.lifeline import END, lifeline_argv, watchdog_argv
 from reconciler.settings import Settings
 
 STOP_TIMEOUT = 20.0

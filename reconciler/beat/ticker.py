@@ -25,10 +25,10 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from reconciler.beat.refusals import publishable
+from reconciler.core.firing import DEFAULT_GRACE, decide
+from reconciler.core.spec import TaskSpec, stored_spec
 from reconciler.errors import DatabaseUnavailable, StoredSpecUnreadable
-from reconciler.firing import DEFAULT_GRACE, decide
-from reconciler.secretcheck import publishable
-from reconciler.spec import TaskSpec, stored_spec
 from reconciler.store import leases, scheduling
 from reconciler.store.database import Database
 
@@ -41,7 +41,7 @@ short enough that a dead beat's claims are sent well within the 60 s catch-up gr
 LEASE_MARGIN = dt.timedelta(seconds=5)
 """Beat publishes under a claim without renewing it only until ``LEASE - LEASE_MARGIN``
 after it started the claim (by its monotonic clock). The margin outlasts one chunk's
-publish deadline (``reconciler.publish``: 2 s to connect, 3 s per read or write), so
+publish deadline (``reconciler.beat.publisher``: 2 s to connect, 3 s per read or write), so
 no publish still hands messages to the broker once the lease has lapsed."""
 PUBLISH_CHUNK = 200
 """Messages published (and marked) between two lease checks."""
@@ -83,7 +83,7 @@ class PublishFailed(Exception):
 
 
 class Publisher(Protocol):
-    """Where messages go: ``reconciler.publish.CeleryPublisher``, or a fake in tests."""
+    """Where messages go: ``reconciler.beat.publisher.CeleryPublisher``, or a fake in tests."""
 
     def publish(self, messages: Sequence[Message]) -> list[str]:
         """Send in order; return the ids sent; raise ``PublishFailed`` if the broker fails."""

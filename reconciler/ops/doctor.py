@@ -114,7 +114,7 @@ def check_database(ctx: Context) -> Check:
 
 def check_broker(ctx: Context) -> Check:
     from reconciler.celeryapp import load_app
-    from reconciler.worker import broker_error
+    from reconciler.ops.worker import broker_error
 
     url = masked(ctx.settings.broker_url)
     try:
@@ -130,7 +130,7 @@ def check_broker(ctx: Context) -> Check:
 
 
 def check_workers(ctx: Context) -> Check:
-    from reconciler.worker import ask_workers
+    from reconciler.ops.worker import ask_workers
 
     if not ctx.broker_ok:
         return Check("workers", "skip", "not asked: the broker is not reachable")

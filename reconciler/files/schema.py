@@ -1,4 +1,4 @@
-"""The JSON Schema of a task file, generated from the models in ``reconciler.spec``.
+"""The JSON Schema of a task file, generated from the models in ``reconciler.core.spec``.
 
 ``reconcile schema`` prints it and ``schemas/task.schema.json`` is its committed copy
 (``make schema``), which editors running yaml-language-server use to complete and
@@ -11,7 +11,7 @@ import copy
 import json
 from typing import Any
 
-from reconciler.spec import CRON_FIELDS, TaskSpec
+from reconciler.core.spec import CRON_FIELDS, TaskSpec
 
 SCHEMA_ID = "urn:celery-reconciler:schemas:task"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"

@@ -1,7 +1,7 @@
 """Plain-row reads on the driver's connection: the endpoint's hot paths.
 
 A page of executions or tasks is one SELECT whose statement is built once per shape
-(``reconciler.store.queries``). Run through a session and SQLAlchemy's result objects it
+(``reconciler.store.reads.queries``). Run through a session and SQLAlchemy's result objects it
 costs three to four times what the driver itself spends on it (checking out a session
 and a connection, wrapping the cursor, making a ``Row`` of every row), and that was most
 of a page request. A ``Reader`` compiles each statement once for the engine's dialect

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from reconciler.spec import SCHEDULE_FIELDS, TaskSpec
+from reconciler.core.spec import SCHEDULE_FIELDS, TaskSpec
 
 # Denormalised task columns that must agree with the spec; an edit of one of them
 # behind the reconciler's back is drift like an edit of the spec itself. Each is the
@@ -43,7 +43,7 @@ class Op(enum.Enum):
 
 
 class SourcedSpec(Protocol):
-    """A desired task and where it was defined (``reconciler.loader.LoadedTask``)."""
+    """A desired task and where it was defined (``reconciler.files.loader.LoadedTask``)."""
 
     @property
     def spec(self) -> TaskSpec: ...

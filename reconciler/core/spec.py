@@ -30,8 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from reconciler.core.secretref import reference_problems
 from reconciler.errors import StoredSpecUnreadable
-from reconciler.secretref import reference_problems
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
 RESERVED_NAMES = frozenset({"registered", "executions"})

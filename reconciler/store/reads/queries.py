@@ -37,11 +37,12 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
+from reconciler.core.redact import might_hold_secrets, redact_json, redact_text
+from reconciler.core.times import iso
 from reconciler.errors import DatabaseUnavailable, UsageError
-from reconciler.redact import might_hold_secrets, redact_json, redact_text
 from reconciler.store import stall
 from reconciler.store.database import Database, unavailable
-from reconciler.store.reader import Read, Reader, Row
+from reconciler.store.reads.reader import Read, Reader, Row
 from reconciler.store.tables import (
     ApplyRecord,
     BeatHeartbeat,
@@ -49,7 +50,6 @@ from reconciler.store.tables import (
     TaskExecution,
     UTCDateTime,
 )
-from reconciler.timestamps import iso
 
 STATUSES = ("pending", "started", "success", "failure", "retry", "revoked")
 TASK_TYPES = ("async", "scheduled", "periodic")
@@ -326,7 +326,7 @@ class _Records:
     """Executions as records: their values in ``EXECUTION_KEYS`` order, with args, kwargs
     and result as their JSON text (result null: None), read as stored rather than decoded
     and encoded again. Args, kwargs, result, error and traceback go through
-    ``reconciler.redact``: one search for secret-looking words each, and decoded only
+    ``reconciler.core.redact``: one search for secret-looking words each, and decoded only
     when one appears (args and kwargs repeat from run to run: cached). Times are
     datetimes in UTC: naive ones from PostgreSQL (``_pg_utc``), aware ones from SQLite;
     ``execution_dict`` and the exports write them as ISO text, the endpoint's JSON
@@ -499,7 +499,7 @@ class TaskListRow(NamedTuple):
     type: str
     task: str
     enabled: bool
-    schedule: str | None  # ``reconciler.spec.schedule_text``, stored by apply
+    schedule: str | None  # ``reconciler.core.spec.schedule_text``, stored by apply
     timezone: str
     next_run: dt.datetime | None
     deleted_at: dt.datetime | None

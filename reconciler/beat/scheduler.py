@@ -2,8 +2,8 @@
 
 ``celery -A APP beat -S reconciler.beat:DatabaseScheduler`` (and ``reconcile up``) run
 it. All scheduling state lives in the database (docs/beat.md); this class adapts
-``reconciler.ticker.Ticker`` to Celery's ``Scheduler`` interface and sends with
-``reconciler.publish.CeleryPublisher``, by task name, so the user's task modules are
+``reconciler.beat.ticker.Ticker`` to Celery's ``Scheduler`` interface and sends with
+``reconciler.beat.publisher.CeleryPublisher``, by task name, so the user's task modules are
 never imported here.
 """
 
@@ -22,14 +22,14 @@ from typing import Any
 from celery import Celery
 from celery.beat import Scheduler
 
+from reconciler.beat.publisher import CeleryPublisher
+from reconciler.beat.ticker import MAX_SLEEP, Ticker
+from reconciler.core.firing import DEFAULT_GRACE
 from reconciler.errors import ConfigError
-from reconciler.firing import DEFAULT_GRACE
-from reconciler.publish import CeleryPublisher
 from reconciler.store import scheduling, stall
 from reconciler.store.database import Database
 from reconciler.store.db import DEFAULT_DATABASE_URL
 from reconciler.store.deadlines import BEAT
-from reconciler.ticker import MAX_SLEEP, Ticker
 
 log = logging.getLogger("reconciler.beat")
 

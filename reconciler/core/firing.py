@@ -1,6 +1,6 @@
 """What one due slot becomes: a fire, a dropped slot, or one run for many missed ones.
 
-Pure (docs/beat.md, "Catch-up", "Overlap"): the Beat tick (``reconciler.ticker``) passes a
+Pure (docs/beat.md, "Catch-up", "Overlap"): the Beat tick (``reconciler.beat.ticker``) passes a
 task's spec, its due slot, its schedule anchor, whether an execution of it is unfinished
 (read in the claim transaction) and ``now``; ``decide`` says what to fire and what next.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from reconciler.schedule import slot_after
-from reconciler.spec import TaskSpec
+from reconciler.core.schedule import slot_after
+from reconciler.core.spec import TaskSpec
 
 DEFAULT_GRACE = dt.timedelta(seconds=60)
 """A slot later than this was missed (no beat ran, or the database or broker was away)."""

@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.secretref import is_reference
+from reconciler.core.secretref import is_reference
 
 REDACTED = "***"
 

@@ -24,9 +24,15 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from reconciler.core.spec import (
+    CRON_FIELDS,
+    NAME_PATTERN,
+    RESERVED_NAMES,
+    TaskSpec,
+    check_cron_field,
+)
 from reconciler.errors import ReconcilerError, UsageError
-from reconciler.loader import load_directory, load_paths
-from reconciler.spec import CRON_FIELDS, NAME_PATTERN, RESERVED_NAMES, TaskSpec, check_cron_field
+from reconciler.files.loader import load_directory, load_paths
 
 IMPORT_SUBDIR = "imported"
 """Imported files go to this folder of the tasks directory."""

@@ -39,7 +39,7 @@ from cron_descriptor import (
     WrongArgumentException,
 )
 
-from reconciler.spec import CRON_FIELDS, Crontab, TaskSpec
+from reconciler.core.spec import CRON_FIELDS, Crontab, TaskSpec
 
 __all__ = ["describe", "first_slot", "never_fires", "next_fire_times", "slot_after"]
 
@@ -310,7 +310,7 @@ def _compiled(crontab: Crontab) -> _Cron:
 
 
 def _expand(text: str, low: int, high: int) -> tuple[int, ...]:
-    """The values of one canonical field (``reconciler.spec`` checked its syntax): items
+    """The values of one canonical field (``reconciler.core.spec`` checked its syntax): items
     ``*``, ``a``, ``a-b``, each with an optional ``/step``; ``a/step`` runs to the maximum.
 
     Written here rather than taken from croniter, whose expansion drops single-value

@@ -20,21 +20,21 @@ from typing import Any
 from celery import Celery
 from celery.app.routes import MapRoute
 
+from reconciler.beat.refusals import publishable
+from reconciler.beat.ticker import LEASE, Message, PublishFailed, message_for, utcnow
+from reconciler.core.redact import redacted_repr
+from reconciler.core.secretref import refusal, resolve
+from reconciler.core.spec import stored_spec
 from reconciler.errors import ReconcilerError, UnknownTask
-from reconciler.redact import redacted_repr
-from reconciler.secretcheck import publishable
-from reconciler.secretref import refusal, resolve
-from reconciler.spec import stored_spec
 from reconciler.store import leases, scheduling
 from reconciler.store.database import Database
-from reconciler.ticker import LEASE, Message, PublishFailed, message_for, utcnow
 
 log = logging.getLogger("reconciler.beat")
 
 CONNECT_TIMEOUT = 2.0
 IO_TIMEOUT = 3.0
 """A broker that takes longer than this to take or answer one write fails the publish, so
-a stalled broker is an outage like a refused one. ``reconciler.ticker.LEASE_MARGIN``
+a stalled broker is an outage like a refused one. ``reconciler.beat.ticker.LEASE_MARGIN``
 outlasts a connect plus one such wait."""
 BATCH = 200
 REPR_LIMIT = 1024

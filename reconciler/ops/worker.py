@@ -1,6 +1,6 @@
 """Workers seen from outside: is the broker reachable, which workers answer, what they run.
 
-``reconciler.doctor`` asks these questions; they keep Celery's control API in one place.
+``reconciler.ops.doctor`` asks these questions; they keep Celery's control API in one place.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from reconciler.timestamps import iso
+from reconciler.core.times import iso
 
 # A cell starting with one of these is a formula (or becomes one) in Excel, LibreOffice
 # and Google Sheets; a leading apostrophe makes it text (OWASP's advice).

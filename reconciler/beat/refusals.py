@@ -9,14 +9,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
-from reconciler.secretref import refusal
+from reconciler.core.secretref import refusal
 from reconciler.store import scheduling
 
 log = logging.getLogger("reconciler.beat")
 
 
 class Outgoing(Protocol):
-    """A message about to be sent (``reconciler.ticker.Message``)."""
+    """A message about to be sent (``reconciler.beat.ticker.Message``)."""
 
     @property
     def name(self) -> str: ...

@@ -20,7 +20,7 @@ import watchfiles
 
 from reconciler.apply import ApplyResult, MassDeleteRefused, apply_loaded, check_loaded
 from reconciler.errors import DatabaseUnavailable, ReconcilerError, StateRefused
-from reconciler.loader import LoadResult, load_directory
+from reconciler.files.loader import LoadResult, load_directory
 from reconciler.store.database import Database
 from reconciler.store.deadlines import WATCH
 

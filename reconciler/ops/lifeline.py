@@ -1,9 +1,9 @@
 """Children that end with their parent, however the parent ends (``kill -9`` included).
 
-``reconcile up`` starts each child as ``python -m reconciler.lifeline exec PID -- ARGV``:
+``reconcile up`` starts each child as ``python -m reconciler.ops.lifeline exec PID -- ARGV``:
 on Linux it asks the kernel for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``,
 kept across exec), checks that the parent is still PID (it may have died in between),
-then execs ARGV. A watchdog (``python -m reconciler.lifeline watchdog PID GRACE``) reads
+then execs ARGV. A watchdog (``python -m reconciler.ops.lifeline watchdog PID GRACE``) reads
 the children's process groups on stdin from the parent; end of input without the word
 ``end`` means the parent died: it sends SIGTERM where the kernel could not, waits up
 to GRACE seconds, then SIGKILLs every group still alive (pool processes included).
@@ -39,11 +39,11 @@ def parent_death_signal(signum: int = PARENT_DEATH_SIGNAL) -> bool:
 
 def lifeline_argv(parent: int, argv: Sequence[str]) -> list[str]:
     """``argv`` run so that it ends when process ``parent`` does."""
-    return [sys.executable, "-m", "reconciler.lifeline", "exec", str(parent), "--", *argv]
+    return [sys.executable, "-m", "reconciler.ops.lifeline", "exec", str(parent), "--", *argv]
 
 
 def watchdog_argv(parent: int, grace: float) -> list[str]:
-    return [sys.executable, "-m", "reconciler.lifeline", "watchdog", str(parent), f"{grace:g}"]
+    return [sys.executable, "-m", "reconciler.ops.lifeline", "watchdog", str(parent), f"{grace:g}"]
 
 
 def exec_bound(parent: int, argv: Sequence[str]) -> None:
@@ -139,7 +139,7 @@ def main(args: Sequence[str]) -> int:
     if len(args) == 3 and args[0] == "watchdog" and args[1].isdigit():
         return watchdog(int(args[1]), float(args[2]))
     print(
-        "usage: python -m reconciler.lifeline exec PID -- ARGV... | watchdog PID GRACE",
+        "usage: python -m reconciler.ops.lifeline exec PID -- ARGV... | watchdog PID GRACE",
         file=sys.stderr,
     )
     return 2

@@ -1,0 +1,6 @@
+"""Sending what is due: the Celery Beat scheduler (``reconciler.beat:DatabaseScheduler``),
+the ticker, the message seam and the publisher (docs/beat.md)."""
+
+from reconciler.beat.scheduler import DatabaseScheduler
+
+__all__ = ["DatabaseScheduler"]
