@@ -337,6 +337,7 @@ class Consumer(threading.Thread):
                 time.sleep(0.002)
                 continue
             for raw in batch:
+                assert isinstance(raw, bytes | str)
                 body = json.loads(raw)["body"]
                 args = json.loads(base64.b64decode(body))[0]
                 self.arrivals.append((now, int(args[0])))

@@ -45,7 +45,7 @@ import psycopg
 
 from benchmarks.services import free_port, fresh_postgres
 from benchmarks.table import print_table
-from reconciler.core.spec import schedule_text
+from reconciler.core.schedulefields import schedule_text
 from reconciler.store.database import Database
 
 TASKS = 10_000

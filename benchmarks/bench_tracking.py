@@ -162,9 +162,9 @@ def _run(mode: str, broker_url: str, database_url: str) -> dict[str, Any]:
     with producer_app.producer_or_acquire() as producer:
         if mode == "claimed":
             # As beat sends them: the rows exist, the messages carry the header.
-            from reconciler.beat.publisher import TRIGGER_HEADER
+            from reconciler.vocabulary import Header, Trigger
 
-            headers = {TRIGGER_HEADER: "schedule"}
+            headers = {Header.TRIGGER: Trigger.SCHEDULE}
             for celery_task_id in _scheduled(database_url):
                 producer_app.send_task(
                     "bench.noop", task_id=celery_task_id, producer=producer, headers=headers

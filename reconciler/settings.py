@@ -18,6 +18,20 @@ DEFAULT_BROKER_URL = f"sqla+sqlite:///{STATE_DIR}/broker.db"
 DEFAULT_APP = "reconciler.demo:app"
 
 
+def resolve_database_url(given: str | None = None, configured: str | None = None) -> str:
+    """The database URL: ``given`` (``--database-url``), else ``RECONCILER_DATABASE_URL``,
+    else ``configured`` (a Celery app's ``reconciler_database_url``), else the default.
+
+    The one place the variable and the default are read (commands, beat, tracking)."""
+    return given or os.environ.get("RECONCILER_DATABASE_URL") or configured or DEFAULT_DATABASE_URL
+
+
+def resolve_broker_url(given: str | None = None) -> str:
+    """The broker URL: ``given`` (``--broker-url``), else ``RECONCILER_BROKER_URL``, else
+    the embedded SQLite broker."""
+    return given or os.environ.get("RECONCILER_BROKER_URL") or DEFAULT_BROKER_URL
+
+
 @dataclass(frozen=True)
 class Settings:
     tasks_dir: Path
@@ -36,7 +50,7 @@ class Settings:
         env = os.environ
         return cls(
             tasks_dir=Path(tasks_dir or env.get("RECONCILER_TASKS_DIR") or DEFAULT_TASKS_DIR),
-            database_url=database_url or env.get("RECONCILER_DATABASE_URL") or DEFAULT_DATABASE_URL,
-            broker_url=broker_url or env.get("RECONCILER_BROKER_URL") or DEFAULT_BROKER_URL,
+            database_url=resolve_database_url(database_url),
+            broker_url=resolve_broker_url(broker_url),
             app=app or env.get("RECONCILER_APP") or DEFAULT_APP,
         )

@@ -1,5 +1,5 @@
 """Helpers for the Beat scheduler tests: task rows written as apply writes them, a fake
-publisher at the ``reconciler.beat.ticker.Publisher`` seam, and a clock-driven run loop."""
+publisher at the ``reconciler.beat.message.Publisher`` seam, and a clock-driven run loop."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from reconciler.beat.ticker import Message, PublishFailed, Ticker
+from reconciler.beat.message import Message, PublishFailed
+from reconciler.beat.ticker import Ticker
 from reconciler.core.schedule import first_slot
 from reconciler.core.spec import TaskSpec
 from reconciler.store.database import Database

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import redis
 
-from reconciler.beat.ticker import LEASE
+from reconciler.beat.sending import LEASE
 from reconciler.store.database import Database
 from tests.beatsupport import executions, put_task, spec, task_row
 from tests.faultproxy import FaultProxy

@@ -20,7 +20,7 @@ from reconciler.store import scheduling, stall
 from reconciler.store import tasks as store
 from reconciler.store.database import Database
 from reconciler.store.deadlines import BEAT, COMMAND, ROLES, SERVE, WATCH, Deadlines
-from reconciler.store.reads.queries import for_reading, read
+from reconciler.store.reads.reader import for_reading, read
 from tests.faultproxy import FaultProxy
 
 
@@ -41,7 +41,7 @@ def test_each_role_sets_its_timeouts_in_postgresql(postgres_url: str, role: str)
     database = Database.open(postgres_url, deadlines=deadlines)
     try:
         with database.engine.connect() as connection:
-            shown = dict(
+            shown: dict[str, str] = dict(
                 connection.execute(
                     text(
                         "SELECT name, setting FROM pg_settings WHERE name IN ('statement_timeout',"

@@ -20,9 +20,9 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from reconciler.beat.publisher import TRIGGER_HEADER
 from reconciler.store.database import Database
 from reconciler.store.tables import Task, TaskExecution
+from reconciler.vocabulary import Header
 from tests import deliveryapp
 from tests.support import Process, wait_for
 
@@ -92,7 +92,7 @@ class Stack:
             for _ in range(times):
                 app.send_task(
                     TASKS[name], args, task_id=celery_task_id, connection=connection,
-                    headers={TRIGGER_HEADER: "schedule"},
+                    headers={Header.TRIGGER: "schedule"},
                 )  # fmt: skip
 
     def runs(self, celery_task_id: str) -> list[str]:

@@ -15,13 +15,7 @@ from sqlalchemy import select
 
 from reconciler.store.database import Database
 from reconciler.store.executions import (
-    FAILURE,
     LOST_REASON,
-    PENDING,
-    RETRY,
-    REVOKED,
-    STARTED,
-    SUCCESS,
     ExecutionUpdate,
     apply_updates,
     managed_tasks,
@@ -30,6 +24,7 @@ from reconciler.store.executions import (
     upsert,
 )
 from reconciler.store.tables import Task, TaskExecution
+from reconciler.vocabulary import Status
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 ID = "0b7c8d2e-0000-4000-8000-000000000001"
@@ -40,13 +35,13 @@ def at(seconds: float) -> dt.datetime:
 
 
 def pending(trigger: str = "schedule") -> ExecutionUpdate:
-    return ExecutionUpdate(ID, PENDING, at(0), task_name="report", trigger=trigger, args=[1])
+    return ExecutionUpdate(ID, Status.PENDING, at(0), task_name="report", trigger=trigger, args=[1])
 
 
 def started(retries: int = 0, second: float = 1, worker: str = "celery@a") -> ExecutionUpdate:
     return ExecutionUpdate(
         ID,
-        STARTED,
+        Status.STARTED,
         at(second),
         task_name="report",
         retries=retries,
@@ -58,14 +53,19 @@ def started(retries: int = 0, second: float = 1, worker: str = "celery@a") -> Ex
 
 def retry(retries: int, second: float = 2) -> ExecutionUpdate:
     return ExecutionUpdate(
-        ID, RETRY, at(second), task_name="report", retries=retries, error=f"Boom: try {retries}"
+        ID,
+        Status.RETRY,
+        at(second),
+        task_name="report",
+        retries=retries,
+        error=f"Boom: try {retries}",
     )
 
 
 def success(second: float = 3, retries: int = 0) -> ExecutionUpdate:
     return ExecutionUpdate(
         ID,
-        SUCCESS,
+        Status.SUCCESS,
         at(second),
         task_name="report",
         retries=retries,
@@ -78,12 +78,12 @@ def success(second: float = 3, retries: int = 0) -> ExecutionUpdate:
 
 def failure(second: float = 3, error: str = "ValueError: bad") -> ExecutionUpdate:
     return ExecutionUpdate(
-        ID, FAILURE, at(second), task_name="report", error=error, traceback="Traceback ..."
+        ID, Status.FAILURE, at(second), task_name="report", error=error, traceback="Traceback ..."
     )
 
 
 def revoked(second: float = 3) -> ExecutionUpdate:
-    return ExecutionUpdate(ID, REVOKED, at(second), task_name="report", error="revoked")
+    return ExecutionUpdate(ID, Status.REVOKED, at(second), task_name="report", error="revoked")
 
 
 def row(db: Database) -> TaskExecution:
@@ -95,24 +95,26 @@ def row(db: Database) -> TaskExecution:
 
 # (label, steps in arrival order, expected status, expected retries, expected trigger)
 SEQUENCES: list[tuple[str, list[ExecutionUpdate], str, int, str]] = [
-    ("in order", [pending(), started(), success()], SUCCESS, 0, "schedule"),
-    ("success before started", [pending(), success(), started()], SUCCESS, 0, "schedule"),
-    ("started before pending", [started(), pending(), success()], SUCCESS, 0, "external"),
-    ("everything before pending", [success(), started(), pending()], SUCCESS, 0, "external"),
-    ("failure is final", [pending(), started(), failure(), started(second=5)], FAILURE, 0,
+    ("in order", [pending(), started(), success()], Status.SUCCESS, 0, "schedule"),
+    ("success before started", [pending(), success(), started()], Status.SUCCESS, 0, "schedule"),
+    ("started before pending", [started(), pending(), success()], Status.SUCCESS, 0, "external"),
+    ("everything before pending", [success(), started(), pending()], Status.SUCCESS, 0, "external"),
+    ("failure is final", [pending(), started(), failure(), started(second=5)], Status.FAILURE, 0,
      "schedule"),
-    ("revoked before start", [pending(), revoked(), started()], REVOKED, 0, "schedule"),
-    ("revoked then success", [pending(), revoked(), success()], REVOKED, 0, "schedule"),
-    ("success then failure", [pending(), success(), failure()], SUCCESS, 0, "schedule"),
+    ("revoked before start", [pending(), revoked(), started()], Status.REVOKED, 0, "schedule"),
+    ("revoked then success", [pending(), revoked(), success()], Status.REVOKED, 0, "schedule"),
+    ("success then failure", [pending(), success(), failure()], Status.SUCCESS, 0, "schedule"),
     ("retry in order", [pending(), started(), retry(1), started(1, 3), retry(2),
-                        started(2, 5), success(6, 2)], SUCCESS, 2, "schedule"),
-    ("late retry after next start", [pending(), started(), started(1, 3), retry(1)], STARTED, 1,
+                        started(2, 5), success(6, 2)], Status.SUCCESS, 2, "schedule"),
+    ("late retry after next start", [pending(), started(), started(1, 3), retry(1)],
+     Status.STARTED, 1, "schedule"),
+    ("retry after its own start", [pending(), started(1, 3), retry(2, 4)], Status.RETRY, 2,
      "schedule"),
-    ("retry after its own start", [pending(), started(1, 3), retry(2, 4)], RETRY, 2, "schedule"),
-    ("stale start after retry", [pending(), retry(1), started(0)], RETRY, 1, "schedule"),
+    ("stale start after retry", [pending(), retry(1), started(0)], Status.RETRY, 1, "schedule"),
     ("duplicate steps", [pending(), pending(), started(), started(), success(), success()],
-     SUCCESS, 0, "schedule"),
-    ("pending never overwrites", [pending("manual"), pending("external")], PENDING, 0, "manual"),
+     Status.SUCCESS, 0, "schedule"),
+    ("pending never overwrites", [pending("manual"), pending("external")], Status.PENDING, 0,
+     "manual"),
 ]  # fmt: skip
 
 
@@ -144,7 +146,7 @@ def test_a_success_records_every_field(db: Database, steps: list[ExecutionUpdate
         with db.session() as session:
             upsert(session, step)
     found = row(db)
-    assert found.status == SUCCESS
+    assert found.status == Status.SUCCESS
     assert found.started_at == at(1)
     assert found.finished_at == at(3)
     assert found.duration_ms == 2000
@@ -159,7 +161,7 @@ def test_one_batch_is_applied_in_the_natural_order_whatever_its_order(db: Databa
         last = dataclasses.replace(success(6, 2), started_at=at(5))  # as the worker sends it
         apply_updates(session, [last, retry(2), started(2, 5), retry(1), started()])
     found = row(db)
-    assert (found.status, found.retries, found.started_at) == (SUCCESS, 2, at(5))
+    assert (found.status, found.retries, found.started_at) == (Status.SUCCESS, 2, at(5))
 
 
 def test_duration_is_computed_by_the_database_when_the_finisher_did_not_time_the_run(
@@ -180,16 +182,16 @@ def test_a_retry_records_the_count_and_the_error(db: Database) -> None:
         upsert(session, started())
         upsert(session, retry(1))
     found = row(db)
-    assert (found.status, found.retries, found.error) == (RETRY, 1, "Boom: try 1")
+    assert (found.status, found.retries, found.error) == (Status.RETRY, 1, "Boom: try 1")
 
 
 def test_the_reaper_marks_only_started_rows_past_their_deadline(db: Database) -> None:
     ids = {"late": 10, "fresh": 1000, "pending": None, "retry": None}
     with db.session() as session:
         for key, deadline in ids.items():
-            status = PENDING if deadline is None else STARTED
+            status = Status.PENDING if deadline is None else Status.STARTED
             if key == "retry":
-                status = RETRY
+                status = Status.RETRY
             session.add(
                 TaskExecution(
                     task_name="report",
@@ -208,7 +210,12 @@ def test_the_reaper_marks_only_started_rows_past_their_deadline(db: Database) ->
             session.execute(select(TaskExecution.celery_task_id, TaskExecution.status)).all()
         )
         late = session.scalar(select(TaskExecution).where(TaskExecution.celery_task_id == "late"))
-    assert statuses == {"late": FAILURE, "fresh": STARTED, "pending": PENDING, "retry": RETRY}
+    assert statuses == {
+        "late": Status.FAILURE,
+        "fresh": Status.STARTED,
+        "pending": Status.PENDING,
+        "retry": Status.RETRY,
+    }
     assert late is not None
     assert (late.error, late.finished_at) == (LOST_REASON, at(60))
     with db.session() as session:
@@ -217,7 +224,10 @@ def test_the_reaper_marks_only_started_rows_past_their_deadline(db: Database) ->
 
 @pytest.mark.parametrize(
     ("late", "status"),
-    [(started(second=100, worker="celery@b"), STARTED), (success(second=100), SUCCESS)],
+    [
+        (started(second=100, worker="celery@b"), Status.STARTED),
+        (success(second=100), Status.SUCCESS),
+    ],
     ids=["redelivered", "finished after all"],
 )
 def test_a_reaped_row_is_completed_by_its_worker_when_it_was_not_lost_after_all(
@@ -233,7 +243,7 @@ def test_a_reaped_row_is_completed_by_its_worker_when_it_was_not_lost_after_all(
     found = row(db)
     assert found.status == status
     assert found.error is None
-    if status == STARTED:
+    if status == Status.STARTED:
         assert (found.worker, found.finished_at) == ("celery@b", None)
 
 

@@ -29,7 +29,8 @@ def echo_server() -> tuple[str, int]:
                 conn.sendall(data)
 
     threading.Thread(target=serve, daemon=True).start()
-    return listener.getsockname()
+    host, port = listener.getsockname()
+    return str(host), int(port)
 
 
 def _client(proxy: FaultProxy) -> socket.socket:

@@ -14,14 +14,11 @@ from click.testing import CliRunner, Result
 from reconciler.cli import main
 from reconciler.store.database import Database
 from reconciler.store.executions import (
-    FAILURE,
-    PENDING,
-    STARTED,
-    SUCCESS,
     ExecutionUpdate,
     apply_updates,
 )
 from reconciler.store.tables import Task
+from reconciler.vocabulary import Status
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 KEYS = [
@@ -51,12 +48,13 @@ def run(task: str, index: int, outcome: str, **values: Any) -> list[ExecutionUpd
     cid = f"{task}-{index}"
     start = index * 60
     steps = [
-        ExecutionUpdate(cid, PENDING, at(start), task_name=task, trigger="schedule",
+        ExecutionUpdate(cid, Status.PENDING, at(start), task_name=task, trigger="schedule",
                         args=["x"], kwargs={"region": "eu", "api_key": "k"}),
-        ExecutionUpdate(cid, STARTED, at(start + 1), task_name=task, started_at=at(start + 1),
-                        worker="celery@host", deadline_at=at(start + 3600)),
+        ExecutionUpdate(cid, Status.STARTED, at(start + 1), task_name=task,
+                        started_at=at(start + 1), worker="celery@host",
+                        deadline_at=at(start + 3600)),
     ]  # fmt: skip
-    if outcome != STARTED:
+    if outcome != Status.STARTED:
         steps.append(
             ExecutionUpdate(cid, outcome, at(start + 3.5), task_name=task, worker="celery@host",
                             started_at=at(start + 1), duration_ms=2500, **values)
@@ -71,15 +69,15 @@ def url(database_url: str) -> str:
     add_task(database, "gone", deleted=True)
     add_task(database, "quiet")
     with database.session() as session:
-        apply_updates(session, run("report", 1, SUCCESS, result={"rows": 3}))
+        apply_updates(session, run("report", 1, Status.SUCCESS, result={"rows": 3}))
         failure = {
             "error": "ValueError: no rows",
             "traceback": "Traceback (most recent ...\n  boom",
         }
-        apply_updates(session, run("report", 2, FAILURE, **failure))
-        apply_updates(session, run("report", 3, SUCCESS, result="=cmd|' /C calc'!A0"))
-        apply_updates(session, run("report", 4, STARTED))
-        apply_updates(session, run("gone", 1, SUCCESS, result=None))
+        apply_updates(session, run("report", 2, Status.FAILURE, **failure))
+        apply_updates(session, run("report", 3, Status.SUCCESS, result="=cmd|' /C calc'!A0"))
+        apply_updates(session, run("report", 4, Status.STARTED))
+        apply_updates(session, run("gone", 1, Status.SUCCESS, result=None))
     database.dispose()
     return database_url
 

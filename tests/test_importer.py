@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from reconciler.cli import main
 from reconciler.core.spec import NAME_PATTERN
 from reconciler.errors import ReconcilerError
-from reconciler.files.importer import plan_import, slugify, write_tasks
+from reconciler.files.imports.names import slugify
+from reconciler.files.imports.plan import plan_import, write_tasks
 from reconciler.files.loader import load_directory
 
 SCHEMA_LINE = "# yaml-language-server: $schema=../../schemas/task.schema.json\n"

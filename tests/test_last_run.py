@@ -20,7 +20,7 @@ from tests.test_plan import spec
 from tests.webseed import T0, add_execution, add_task
 
 H = dt.timedelta(hours=1)
-Latest = tuple[int, str, dt.datetime] | None
+Latest = tuple[int, str | None, dt.datetime | None] | None
 
 
 def on_rows(db: Database) -> dict[str, Latest]:

@@ -25,7 +25,8 @@ from reconciler.apply import apply_loaded, reconcile
 from reconciler.cli import main
 from reconciler.core.spec import TaskSpec
 from reconciler.errors import ConfigError, StateRefused
-from reconciler.files.loader import LoadedTask, LoadResult, load_directory
+from reconciler.files.loader import LoadResult, load_directory
+from reconciler.files.taskfile import LoadedTask
 from reconciler.ops.watch import Watcher, WatchOptions
 from reconciler.store.database import Database
 from reconciler.store.tables import Task

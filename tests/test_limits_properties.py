@@ -27,9 +27,9 @@ from sqlalchemy import update
 
 from reconciler.apply import reconcile
 from reconciler.cli import main
-from reconciler.core.spec import CRON_FIELDS
+from reconciler.core.schedulefields import CRON_FIELDS
 from reconciler.files.loader import load_directory
-from reconciler.store import scheduling
+from reconciler.store import outbox, scheduling
 from reconciler.store.database import Database
 from reconciler.store.tables import TaskExecution
 from reconciler.web import create_app
@@ -187,8 +187,8 @@ def record_execution(db: Database, name: str, args: list[Any], kwargs: dict[str,
     task_id = str(uuid.uuid4())
     now = dt.datetime.now(dt.UTC)
     with scheduling.transaction(db) as session:
-        scheduling.insert_executions(
-            session, [scheduling.NewExecution(name, task_id, "manual", None, args, kwargs, now)]
+        outbox.insert_executions(
+            session, [outbox.NewExecution(name, task_id, "manual", None, args, kwargs, now)]
         )
         session.execute(
             update(TaskExecution)

@@ -18,7 +18,8 @@ from sqlalchemy import event, select, update
 from reconciler.apply import reconcile
 from reconciler.core.plan import FieldChange, make_plan
 from reconciler.core.schedule import first_slot
-from reconciler.core.spec import TaskSpec, schedule_text
+from reconciler.core.schedulefields import schedule_text
+from reconciler.core.spec import TaskSpec
 from reconciler.files.loader import load_directory
 from reconciler.store import tasks as store
 from reconciler.store.database import Database, RawJSON, alembic_config, head_revision

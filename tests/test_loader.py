@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.diagnostics import Diagnostic
+from reconciler.files.discovery import MAX_FILE_BYTES
 from reconciler.files.loader import (
-    MAX_FILE_BYTES,
-    LoadedTask,
     LoadResult,
     check_registered,
     load_directory,
     load_paths,
 )
+from reconciler.files.taskfile import LoadedTask
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

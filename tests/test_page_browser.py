@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from benchmarks.services import free_port
 from tests.conftest import missing
 from tests.support import Process, reconcile_argv, wait_for
-from tests.test_serve import free_port, healthy
+from tests.test_serve import healthy
 from tests.webseed import TOKENS, seeded_state, tokens_yaml
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Response
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -124,8 +129,12 @@ def test_page_works_under_its_security_headers(tmp_path: Path) -> None:
             page.add_init_script(VIOLATIONS)
             console: list[str] = []
             page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-            responses = {}
-            page.on("response", lambda response: responses.setdefault(response.url, response))
+            responses: dict[str, Response] = {}
+
+            def keep(response: Response) -> None:
+                responses.setdefault(response.url, response)
+
+            page.on("response", keep)
             document = page.goto(f"{base}/")
             assert document is not None and document.status == 200
             rows = page.locator("#tasks tbody tr")

@@ -12,8 +12,8 @@ import time
 import pytest
 from celery import Celery
 
+from reconciler.beat.message import Message, PublishFailed
 from reconciler.beat.publisher import CONNECT_TIMEOUT, IO_TIMEOUT, CeleryPublisher
-from reconciler.beat.ticker import Message, PublishFailed
 from tests.faultproxy import FaultProxy
 from tests.support import wait_for
 
@@ -55,6 +55,7 @@ def test_a_broker_that_stops_answering_fails_the_publish_within_its_deadline(
             assert publisher.publish([message(4)]) == ["id-4"]
         finally:
             publisher.close()
-    # The failed publish had handed its messages to the socket: they still arrived. A
-    # failed publish is "delivery uncertain", never "not delivered" (docs/guarantees.md).
-    wait_for(lambda: queued(app, redis_url) == 4, timeout=5, message="4 messages queued")
+        # The failed publish had handed its messages to the socket: they still arrive (the
+        # proxy forwards them once resumed, so it must not be stopped before). A failed
+        # publish is "delivery uncertain", never "not delivered" (docs/guarantees.md).
+        wait_for(lambda: queued(app, redis_url) == 4, timeout=5, message="4 messages queued")

@@ -1,4 +1,4 @@
-"""The read side of the store (reconciler.store.reads.queries) on SQLite and PostgreSQL."""
+"""The read side of the store (reconciler.store.reads) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,20 +12,18 @@ from sqlalchemy import delete
 
 from reconciler.core.times import iso
 from reconciler.store.database import Database
-from reconciler.store.reads.queries import (
-    EXECUTION_KEYS,
-    BadParameter,
-    execution_counts,
-    execution_dict,
+from reconciler.store.reads.applies import list_applies
+from reconciler.store.reads.counts import execution_counts, task_counts
+from reconciler.store.reads.cursors import BadParameter
+from reconciler.store.reads.detail import get_task
+from reconciler.store.reads.executions import (
     execution_page,
     execution_record,
-    get_task,
     iter_execution_records,
-    list_applies,
-    task_counts,
-    task_page,
 )
 from reconciler.store.reads.reader import Reader
+from reconciler.store.reads.records import EXECUTION_KEYS, execution_dict
+from reconciler.store.reads.tasks import task_page
 from reconciler.store.tables import ApplyRecord, Task, TaskExecution
 from tests.webseed import BACKENDS, T0, add_apply, add_execution, add_task, backend_url
 

@@ -14,19 +14,18 @@ from sqlalchemy import Select, bindparam, func, literal, select
 
 from reconciler.errors import DatabaseUnavailable
 from reconciler.store.database import Database
-from reconciler.store.reads.queries import for_reading
-from reconciler.store.reads.reader import Read, Reader
+from reconciler.store.reads.reader import Read, Reader, for_reading
 from reconciler.store.tables import Task, TaskExecution, UTCDateTime
 from tests.webseed import T0, add_execution, add_task
 
 H = dt.timedelta(hours=1)
 
 
-def rows(postgres: bool, found: list[Any]) -> list[Any]:
+def rows(found: list[Any]) -> list[Any]:
     return found
 
 
-def read(stmt: Select[Any], **values: Any) -> Read[list[Any]]:
+def read(stmt: Select[*tuple[Any, ...]], **values: Any) -> Read[list[Any]]:
     return Read(lambda postgres: stmt, values, rows)
 
 

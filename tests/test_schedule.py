@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.core.schedule import describe, first_slot, next_fire_times, slot_after
+from reconciler.core.describe import describe
+from reconciler.core.schedule import first_slot, next_fire_times, slot_after
 from reconciler.core.spec import TaskSpec
 
 UTC = dt.UTC

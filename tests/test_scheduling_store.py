@@ -1,4 +1,4 @@
-"""The Beat scheduler's statements (reconciler.store.scheduling, reconciler.store.leases) on
+"""The Beat scheduler's statements (reconciler.store.scheduling, .outbox, .leases) on
 SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from reconciler.store import leases, scheduling
+from reconciler.store import leases, outbox, scheduling
 from reconciler.store.database import Database
 from reconciler.store.tables import BeatHeartbeat
 from tests.beatsupport import at, delete_task, executions, put_task, spec, task_row, wait_lapsed
@@ -20,8 +20,8 @@ def seconds(n: float) -> dt.timedelta:
     return dt.timedelta(seconds=n)
 
 
-def new_execution(name: str, celery_id: str, slot: dt.datetime | None) -> scheduling.NewExecution:
-    return scheduling.NewExecution(name, celery_id, "schedule", slot, [], {}, T0)
+def new_execution(name: str, celery_id: str, slot: dt.datetime | None) -> outbox.NewExecution:
+    return outbox.NewExecution(name, celery_id, "schedule", slot, [], {}, T0)
 
 
 def test_due_slots_are_oldest_first_limited_and_only_live_enabled_tasks(db: Database) -> None:
@@ -71,10 +71,10 @@ def test_claims_count_missed_and_skipped_and_may_clear_the_next_run(db: Database
 
 def test_one_execution_row_per_slot(db: Database) -> None:
     with db.session() as session:
-        first = scheduling.insert_executions(
+        first = outbox.insert_executions(
             session, [new_execution("x", "id-1", T0), new_execution("x", "id-2", T0 + seconds(1))]
         )
-        again = scheduling.insert_executions(
+        again = outbox.insert_executions(
             session, [new_execution("x", "id-3", T0), new_execution("x", "id-4", None)]
         )
     assert first == {"id-1", "id-2"}
@@ -105,7 +105,7 @@ def claim_rows(db: Database, lease: leases.Lease | None, *ids: str, first: int =
         new_execution("u", celery_id, T0 + seconds(first + n)) for n, celery_id in enumerate(ids)
     ]
     with db.session() as session:
-        scheduling.insert_executions(session, rows, lease)
+        outbox.insert_executions(session, rows, lease)
 
 
 def taken(db: Database, lease: leases.Lease, legacy_age: float = 5) -> list[str]:
@@ -116,13 +116,13 @@ def taken(db: Database, lease: leases.Lease, legacy_age: float = 5) -> list[str]
 def test_unpublished_rows_are_taken_over_marked_and_failed(db: Database) -> None:
     claim_rows(db, leases.Lease("beat-a", 0.2), "id-0", "id-1", "id-2")
     with db.session() as session:
-        scheduling.mark_published(session, ["id-0"], T0 + seconds(1))
+        outbox.mark_published(session, ["id-0"], T0 + seconds(1))
     wait_lapsed(db)
     with db.session() as session:
         rows = leases.take_over(session, leases.Lease("beat-b", 10), 5, 10)
         assert [row.celery_task_id for row in rows] == ["id-1", "id-2"]
         assert rows[0].scheduled_for == T0 + seconds(1) and rows[0].queued_at == T0
-        scheduling.fail_unpublished(session, [rows[0].id], "not published: test", T0)
+        outbox.fail_unpublished(session, [rows[0].id], "not published: test", T0)
     by_id = {row.celery_task_id: row for row in executions(db, "u")}
     assert by_id["id-0"].published_at == T0 + seconds(1)
     assert by_id["id-1"].status == "failure"
@@ -179,12 +179,12 @@ def test_rows_claimed_before_leases_are_taken_over_by_their_age_on_the_database_
 ) -> None:
     with db.session() as session:
         now = leases.database_now(session)
-        scheduling.insert_executions(
+        outbox.insert_executions(
             session,
             [
-                scheduling.NewExecution("u", "old", "schedule", T0, [], {}, now - seconds(60)),
-                scheduling.NewExecution("u", "new", "schedule", T0 + seconds(1), [], {}, now),
-                scheduling.NewExecution("u", "ext", "external", T0 + seconds(2), [], {}, T0),
+                outbox.NewExecution("u", "old", "schedule", T0, [], {}, now - seconds(60)),
+                outbox.NewExecution("u", "new", "schedule", T0 + seconds(1), [], {}, now),
+                outbox.NewExecution("u", "ext", "external", T0 + seconds(2), [], {}, T0),
             ],
         )
     assert taken(db, leases.Lease("beat-b", 10), legacy_age=30) == ["old"]
@@ -195,7 +195,7 @@ def test_renewal_is_a_compare_and_set_on_the_owner_and_a_live_lease(db: Database
     first = {row.celery_task_id: row.lease_until for row in executions(db, "u")}
     with db.session() as session:
         assert leases.renew(session, leases.Lease("beat-b", 10), ["id-0", "id-1"]) == set()
-        scheduling.mark_published(session, ["id-2"], T0)
+        outbox.mark_published(session, ["id-2"], T0)
     with db.session() as session:
         renewed = leases.renew(session, leases.Lease("beat-a", 20), ["id-0", "id-1", "id-2"])
     assert renewed == {"id-0", "id-1"}  # id-2 was sent: nothing left to hold

@@ -15,8 +15,9 @@ import redis
 from celery import Celery
 from click.testing import CliRunner
 
+from reconciler.beat.message import Message
 from reconciler.beat.publisher import CeleryPublisher
-from reconciler.beat.ticker import Message, Ticker
+from reconciler.beat.ticker import Ticker
 from reconciler.cli import main
 from reconciler.core.secretref import (
     MissingSecret,

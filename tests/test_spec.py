@@ -9,16 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from reconciler.core.spec import (
-    SCHEDULE_FIELDS,
-    Crontab,
-    FieldError,
-    Interval,
-    Options,
-    TaskSpec,
-    check_cron_field,
-    describe_value,
-)
+from reconciler.core.schedulefields import Crontab, Interval, check_cron_field
+from reconciler.core.spec import SCHEDULE_FIELDS, Options, TaskSpec
+from reconciler.core.values import FieldError, describe_value
 
 BASE: dict[str, Any] = {
     "name": "daily-report",

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 
 from reconciler.cli import main
+from reconciler.cli.status import UNREADABLE
 from reconciler.store.database import Database
 from reconciler.store.tables import BeatHeartbeat, Task, TaskExecution
+from reconciler.web import create_app
 from tests.test_apply import task_yaml, write_tasks
+from tests.webseed import add_execution
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette's note about httpx2
+    from fastapi.testclient import TestClient
 
 T0 = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
 
@@ -106,8 +114,8 @@ def test_status_text(seeded: str) -> None:
     assert lines[0].startswith("Beat heartbeat: ") and lines[0].endswith(" s ago")
     assert lines[1] == "3 tasks"
     assert lines[3].split() == [
-        "NAME", "TYPE", "SCHEDULE", "ENABLED", "OWNER", "SOURCE", "NEXT", "RUN", "LAST", "RUN",
-        "STATUS",
+        "NAME", "TYPE", "SCHEDULE", "ENABLED", "OWNER", "SOURCE", "NEXT", "RUN", "LAST", "QUEUED",
+        "LAST", "STATUS",
     ]  # fmt: skip
     berlin = next(line for line in lines if line.startswith("berlin"))
     assert "2026-01-06 02:30:00 CET" in berlin
@@ -163,3 +171,79 @@ def test_a_stored_definition_this_version_refuses_is_named_not_a_traceback(
     (task,) = json.loads(one.output)["tasks"]
     assert task["problem"].startswith("task 'alpha': its stored definition does not pass")
     assert "timezone" in task["problem"]
+
+
+def store_spec_text(database_url: str, name: str, spec: str) -> None:
+    """Write a task's stored definition as raw JSON text, past the store's own writes."""
+    db = Database.open(database_url)
+    try:
+        value = "CAST(:spec AS JSON)" if db.dialect == "postgresql" else ":spec"
+        with db.session() as session:
+            session.execute(
+                text(f"UPDATE tasks SET spec = {value} WHERE name = :name"),
+                {"spec": spec, "name": name},
+            )
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("stored", "where"),
+    [('["periodic"]', "definition"), ('{"name": "alpha", "type": "periodic"}', "owner")],
+    ids=["not an object", "a field missing"],
+)
+def test_a_stored_definition_that_does_not_validate_is_shown_from_its_row(
+    seeded: str, stored: str, where: str
+) -> None:
+    store_spec_text(seeded, "alpha", stored)
+    listed = run("status", "--database-url", seeded)
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    alpha = next(line for line in lines if line.startswith("alpha"))
+    assert alpha.split()[:2] == ["alpha", "periodic"]  # the row's own columns
+    assert UNREADABLE in alpha
+    problem = lines[-1]
+    assert problem.startswith(
+        f"task 'alpha': its stored definition does not pass this version's checks ({where}: "
+    )
+    assert problem.endswith("); run `reconcile` to apply the task files again")
+
+    one = run("status", "alpha", "--database-url", seeded, "--format", "json")
+    assert one.exit_code == 0, one.output
+    (task,) = json.loads(one.stdout)["tasks"]
+    assert (task["type"], task["owner"], task["enabled"]) == ("periodic", "billing", True)
+    assert (task["schedule"], task["problem"]) == (UNREADABLE, problem)
+
+
+def test_last_queued_is_the_latest_execution_as_the_api_serves_it(seeded: str) -> None:
+    """A manual run after the slot beat last fired: status and the API both show it."""
+    db = Database.open(seeded)
+    try:
+        with db.session() as session:
+            add_execution(
+                session,
+                "berlin",
+                status="started",
+                queued_at=T0 + dt.timedelta(hours=2),
+                trigger="manual",
+            )
+        with TestClient(create_app(db)) as client:
+            served = client.get("/api/v1/tasks/berlin").json()
+    finally:
+        db.dispose()
+    result = run("status", "berlin", "--database-url", seeded, "--format", "json")
+    (berlin,) = json.loads(result.stdout)["tasks"]
+    assert (berlin["last_run_at"], berlin["last_status"]) == (
+        "2026-01-05T15:00:00+01:00",
+        "started",
+    )
+    assert served["last_status"] == "started"
+    assert dt.datetime.fromisoformat(served["last_run"]) == dt.datetime.fromisoformat(
+        berlin["last_run_at"]
+    )
+    text_line = next(
+        line
+        for line in run("status", "--database-url", seeded).stdout.splitlines()
+        if line.startswith("berlin")
+    )
+    assert "2026-01-05 15:00:00 CET" in text_line

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from reconciler import tracking
 from reconciler.store.database import Database
 from reconciler.store.tables import Task, TaskExecution
+from reconciler.vocabulary import Header
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -135,7 +136,7 @@ def test_publishes_of_managed_tasks_are_recorded_as_external_and_others_not_at_a
         app.tasks["t.old"].apply_async(task_id="pub-3", connection=connection)
         app.tasks["t.report"].apply_async(
             [6], task_id="pub-4", connection=connection,
-            headers={tracking.PUBLISHED_HEADER: "schedule"},
+            headers={Header.TRIGGER: "schedule"},
         )  # fmt: skip
     app.tasks["t.unmanaged"].apply(task_id="run-3")
     (row,) = rows(sqlite_url, app)
@@ -155,7 +156,7 @@ def test_a_run_of_a_deleted_task_still_finishes_in_its_history(
 def test_a_database_that_is_away_is_logged_and_never_fails_the_task(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tracking, "RETRY_FOR", 0.3)
+    monkeypatch.setattr("reconciler.tracking.writer.RETRY_FOR", 0.3)
     celery = Celery("away", broker="memory://", set_as_current=False)
     celery.conf.task_ignore_result = True
 
@@ -200,7 +201,7 @@ def test_an_embedded_database_that_does_not_exist_is_not_created(
 
 # --- deliveries of the reconciler's messages are claimed before they run -----------------
 
-SCHEDULED = {tracking.PUBLISHED_HEADER: "schedule"}
+SCHEDULED = {Header.TRIGGER: "schedule"}
 
 
 def scheduled_row(url: str, celery_task_id: str, status: str = "pending") -> None:
@@ -315,7 +316,7 @@ def test_tracers_built_before_install_are_rebuilt_with_the_claim(sqlite_url: str
     tracking.install(celery, database_url=sqlite_url)
     try:
         scheduled_row(sqlite_url, "slot-3", status="success")
-        request = {"id": "slot-3", "retries": 0, tracking.PUBLISHED_HEADER: "schedule"}
+        request = {"id": "slot-3", "retries": 0, Header.TRIGGER: "schedule"}
         traced = early.__trace__("slot-3", [1], {}, request)
         assert calls == []
         assert traced.info is not None and traced.info.state == "IGNORED"
@@ -358,7 +359,7 @@ def test_a_tasks_own_before_start_still_runs_once_after_the_claim(
 def test_an_unreachable_database_at_claim_time_runs_the_task_and_says_so(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tracking, "RETRY_FOR", 0.3)
+    monkeypatch.setattr("reconciler.tracking.writer.RETRY_FOR", 0.3)
     celery = Celery("claims-away", broker="memory://", set_as_current=False)
     celery.conf.task_ignore_result = True
     calls: list[str] = []

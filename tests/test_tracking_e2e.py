@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from reconciler import demo, tracking
-from reconciler.beat.publisher import trigger
+from reconciler.beat.manual import trigger
 from reconciler.store.database import Database
 from reconciler.store.executions import LOST_REASON, reap_lost
 from reconciler.store.tables import Task, TaskExecution
@@ -174,6 +174,7 @@ def test_every_demo_task_type_is_recorded_with_every_field(stack: Stack) -> None
     dynamic = stack.row(external["dynamic-demo"])
     assert dynamic is not None
     assert dynamic.kwargs == {"region": "eu"}
+    assert dynamic.result is not None
     assert dynamic.result["args"] == [1, 2]
 
 
@@ -199,7 +200,7 @@ def test_failures_retries_and_revokes_are_recorded(stack: Stack) -> None:
     # The demo waits 0.2 s before each retry: long enough to see retry rows go by.
     assert {("retry", 1), ("retry", 2), ("retry", 3)} & seen
     row = stack.row(retrying)
-    assert row is not None
+    assert row is not None and row.result is not None
     assert (row.retries, row.result["retries"], row.error) == (3, 3, None)
 
     row = stack.wait_status(failing, "failure")

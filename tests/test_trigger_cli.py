@@ -14,6 +14,7 @@ from reconciler.cli import main
 from reconciler.store.database import Database
 from reconciler.store.tables import Task
 from tests.beatsupport import delete_task, executions, put_task, spec
+from tests.test_status_cli import store_spec_text
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -183,3 +184,23 @@ def test_a_stored_definition_this_version_refuses_exits_1_naming_the_task(db_url
     assert code == 1
     assert err.startswith("error: task 'report': its stored definition does not pass")
     assert "Traceback" not in err
+
+
+def test_a_stored_definition_that_is_not_an_object_exits_1_and_records_nothing(
+    db_url: str,
+) -> None:
+    store_spec_text(db_url, "report", '"report"')
+    code, out, err = invoke(
+        "report", "--database-url", db_url, "--broker-url", "redis://127.0.0.1:1/0"
+    )
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        "error: task 'report': its stored definition does not pass this version's checks "
+        "(definition: "
+    )
+    assert err.endswith("); run `reconcile` to apply the task files again\n")
+    db = Database.open(db_url)
+    try:
+        assert executions(db, "report") == []
+    finally:
+        db.dispose()

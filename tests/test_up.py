@@ -138,8 +138,10 @@ def test_up_runs_everything_on_the_embedded_defaults_and_stops_cleanly(tmp_path:
     try:
         wait_for(lambda: successes(tmp_path) >= 3, 20, interval=0.2,
                  message="three runs of the interval task")  # fmt: skip
-        port = wait_for(lambda: re.search(r"running on http://127.0.0.1:(\d+)", log.read_text()),
-                        10, message="the HTTP endpoint").group(1)  # fmt: skip
+        running = wait_for(lambda: re.search(r"running on http://127.0.0.1:(\d+)", log.read_text()),
+                           10, message="the HTTP endpoint")  # fmt: skip
+        assert running is not None
+        port = running.group(1)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert response.status == 200
         url = f"http://127.0.0.1:{port}/api/v1/tasks/tick/executions"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from reconciler.core.spec import schedule_text
+from reconciler.core.schedulefields import schedule_text
 from reconciler.store.database import Database
 from reconciler.store.tables import ApplyRecord, BeatHeartbeat, Task, TaskExecution
 

@@ -1,5 +1,5 @@
 """Sending what is due: the Celery Beat scheduler (``reconciler.beat:DatabaseScheduler``),
-the ticker, the message seam and the publisher (docs/beat.md)."""
+the ticker, the message seam, the publisher and the manual run (docs/beat.md)."""
 
 from reconciler.beat.scheduler import DatabaseScheduler
 

@@ -1,48 +1,34 @@
-"""Sending executions to the broker: the Celery side of the Beat tick, and manual runs.
+"""Sending executions to the broker: the Celery side of the Beat tick and of manual runs.
 
 ``CeleryPublisher`` sends a batch of messages over one producer connection, by task
-name (beat never imports the user's task modules). ``trigger`` records one ``manual``
-execution and sends it (``reconcile trigger``). Both write the execution row before the
-message leaves, so a worker always finds its row.
+name (beat never imports the user's task modules). Its callers write each execution row
+before the message leaves, so a worker always finds its row.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
 from celery.app.routes import MapRoute
 
-from reconciler.beat.refusals import publishable
-from reconciler.beat.ticker import LEASE, Message, PublishFailed, message_for, utcnow
+from reconciler.beat.message import Message, PublishFailed
 from reconciler.core.redact import redacted_repr
-from reconciler.core.secretref import refusal, resolve
-from reconciler.core.spec import stored_spec
-from reconciler.errors import ReconcilerError, UnknownTask
-from reconciler.store import leases, scheduling
-from reconciler.store.database import Database
+from reconciler.core.secretref import resolve
+from reconciler.vocabulary import Header
 
 log = logging.getLogger("reconciler.beat")
 
 CONNECT_TIMEOUT = 2.0
 IO_TIMEOUT = 3.0
 """A broker that takes longer than this to take or answer one write fails the publish, so
-a stalled broker is an outage like a refused one. ``reconciler.beat.ticker.LEASE_MARGIN``
+a stalled broker is an outage like a refused one. ``reconciler.beat.sending.LEASE_MARGIN``
 outlasts a connect plus one such wait."""
 BATCH = 200
-REPR_LIMIT = 1024
 """Messages per pipelined flush on transports that batch (Redis)."""
-TRIGGER_HEADER = "reconciler_trigger"
-"""Says the execution row exists already (tracking must not record it as external)."""
-SLOT_HEADER = "reconciler_slot"
-"""The slot a scheduled message was fired for (ISO 8601), for consumers and measurements."""
+REPR_LIMIT = 1024
 
 
 class CeleryPublisher:
@@ -114,9 +100,11 @@ class CeleryPublisher:
             argsrepr=redacted_repr(message.args, REPR_LIMIT),
             kwargsrepr=redacted_repr(message.kwargs, REPR_LIMIT),
         )
+        # The trigger says the execution row exists already (tracking must not record it
+        # as external); the slot (ISO 8601) is for consumers and measurements.
         headers = {
-            TRIGGER_HEADER: message.trigger,
-            SLOT_HEADER: message.scheduled_for.isoformat() if message.scheduled_for else None,
+            Header.TRIGGER: message.trigger,
+            Header.SLOT: message.scheduled_for.isoformat() if message.scheduled_for else None,
         }
         queue = routed.get("queue")
         if queue is not None and getattr(queue, "name", None) not in self._declared:
@@ -169,81 +157,3 @@ def _deadlines(driver: str) -> dict[str, float]:
         return {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": IO_TIMEOUT,
                 "write_timeout": IO_TIMEOUT}  # fmt: skip
     return {}  # the embedded SQLite broker: a local file, bounded by its busy timeout
-
-
-@dataclass(frozen=True)
-class Triggered:
-    """What ``trigger`` sent: the execution's Celery task id and when it was queued."""
-
-    name: str
-    celery_task_id: str
-    queued_at: dt.datetime
-
-
-def trigger(
-    database: Database,
-    app: Celery,
-    name: str,
-    *,
-    args: list[Any] | None = None,
-    kwargs: dict[str, Any] | None = None,
-    now: dt.datetime | None = None,
-) -> Triggered:
-    """Run task ``name`` now, outside its schedule: record a ``manual`` execution and send it.
-
-    ``args`` / ``kwargs`` replace the task's own when given. A broker failure marks the
-    row failed with the reason and raises, so no row is left waiting for nothing.
-    """
-    now = now or utcnow()
-    with scheduling.transaction(database) as session:
-        row = scheduling.find_task(session, name)
-        if row is None:
-            raise UnknownTask(f"no task named {name!r}; `reconcile status` lists the tasks")
-        if row.deleted:
-            raise UnknownTask(
-                f"task {name!r} is deleted (its history is kept); define it again in the "
-                f"task files to run it"
-            )
-        spec = stored_spec(name, row.spec)
-        message = message_for(spec, str(uuid.uuid4()), None, trigger="manual")
-        if args is not None or kwargs is not None:
-            message = Message(
-                message.name,
-                message.task,
-                message.task_id,
-                list(message.args if args is None else args),
-                dict(message.kwargs if kwargs is None else kwargs),
-                message.options,
-                None,
-                "manual",
-            )
-        scheduling.insert_executions(
-            session,
-            [
-                scheduling.NewExecution(
-                    name, message.task_id, "manual", None, message.args, message.kwargs, now
-                )
-            ],
-            # Claimed by this command while it sends; beat takes it over if it dies first.
-            leases.Lease(f"trigger:{socket.gethostname()}:{os.getpid()}", LEASE.total_seconds()),
-        )
-        refused = not publishable(session, [message], now, warn=False)
-    if refused:
-        raise ReconcilerError(refusal(name, message.args, message.kwargs) or "not published")
-    publisher = CeleryPublisher(app)
-    try:
-        publisher.publish([message])
-    except PublishFailed as exc:
-        with scheduling.transaction(database) as session:
-            row_id = scheduling.execution_id(session, message.task_id)
-            if row_id is not None:
-                scheduling.fail_unpublished(session, [row_id], f"not published: {exc}", utcnow())
-        raise ReconcilerError(
-            f"could not send {name!r} to the broker ({exc}); check --broker-url / "
-            f"RECONCILER_BROKER_URL and that the broker is running"
-        ) from exc
-    finally:
-        publisher.close()
-    with scheduling.transaction(database) as session:
-        scheduling.mark_published(session, [message.task_id], utcnow())
-    return Triggered(name, message.task_id, now)

@@ -7,33 +7,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
+from reconciler.beat.message import Message
 from reconciler.core.secretref import refusal
-from reconciler.store import scheduling
+from reconciler.store import outbox
 
 log = logging.getLogger("reconciler.beat")
 
 
-class Outgoing(Protocol):
-    """A message about to be sent (``reconciler.beat.ticker.Message``)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def task_id(self) -> str: ...
-    @property
-    def args(self) -> list[Any]: ...
-    @property
-    def kwargs(self) -> dict[str, Any]: ...
-
-
-M = TypeVar("M", bound=Outgoing)
-
-
 def publishable(
-    session: Any, messages: Sequence[M], now: dt.datetime, *, warn: bool = True
-) -> list[M]:
+    session: Any, messages: Sequence[Message], now: dt.datetime, *, warn: bool = True
+) -> list[Message]:
     """The messages that can be sent from this process; the others' pending execution
     rows (in ``session``) are failed with the reason, and logged when ``warn``."""
     refused = {}
@@ -44,9 +29,9 @@ def publishable(
     if not refused:
         return list(messages)
     for task_id, reason in refused.items():
-        row_id = scheduling.execution_id(session, task_id)
+        row_id = outbox.execution_id(session, task_id)
         if row_id is not None:
-            scheduling.fail_unpublished(session, [row_id], reason, now)
+            outbox.fail_unpublished(session, [row_id], reason, now)
         if warn:
             log.warning("beat: execution %s %s", task_id, reason)
     return [message for message in messages if message.task_id not in refused]

@@ -26,9 +26,9 @@ from reconciler.beat.publisher import CeleryPublisher
 from reconciler.beat.ticker import MAX_SLEEP, Ticker
 from reconciler.core.firing import DEFAULT_GRACE
 from reconciler.errors import ConfigError
+from reconciler.settings import resolve_database_url
 from reconciler.store import scheduling, stall
 from reconciler.store.database import Database
-from reconciler.store.db import DEFAULT_DATABASE_URL
 from reconciler.store.deadlines import BEAT
 
 log = logging.getLogger("reconciler.beat")
@@ -40,11 +40,7 @@ REAP_EVERY = dt.timedelta(seconds=15)
 
 def database_url(app: Celery) -> str:
     """``RECONCILER_DATABASE_URL``, else the app's ``reconciler_database_url``, else the default."""
-    return (
-        os.environ.get("RECONCILER_DATABASE_URL")
-        or app.conf.get("reconciler_database_url")
-        or DEFAULT_DATABASE_URL
-    )
+    return resolve_database_url(configured=app.conf.get("reconciler_database_url"))
 
 
 def catchup_grace(app: Celery) -> dt.timedelta:

@@ -1,6 +1,6 @@
 """``reconcile history NAME``: one task's executions, newest first, as text, JSON or CSV.
 
-Reads ``reconciler.store.reads.queries`` (the same objects the HTTP endpoint serves); the
+Reads ``reconciler.store.reads.executions`` (the same objects the HTTP endpoint serves); the
 history of a deleted task stays readable.
 """
 
@@ -17,8 +17,11 @@ from reconciler.cli.options import echo_json, format_option, handle_errors, sett
 from reconciler.errors import UnknownTask
 from reconciler.settings import Settings
 from reconciler.store.database import Database
-from reconciler.store.reads import queries
+from reconciler.store.reads.executions import execution_page
 from reconciler.store.reads.reader import Reader
+from reconciler.store.reads.records import EXECUTION_KEYS, execution_dict
+from reconciler.store.reads.tasks import task_owner
+from reconciler.vocabulary import Status
 
 TEXT_COLUMNS = ("ID", "QUEUED", "STATUS", "TRIGGER", "DURATION", "RETRIES", "WORKER", "OUTCOME")
 OUTCOME_WIDTH = 60
@@ -34,14 +37,14 @@ def load_history(
         rows: list[dict[str, Any]] = []
         cursor: str | None = None
         while len(rows) < limit:
-            read = queries.execution_page(
+            read = execution_page(
                 task=name, status=status, limit=min(limit - len(rows), 500), cursor=cursor
             )
             page, cursor = reader.run(read)
-            rows.extend(queries.execution_dict(record) for record in page)
+            rows.extend(execution_dict(record) for record in page)
             if cursor is None:
                 break
-        if not rows and reader.run(queries.task_owner(name)) is None:
+        if not rows and reader.run(task_owner(name)) is None:
             raise UnknownTask(
                 f"no task named {name!r} and no executions recorded under that name; "
                 f"'reconcile status' lists the tasks"
@@ -97,9 +100,9 @@ def write_csv(executions: list[dict[str, Any]]) -> None:
     from reconciler.web.csvexport import cell
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(queries.EXECUTION_KEYS)
+    writer.writerow(EXECUTION_KEYS)
     for execution in executions:
-        writer.writerow([cell(execution[key]) for key in queries.EXECUTION_KEYS])
+        writer.writerow([cell(execution[key]) for key in EXECUTION_KEYS])
 
 
 @click.command("history")
@@ -107,7 +110,7 @@ def write_csv(executions: list[dict[str, Any]]) -> None:
 @click.argument("name")
 @click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True,
               help="How many executions to show, newest first.")  # fmt: skip
-@click.option("--status", type=click.Choice(queries.STATUSES), default=None,
+@click.option("--status", type=click.Choice([status.value for status in Status]), default=None,
               help="Only executions in this state.")  # fmt: skip
 @format_option("text", "json", "csv")
 @handle_errors

@@ -2,8 +2,8 @@
 
 See docs/import.md.
 
-Parses options, calls ``reconciler.files.importer.import_file`` and says what it wrote, which
-names it changed, and what to run next.
+Parses options, calls ``reconciler.files.imports.plan.import_file`` and says what it
+wrote, which names it changed, and what to run next.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from reconciler.cli.options import echo_json, format_option, handle_errors
-from reconciler.files.importer import ImportedTask, import_file
+from reconciler.files.imports.plan import ImportedTask, import_file
 from reconciler.settings import Settings
 
 

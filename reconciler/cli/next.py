@@ -13,11 +13,14 @@ from typing import Any
 import click
 
 from reconciler.cli.options import echo_json, format_option, handle_errors
-from reconciler.core.schedule import describe, next_fire_times
+from reconciler.core.describe import describe
+from reconciler.core.schedule import next_fire_times
 from reconciler.core.spec import TaskSpec
 from reconciler.errors import ReconcilerError, UnknownTask, UsageError
-from reconciler.files.loader import LoadedTask, LoadResult, load_directory
+from reconciler.files.loader import LoadResult, load_directory
+from reconciler.files.taskfile import LoadedTask
 from reconciler.settings import Settings
+from reconciler.vocabulary import TaskType
 
 
 @click.command("next")
@@ -141,9 +144,9 @@ def as_text(report: dict[str, Any], spec: TaskSpec) -> str:
         for text in times:
             weekday = dt.datetime.fromisoformat(text).strftime("%a")
             lines.append(f"  {text}  {weekday}")
-    elif spec.type == "async":
+    elif spec.type == TaskType.ASYNC:
         lines.append("no times: it is not on a schedule")
-    elif spec.type == "scheduled" and spec.at is not None:
+    elif spec.type == TaskType.SCHEDULED and spec.at is not None:
         at = spec.at.astimezone(spec.tz).isoformat()
         lines.append(f"no times after {report['from']}: it fires once, at {at}")
     else:

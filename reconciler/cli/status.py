@@ -1,4 +1,4 @@
-"""``reconcile status [NAME]``: every live task with its schedule, last run and next run.
+"""``reconcile status [NAME]``: every live task with its schedule, latest execution and next run.
 
 Reads ``reconciler.store.tasks.status_rows`` (one query) and the Beat heartbeat;
 times are shown in each task's own time zone.
@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
-from reconciler.core.schedule import describe
+from reconciler.core.describe import describe
 from reconciler.core.spec import TaskSpec, stored_spec
 from reconciler.errors import StoredSpecUnreadable, UnknownTask
 from reconciler.settings import Settings
@@ -27,9 +27,10 @@ COLUMNS = (
     "OWNER",
     "SOURCE",
     "NEXT RUN",
-    "LAST RUN",
-    "STATUS",
+    "LAST QUEUED",
+    "LAST STATUS",
 )
+UNREADABLE = "unreadable: apply the task files again"
 
 
 @click.command("status")
@@ -38,7 +39,7 @@ COLUMNS = (
 @format_option("text", "json")
 @handle_errors
 def status(settings: Settings, name: str | None, output_format: str) -> None:
-    """Show the tasks (or the one named) with last run, its status, and next run."""
+    """Show the tasks (or the one named) with their latest execution and next run."""
     now = dt.datetime.now(dt.UTC)
     db = Database.open(settings.database_url)
     try:
@@ -78,44 +79,36 @@ def status(settings: Settings, name: str | None, output_format: str) -> None:
     if tasks:
         click.echo("")
         click.echo(table(tasks))
+    problems = [task["problem"] for task in tasks if "problem" in task]
+    if problems:
+        click.echo("")
+        click.echo("\n".join(problems))
 
 
 def task_view(row: store.StatusRow) -> dict[str, Any]:
+    """A task as status shows it. One whose stored definition this version cannot read
+    (beat leaves its slots waiting) is shown from its row, times in UTC, with the problem."""
     try:
-        spec = stored_spec(row.name, row.spec)
+        spec: TaskSpec | None = stored_spec(row.name, row.spec)
     except StoredSpecUnreadable as exc:
-        return _unreadable_view(row, str(exc))
-    return {
+        spec, problem = None, str(exc)
+    zone = spec.tz if spec is not None else dt.UTC
+    view = {
         "name": row.name,
-        "type": spec.type,
-        "schedule": describe(spec),
-        "enabled": spec.enabled,
-        "owner": spec.owner,
+        "type": row.type,
+        "schedule": describe(spec) if spec is not None else UNREADABLE,
+        "enabled": row.enabled,
+        "owner": row.owner,
         "source": f"{row.source_path}:{row.source_line}",
-        "next_run_at": _local(row.next_run_at, spec),
-        "last_run_at": _local(row.last_run_at, spec),
+        "next_run_at": _local(row.next_run_at, zone),
+        "last_run_at": _local(row.last_queued_at, zone),  # docs/tracking.md, "Last run"
         "last_status": row.last_status,
         "skipped_count": row.skipped_count,
         "missed_count": row.missed_count,
     }
-
-
-def _unreadable_view(row: store.StatusRow, problem: str) -> dict[str, Any]:
-    """What is known of a task whose stored definition this version cannot read."""
-    return {
-        "name": row.name,
-        "type": row.spec.get("type"),
-        "schedule": "unreadable: apply the task files again",
-        "enabled": row.spec.get("enabled"),
-        "owner": row.spec.get("owner"),
-        "source": f"{row.source_path}:{row.source_line}",
-        "next_run_at": row.next_run_at,
-        "last_run_at": row.last_run_at,
-        "last_status": row.last_status,
-        "skipped_count": row.skipped_count,
-        "missed_count": row.missed_count,
-        "problem": problem,
-    }
+    if spec is None:
+        view["problem"] = problem
+    return view
 
 
 def heartbeat_text(age: float | None) -> str:
@@ -144,8 +137,8 @@ def _status(task: dict[str, Any]) -> str:
     return f"{text} ({', '.join(extra)})" if extra else text
 
 
-def _local(value: dt.datetime | None, spec: TaskSpec) -> dt.datetime | None:
-    return value.astimezone(spec.tz) if value is not None else None
+def _local(value: dt.datetime | None, zone: dt.tzinfo) -> dt.datetime | None:
+    return value.astimezone(zone) if value is not None else None
 
 
 def _json(value: Any) -> Any:

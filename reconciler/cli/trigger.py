@@ -1,6 +1,6 @@
 """``reconcile trigger NAME [--args JSON] [--kwargs JSON] [--force]``: run a task now, as manual.
 
-Parses the options and calls ``reconciler.beat.publisher.trigger``, which writes the
+Parses the options and calls ``reconciler.beat.manual.trigger``, which writes the
 ``manual`` execution row and sends it through the configured Celery app and broker.
 """
 
@@ -11,13 +11,15 @@ from typing import Any
 
 import click
 
-from reconciler.beat.publisher import trigger as send_now
+from reconciler.beat.manual import trigger as send_now
 from reconciler.celeryapp import load_app
 from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
+from reconciler.core.spec import stored_spec
 from reconciler.errors import ReconcilerError, UsageError
 from reconciler.settings import DEFAULT_BROKER_URL, Settings
 from reconciler.store import scheduling
 from reconciler.store.database import Database
+from reconciler.vocabulary import Trigger
 
 
 def _json_option(flag: str, text: str | None, kind: type) -> Any:
@@ -37,10 +39,11 @@ def _json_option(flag: str, text: str | None, kind: type) -> Any:
 
 def _is_disabled(database: Database, name: str) -> bool:
     """True for a live task whose spec says ``enabled: false`` (unknown names are left to
-    the trigger itself, which explains them)."""
+    the trigger itself, which explains them); StoredSpecUnreadable for a definition this
+    version cannot read, which beat does not fire either."""
     with scheduling.transaction(database) as session:
         row = scheduling.find_task(session, name)
-    return row is not None and not row.deleted and row.spec.get("enabled") is False
+    return row is not None and not row.deleted and not stored_spec(name, row.spec).enabled
 
 
 @click.command("trigger")
@@ -91,7 +94,7 @@ def trigger(
             {
                 "task": sent.name,
                 "celery_task_id": sent.celery_task_id,
-                "trigger": "manual",
+                "trigger": Trigger.MANUAL,
                 "queued_at": sent.queued_at.isoformat(),
             }
         )

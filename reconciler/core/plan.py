@@ -43,7 +43,7 @@ class Op(enum.Enum):
 
 
 class SourcedSpec(Protocol):
-    """A desired task and where it was defined (``reconciler.files.loader.LoadedTask``)."""
+    """A desired task and where it was defined (``reconciler.files.taskfile.LoadedTask``)."""
 
     @property
     def spec(self) -> TaskSpec: ...

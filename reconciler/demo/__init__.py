@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from kombu.connection import Connection
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 
 from reconciler import tracking
-from reconciler.settings import DEFAULT_BROKER_URL
+from reconciler.settings import resolve_broker_url
 
 logger = get_task_logger(__name__)
 broker_log = logging.getLogger("reconciler.broker")
@@ -188,7 +187,7 @@ class DemoRetry(Exception):
 
 app = DemoApp("reconciler-demo")
 app.conf.update(
-    broker_url=os.environ.get("RECONCILER_BROKER_URL") or DEFAULT_BROKER_URL,
+    broker_url=resolve_broker_url(),
     result_backend=None,
     task_acks_late=False,
     worker_prefetch_multiplier=1,

@@ -11,7 +11,8 @@ import copy
 import json
 from typing import Any
 
-from reconciler.core.spec import CRON_FIELDS, TaskSpec
+from reconciler.core.schedulefields import CRON_FIELDS
+from reconciler.core.spec import TaskSpec
 
 SCHEMA_ID = "urn:celery-reconciler:schemas:task"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"

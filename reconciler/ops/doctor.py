@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from reconciler.errors import ReconcilerError
 from reconciler.settings import Settings
+from reconciler.vocabulary import TaskType
 
 Status = Literal["ok", "warn", "fail", "skip"]
 MARKS: dict[str, str] = {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"}
@@ -266,7 +267,7 @@ def check_scheduled_in_past(ctx: Context) -> Check:
         return Check("scheduled", "skip", "not checked: the database is not usable")
     past = []
     for t in ctx.tasks:
-        if t.type != "scheduled" or t.at is None or t.last_run_at is not None:
+        if t.type != TaskType.SCHEDULED or t.at is None or t.last_fired_at is not None:
             continue
         try:
             at = dt.datetime.fromisoformat(t.at)

@@ -1,25 +1,27 @@
-"""One handle on the database: the engine, sessions, and the schema brought up to date.
+"""One handle on the database: engines with their deadlines, sessions, and the schema
+brought up to date.
 
-``Database.open(url)`` is what every command, the Beat scheduler, tracking and the
-HTTP endpoint call; it runs the alembic migrations first (every command that opens the
-database upgrades it: docs/plan-and-apply.md, "The database schema"). Upgrades are
-safe to run from several processes at once: they serialise on a database lock and the
-later ones find nothing to do.
+``Database.open(url)`` is what every command, the Beat scheduler and the HTTP endpoint
+call; it runs the alembic migrations first (every command that opens the database
+upgrades it: docs/plan-and-apply.md, "The database schema"). Upgrades are safe to run
+from several processes at once: they serialise on a database lock and the later ones
+find nothing to do. Whatever opens only an engine (tracking, worker claims) gets it
+from ``make_engine``, with its role's deadlines (docs/deadlines.md).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DataError,
@@ -31,8 +33,10 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from reconciler.errors import ConfigError, DatabaseUnavailable, StateRefused
-from reconciler.store.db import make_engine, session_factory
 from reconciler.store.deadlines import COMMAND, MIGRATION, Deadlines
+
+if TYPE_CHECKING:  # alembic is imported only to migrate: a worker's engine never needs it
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # pg_advisory_xact_lock key for schema upgrades (any constant; "reconcil" in ASCII).
@@ -50,7 +54,111 @@ def serialize_json(value: object) -> str:
     return json.dumps(value)
 
 
+# PostgreSQL URLs written for other drivers, read as psycopg 3 (docs/task-files.md).
+_PSYCOPG_ALIASES = ("postgresql", "postgres", "postgresql+psycopg2", "postgres+psycopg2")
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` (and ``postgresql+psycopg2://``, common in existing apps) means
+    the psycopg 3 driver we install; another PostgreSQL driver is refused, naming the form
+    to use (ArgumentError, which ``Database.open`` reports as a bad URL)."""
+    parsed = make_url(url)
+    if parsed.drivername in _PSYCOPG_ALIASES:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.get_backend_name() == "postgresql" and parsed.drivername != "postgresql+psycopg":
+        raise ArgumentError(
+            f"the driver {parsed.drivername!r} is not supported; write postgresql://... "
+            f"(the psycopg 3 driver is used)"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(
+    url: str, *, create: bool = True, deadlines: Deadlines = COMMAND, **kwargs: Any
+) -> Engine:
+    """An engine for ``url`` whose sessions keep ``deadlines`` (docs/deadlines.md).
+
+    ``create=False``: an SQLite file that does not exist yet is not created (nor its
+    directory); an empty in-memory database stands in for it."""
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            if not create and not Path(database).exists():
+                url = "sqlite://"
+            else:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", deadlines.busy)
+        engine = create_engine(url, **kwargs)
+
+        def pragmas(dbapi_connection: Any, _record: Any) -> None:
+            _sqlite_pragmas(dbapi_connection, deadlines.busy)
+
+        event.listen(engine, "connect", pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    engine = create_engine(url, **kwargs)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
+        _keep_deadlines(engine, deadlines, pinged=bool(kwargs["pool_pre_ping"]))
+    return engine
+
+
+def _keep_deadlines(engine: Engine, deadlines: Deadlines, *, pinged: bool) -> None:
+    """Every connection of ``engine`` gets the role's timeouts and a watched socket.
+
+    ``pinged``: the pool pings a connection before reusing it; the ping is given the
+    connect timeout rather than the read deadline (it is as light as a connect, and a
+    ping that gets no answer is followed by a connect)."""
+    from reconciler.store import stall  # psycopg: imported only for PostgreSQL
+
+    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        return stall.connect(deadlines, *cargs, **stall.parameters(deadlines, cparams))
+
+    event.listen(engine, "do_connect", connect)
+    if pinged:
+
+        def checkin(dbapi_connection: Any, _record: Any) -> None:
+            stall.ping_within(dbapi_connection, deadlines.connect)
+
+        def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+            stall.ping_within(dbapi_connection, None)  # pinged (or fresh): in use now
+
+        event.listen(engine, "checkin", checkin)
+        event.listen(engine, "checkout", checkout)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, busy: float) -> None:
+    cursor = dbapi_connection.cursor()
+    _write_ahead_log(cursor, busy)
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _write_ahead_log(cursor: sqlite3.Cursor, busy: float) -> None:
+    """WAL mode, kept in the file once set. Switching a new file to it needs the file to
+    itself, and while another connection writes, SQLite answers "database is locked" at
+    once instead of waiting its busy timeout: two processes starting on a fresh database
+    (``reconcile watch`` and ``serve``) could fail that way. Retried until the timeout."""
+    deadline = time.monotonic() + busy
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
@@ -58,17 +166,17 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def _known_revision(revision: str) -> bool:
+def known_revision(revision: str) -> bool:
+    """True when ``revision`` is one of this version's migrations (else a newer one's)."""
+    from alembic.script import ScriptDirectory
+
     scripts = ScriptDirectory.from_config(alembic_config())
     return revision in {script.revision for script in scripts.walk_revisions()}
 
 
-def known_revision(revision: str) -> bool:
-    """True when ``revision`` is one of this version's migrations (else a newer one's)."""
-    return _known_revision(revision)
-
-
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -116,18 +224,21 @@ class Database:
 
     def current_revision(self) -> str | None:
         """The schema revision the database is at (None: never migrated)."""
+        from alembic.runtime.migration import MigrationContext
+
         with unavailable_as_error(self.engine), self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
     def upgrade(self) -> bool:
         """Bring the schema to the newest revision; True when something was migrated."""
         from alembic import command
+        from alembic.runtime.migration import MigrationContext
 
         head = head_revision()
         current = self.current_revision()
         if current == head:
             return False
-        if current is not None and not _known_revision(current):
+        if current is not None and not known_revision(current):
             raise DatabaseUnavailable(
                 f"the database {describe_url(self.engine)} is at schema revision {current}, "
                 f"which this version of celery-reconciler does not know (its newest is "

@@ -20,13 +20,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, case, func, literal_column, null, or_, update
+from sqlalchemy import Table, and_, bindparam, case, func, null, or_, update
 from sqlalchemy.pool import NullPool
-from sqlalchemy.sql.elements import ColumnElement
 
+from reconciler.store.database import make_engine
 from reconciler.store.deadlines import READ_MARGIN, Deadlines
-from reconciler.store.executions import FAILURE, LOST_REASON, PENDING, RETRY, STARTED
+from reconciler.store.executions import constant, reaped
 from reconciler.store.tables import TaskExecution
+from reconciler.vocabulary import Status
 
 log = logging.getLogger("reconciler.tracking")
 
@@ -58,10 +59,6 @@ class Claim:
     reason: str | None = None  # why the database was unavailable (or the count failed)
 
 
-def _const(value: str) -> ColumnElement[Any]:
-    return literal_column(f"'{value}'")
-
-
 def _bind(name: str, type_: Any = None) -> Any:
     return bindparam(f"b_{name}", type_=type_)  # not a column's name: update() reserves those
 
@@ -81,8 +78,10 @@ def claim_statement(redelivered: bool) -> Any:
     table: Table = TaskExecution.__table__  # type: ignore[assignment]
     c = table.c
     attempt = _bind("retries")
-    reaped = and_(c.status == _const(FAILURE), c.error == _const(LOST_REASON))
-    waiting = and_(c.status.in_([_const(PENDING), _const(RETRY)]), c.retries <= attempt)
+    lost = reaped(c)
+    waiting = and_(
+        c.status.in_([constant(Status.PENDING), constant(Status.RETRY)]), c.retries <= attempt
+    )
     unclaimed = or_(
         and_(c.claimed_attempt.is_(None), or_(waiting, c.retries < attempt)),
         c.claimed_attempt < attempt,
@@ -90,18 +89,20 @@ def claim_statement(redelivered: bool) -> Any:
     conditions = [unclaimed]
     values: dict[str, Any] = {"claimed_attempt": attempt}
     if redelivered:
-        unfinished = c.status.in_([_const(PENDING), _const(RETRY), _const(STARTED)])
+        unfinished = c.status.in_(
+            [constant(Status.PENDING), constant(Status.RETRY), constant(Status.STARTED)]
+        )
         conditions.append(
             and_(
-                or_(unfinished, reaped),
+                or_(unfinished, lost),
                 func.coalesce(c.claimed_attempt, c.retries) <= attempt,
                 c.retries <= attempt,
             )
         )
         values.update(
-            status=case((reaped, _const(STARTED)), else_=c.status),
-            finished_at=case((reaped, null()), else_=c.finished_at),
-            error=case((reaped, null()), else_=c.error),
+            status=case((lost, constant(Status.STARTED)), else_=c.status),
+            finished_at=case((lost, null()), else_=c.finished_at),
+            error=case((lost, null()), else_=c.error),
         )
     return (
         update(table)
@@ -117,7 +118,7 @@ def duplicate_statement() -> Any:
     return (
         update(table)
         .where(c.celery_task_id == _bind("celery_task_id"))
-        .values(duplicates=c.duplicates + literal_column("1"))
+        .values(duplicates=c.duplicates + constant(1))
         .returning(c.status)
     )
 
@@ -153,7 +154,7 @@ def claim(connection: Any, delivery: Delivery) -> Claim:
 class _DriverStatements:
     """The statements as SQL text for psycopg, run on its cursor: a claim is on every
     task's path, and SQLAlchemy's execution machinery cost as much as the round trip
-    (docs/guarantees.md, "Cost"). The claim is prepared on the server."""
+    (docs/design/worker-claim.md). The claim is prepared on the server."""
 
     def __init__(self, dialect: Any) -> None:
         self.claim = {key: str(stmt.compile(dialect=dialect)) for key, stmt in _STATEMENTS.items()}
@@ -283,8 +284,6 @@ def claims_engine(database_url: str, wait: float) -> Any:
     use, and every wait bounded by ``wait``: connecting, locks, statements, a silent peer
     (docs/deadlines.md). Claims are not flushed to disk before they count: see
     docs/guarantees.md, "At the worker"."""
-    from reconciler.store.db import make_engine
-
     statement = max(0.5, wait - READ_MARGIN)  # the client gives up READ_MARGIN later
     deadlines = Deadlines(
         "claims",

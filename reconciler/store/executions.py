@@ -32,23 +32,18 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from reconciler.store.tables import ChangeMarker, Task, TaskExecution
-
-PENDING, STARTED, RETRY = "pending", "started", "retry"
-SUCCESS, FAILURE, REVOKED = "success", "failure", "revoked"
-STATUSES = (PENDING, STARTED, SUCCESS, FAILURE, RETRY, REVOKED)
-FINAL = frozenset({SUCCESS, FAILURE, REVOKED})
+from reconciler.vocabulary import FINISHED, Status, Trigger
 
 # The order of an execution's life, within one attempt (``retries`` counts attempts):
 # pending < retry (raised by the previous attempt) < started < a final state. A ``retry``
 # row has ``retries`` already counting the next attempt, so ``started`` of attempt k+1
 # comes after ``retry`` leading to it, and a late ``retry`` of attempt k cannot undo
 # ``started`` of attempt k+1. Final states never change, except the reaper's guess.
-PHASE = {PENDING: 0, RETRY: 1, STARTED: 2}
+PHASE: dict[str, int] = {Status.PENDING: 0, Status.RETRY: 1, Status.STARTED: 2}
 
 LOST_REASON = "worker lost"
 """The error the reaper writes; a row holding it may still be completed by its worker."""
 
-TRIGGERS = ("schedule", "manual", "external")
 CHUNK = 16  # rows per round trip within a batch
 
 
@@ -65,7 +60,7 @@ class ExecutionUpdate:
     at: dt.datetime
     task_name: str = ""
     retries: int = 0
-    trigger: str = "external"
+    trigger: str = Trigger.EXTERNAL
     args: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
     started_at: dt.datetime | None = None
@@ -79,13 +74,13 @@ class ExecutionUpdate:
     @property
     def order(self) -> tuple[int, int, int]:
         """Sort key that puts the steps of one execution in their natural order."""
-        if self.status in FINAL:
+        if self.status in FINISHED:
             return (1, 0, 0)
         return (0, self.retries, PHASE[self.status])
 
     def params(self) -> dict[str, Any]:
         """Bind parameters for the upsert statement (the same keys for every status)."""
-        final = self.status in FINAL
+        final = self.status in FINISHED
         return {
             "task_name": self.task_name,
             "celery_task_id": self.celery_task_id,
@@ -94,7 +89,7 @@ class ExecutionUpdate:
             "args": self.args,
             "kwargs": self.kwargs,
             "queued_at": self.at,
-            "started_at": self.started_at if self.status != PENDING else None,
+            "started_at": self.started_at if self.status != Status.PENDING else None,
             "finished_at": self.at if final else None,
             "duration_ms": self.duration_ms,
             "worker": self.worker,
@@ -120,17 +115,23 @@ def _milliseconds_between(
 ) -> ColumnElement[Any]:
     """``end - start`` in whole milliseconds, computed by the database."""
     if dialect == "postgresql":
-        return func.round(extract("epoch", end - start) * _const(1000))
-    return func.round((func.julianday(end) - func.julianday(start)) * _const(86400000))
+        return func.round(extract("epoch", end - start) * constant(1000))
+    return func.round((func.julianday(end) - func.julianday(start)) * constant(86400000))
 
 
 _STATEMENTS: dict[tuple[str, str], Any] = {}
 
 
-def _const(value: str | int) -> ColumnElement[Any]:
+def constant(value: str | int) -> ColumnElement[Any]:
     """A constant written into the SQL rather than bound: fewer parameters per row, and
     an expanding ``IN`` (which executemany refuses) is never needed."""
     return literal_column(f"'{value}'" if isinstance(value, str) else str(int(value)))
+
+
+def reaped(c: Any) -> ColumnElement[bool]:
+    """The row of ``c`` (``task_executions``' columns) holds the reaper's guess, which a
+    later report of the same execution replaces."""
+    return and_(c.status == constant(Status.FAILURE), c.error == constant(LOST_REASON))
 
 
 def _upsert_statement(session: Session, status: str) -> Any:
@@ -143,30 +144,30 @@ def _upsert_statement(session: Session, status: str) -> Any:
     c = table.c
     insert = _dialect_insert(session)(table)  # rows are bound by column name
     new = insert.excluded
-    reaped = and_(c.status == _const(FAILURE), c.error == _const(LOST_REASON))
-    open_row = or_(and_(*(c.status != _const(final) for final in sorted(FINAL))), reaped)
+    lost = reaped(c)
+    open_row = or_(and_(*(c.status != constant(final) for final in sorted(FINISHED))), lost)
     existing_phase = case(
-        (c.status == _const(PENDING), _const(PHASE[PENDING])),
-        (c.status == _const(RETRY), _const(PHASE[RETRY])),
-        else_=_const(PHASE[STARTED]),  # started, or reaped (treated as still started)
+        (c.status == constant(Status.PENDING), constant(PHASE[Status.PENDING])),
+        (c.status == constant(Status.RETRY), constant(PHASE[Status.RETRY])),
+        else_=constant(PHASE[Status.STARTED]),  # started, or reaped (treated as still started)
     )
     set_: dict[str, Any]
-    if status == PENDING:
+    if status == Status.PENDING:
         # A pending step only ever creates the row: the publisher's row (trigger
         # schedule/manual) or any later step always knows more.
         statement = insert.on_conflict_do_nothing(index_elements=[c.celery_task_id])
         _STATEMENTS[key] = statement
         return statement
-    if status in (STARTED, RETRY):
+    if status in (Status.STARTED, Status.RETRY):
         phase = PHASE[status]
         guard = and_(
             open_row,
             or_(
                 c.retries < new.retries,
-                and_(c.retries == new.retries, existing_phase <= _const(phase)),
+                and_(c.retries == new.retries, existing_phase <= constant(phase)),
             ),
         )
-        if status == STARTED:
+        if status == Status.STARTED:
             set_ = {
                 "status": new.status,
                 "started_at": new.started_at,
@@ -176,7 +177,7 @@ def _upsert_statement(session: Session, status: str) -> Any:
                 # A redelivered or revived execution is running again, not finished.
                 "finished_at": null(),
                 "duration_ms": null(),
-                "error": case((reaped, null()), else_=c.error),
+                "error": case((lost, null()), else_=c.error),
             }
         else:
             set_ = {
@@ -243,7 +244,7 @@ class _DriverUpserts:
 
     def __init__(self, dialect: Any) -> None:
         table: Table = TaskExecution.__table__  # type: ignore[assignment]
-        keys = list(ExecutionUpdate("", PENDING, dt.datetime.now(dt.UTC)).params())
+        keys = list(ExecutionUpdate("", Status.PENDING, dt.datetime.now(dt.UTC)).params())
         self.dialect = dialect
         self.keys = keys
         self.convert = [
@@ -294,7 +295,7 @@ def _one_per_execution(status: str, group: list[ExecutionUpdate]) -> list[Execut
     """
     chosen: dict[str, ExecutionUpdate] = {}
     for step in group:
-        if status in (STARTED, RETRY) or step.celery_task_id not in chosen:
+        if status in (Status.STARTED, Status.RETRY) or step.celery_task_id not in chosen:
             chosen[step.celery_task_id] = step
     return list(chosen.values())
 
@@ -308,15 +309,15 @@ def _coalesced(updates: list[ExecutionUpdate]) -> list[ExecutionUpdate]:
     finished = {
         update.celery_task_id
         for update in updates
-        if update.status in FINAL and update.started_at is not None
+        if update.status in FINISHED and update.started_at is not None
     }
     if not finished:
         return updates
     return [
         update
         for update in updates
-        if update.status in FINAL
-        or update.status == PENDING  # it may create the row, with its trigger
+        if update.status in FINISHED
+        or update.status == Status.PENDING  # it may create the row, with its trigger
         or update.celery_task_id not in finished
     ]
 
@@ -336,8 +337,8 @@ def reap_lost(session: Session, now: dt.datetime) -> int:
     table: Table = TaskExecution.__table__  # type: ignore[assignment]
     statement = (
         update(table)
-        .where(table.c.status == STARTED, table.c.deadline_at < now)
-        .values(status=FAILURE, error=LOST_REASON, finished_at=now, deadline_at=None)
+        .where(table.c.status == Status.STARTED, table.c.deadline_at < now)
+        .values(status=Status.FAILURE, error=LOST_REASON, finished_at=now, deadline_at=None)
     )
     result = session.execute(statement)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

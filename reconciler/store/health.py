@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from reconciler.core.secretref import referenced_names
 from reconciler.store.tables import BeatHeartbeat, Task, TaskExecution
+from reconciler.vocabulary import TaskType
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class TaskState:
     type: str
     enabled: bool
     next_run_at: dt.datetime | None
-    last_run_at: dt.datetime | None
+    last_fired_at: dt.datetime | None  # the slot beat last fired (``tasks.last_run_at``)
     at: str | None  # a scheduled task's ``at`` as stored in its spec
     source: str
     secret_env: tuple[str, ...] = ()  # variables its ``{secret_env: NAME}`` values name
@@ -53,8 +54,8 @@ def live_tasks(session: Session) -> list[TaskState]:
             type=row.type,
             enabled=row.enabled,
             next_run_at=row.next_run_at,
-            last_run_at=row.last_run_at,
-            at=_at(row.spec) if row.type == "scheduled" else None,
+            last_fired_at=row.last_run_at,
+            at=_at(row.spec) if row.type == TaskType.SCHEDULED else None,
             source=f"{row.source_path}:{row.source_line}" if row.source_path else "",
             secret_env=_secret_env(row.spec),
         )

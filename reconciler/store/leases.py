@@ -19,8 +19,12 @@ from sqlalchemy import Table, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from reconciler.store.tables import TaskExecution
+from reconciler.vocabulary import Status, Trigger
 
 _executions: Table = TaskExecution.__table__  # type: ignore[assignment]
+
+_RECORDED = (Trigger.SCHEDULE, Trigger.MANUAL)
+"""Triggers whose execution row is written before the message is sent (never ``external``)."""
 
 
 def host_now() -> dt.datetime:
@@ -63,10 +67,11 @@ _FIELDS = "id task_name celery_task_id trigger scheduled_for args kwargs queued_
 _UNPUBLISHED = [_executions.c[name] for name in _FIELDS.split()]
 
 _TAKE_OVER_PG = text(
-    """
+    f"""
     WITH lapsed AS (
         SELECT id FROM task_executions
-        WHERE published_at IS NULL AND status = 'pending' AND trigger IN ('schedule', 'manual')
+        WHERE published_at IS NULL AND status = '{Status.PENDING}'
+          AND trigger IN ('{Trigger.SCHEDULE}', '{Trigger.MANUAL}')
           AND (claimed_by = :owner
                OR lease_until < clock_timestamp()
                OR (lease_until IS NULL
@@ -111,8 +116,8 @@ def take_over(session: Session, lease: Lease, legacy_age: float, limit: int) -> 
         select(c.id)
         .where(
             c.published_at.is_(None),
-            c.status == "pending",
-            c.trigger.in_(("schedule", "manual")),
+            c.status == Status.PENDING,
+            c.trigger.in_(_RECORDED),
             lapsed,
         )
         .order_by(c.id)

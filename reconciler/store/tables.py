@@ -76,7 +76,7 @@ class Task(Base):
     task: Mapped[str] = mapped_column(String(300))
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    # The schedule as the task list shows it (``reconciler.core.spec.schedule_text``) and the
+    # The schedule as the task list shows it (``core.schedulefields.schedule_text``) and the
     # spec's time zone, so the list is served without parsing each spec. The server
     # default lets migration 0002 add the NOT NULL column to existing rows (which it
     # then fills from their specs) without rebuilding the table on SQLite.
@@ -101,6 +101,7 @@ class Task(Base):
     # The next slot to fire, UTC; NULL when nothing is left to fire (disabled, deleted,
     # an async or scheduled task already fired).
     next_run_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The slot beat last fired; what users see as the last run is ``last_queued_at`` below.
     last_run_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     skipped_count: Mapped[int] = mapped_column(Integer, default=0)
     missed_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -122,10 +123,10 @@ class TaskExecution(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     task_name: Mapped[str] = mapped_column(String(128))
     celery_task_id: Mapped[str] = mapped_column(String(64), unique=True)
-    trigger: Mapped[str] = mapped_column(String(16))  # schedule | manual | external
+    trigger: Mapped[str] = mapped_column(String(16))  # a reconciler.vocabulary.Trigger
     # The slot fired for; NULL for manual and external runs.
     scheduled_for: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # a reconciler.vocabulary.Status
     args: Mapped[list[Any]] = mapped_column(JSON, default=list)
     kwargs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     queued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -1,17 +1,18 @@
 """The tasks table as the reconciler sees it: current state, the apply lock, and applying a plan.
 
 ``reconciler.apply`` calls these inside one transaction: ``lock`` (serialises
-reconcilers), ``read_current`` (one SELECT), ``write_plan`` (bulk statements, soft
-delete and revive, the change marker, the apply-log row). ``status_rows`` is the read
-side of ``reconcile status``. Beat and tracking own the run-time columns.
+reconcilers), ``read_current`` (one SELECT), ``write_plan`` (bulk statements of the rows
+``store.taskrows`` makes, soft delete and revive, the change marker, the apply-log row).
+``status_rows`` is the read side of ``reconcile status``. Beat and tracking own the
+run-time columns.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -28,19 +29,22 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from reconciler.core.plan import COLUMN_FIELDS, Change, Current, Plan
-from reconciler.core.spec import TaskSpec
+from reconciler.core.plan import COLUMN_FIELDS, Current, Plan
 from reconciler.errors import LockTimeout
-from reconciler.store.database import RawJSON
 from reconciler.store.tables import ApplyRecord, BeatHeartbeat, ChangeMarker, Task
+from reconciler.store.taskrows import (
+    SCHEDULED_COLUMNS,
+    SPEC_COLUMNS,
+    NextRun,
+    assignments,
+    batches,
+    changed_row,
+    created_row,
+)
 
-NextRun = Callable[[TaskSpec, dt.datetime], dt.datetime | None]
 Progress = Callable[[int], None]
 
 tasks: Table = Task.__table__  # type: ignore[assignment]
-_T = TypeVar("_T")
-# Rows per executemany batch: bounds statement size and gives the progress bar steps.
-BATCH = 1000
 
 
 @dataclass
@@ -181,16 +185,16 @@ def write_plan(
     seq = _bump_marker(session, now)
     revived = [c for c in plan.creates if c.name in state.deleted_names]
     fresh = [c for c in plan.creates if c.name not in state.deleted_names]
-    for batch in _batches(fresh):
-        session.execute(insert(tasks), [_created_row(c, seq, now, next_run) for c in batch])
+    for batch in batches(fresh):
+        session.execute(insert(tasks), [created_row(c, seq, now, next_run) for c in batch])
         step(len(batch))
     revive = (
         update(tasks)
         .where(tasks.c.name == bindparam("b_name"))
-        .values(version=tasks.c.version + 1, deleted_at=None, **_assignments(_SCHEDULED))
+        .values(version=tasks.c.version + 1, deleted_at=None, **assignments(SCHEDULED_COLUMNS))
     )
-    for batch in _batches(revived):
-        session.execute(revive, [_changed_row(c, seq, now, next_run, True) for c in batch])
+    for batch in batches(revived):
+        session.execute(revive, [changed_row(c, seq, now, next_run, True) for c in batch])
         step(len(batch))
     keep_schedule = [c for c in plan.updates if not c.schedule_changed]
     restart = [c for c in plan.updates if c.schedule_changed]
@@ -200,12 +204,12 @@ def write_plan(
             .where(tasks.c.name == bindparam("b_name"))
             .values(
                 version=tasks.c.version + 1,
-                **_assignments(_SCHEDULED if scheduled else _SPEC_COLUMNS),
+                **assignments(SCHEDULED_COLUMNS if scheduled else SPEC_COLUMNS),
             )
         )
-        for batch in _batches(group):
+        for batch in batches(group):
             session.execute(
-                statement, [_changed_row(c, seq, now, next_run, scheduled) for c in batch]
+                statement, [changed_row(c, seq, now, next_run, scheduled) for c in batch]
             )
             step(len(batch))
     delete = (
@@ -219,7 +223,7 @@ def write_plan(
             change_seq=bindparam("b_seq"),
         )
     )
-    for batch in _batches(plan.deletes):
+    for batch in batches(plan.deletes):
         session.execute(delete, [{"b_name": c.name, "b_now": now, "b_seq": seq} for c in batch])
         step(len(batch))
     if log is None:
@@ -271,84 +275,11 @@ def _relocate(session: Session, plan: Plan) -> None:
         .where(tasks.c.name == bindparam("b_name"))
         .values(source_path=bindparam("b_source_path"), source_line=bindparam("b_source_line"))
     )
-    for batch in _batches(plan.relocations):
+    for batch in batches(plan.relocations):
         session.execute(
             statement,
             [{"b_name": r.name, "b_source_path": r.path, "b_source_line": r.line} for r in batch],
         )
-
-
-# Columns an update writes from the spec, and those it writes when the schedule restarts.
-_SPEC_COLUMNS = (
-    *COLUMN_FIELDS,
-    "spec",
-    "content_hash",
-    "source_path",
-    "source_line",
-    "change_seq",
-    "updated_at",
-)
-_SCHEDULED = (*_SPEC_COLUMNS, "schedule_anchor", "next_run_at")
-
-
-def _assignments(columns: Sequence[str]) -> dict[str, Any]:
-    return {name: bindparam(f"b_{name}") for name in columns}
-
-
-def _spec_values(change: Change, seq: int, now: dt.datetime) -> dict[str, Any]:
-    spec = change.spec
-    assert spec is not None and change.spec_json is not None
-    return {
-        "owner": spec.owner,
-        "type": spec.type,
-        "task": spec.task,
-        "description": spec.description,
-        "enabled": spec.enabled,
-        "schedule_text": spec.schedule_text,
-        "timezone": spec.timezone,
-        "spec": RawJSON(change.spec_json),
-        "content_hash": change.content_hash,
-        "source_path": change.path or "",
-        "source_line": change.line or 1,
-        "change_seq": seq,
-        "updated_at": now,
-    }
-
-
-def _schedule(change: Change, now: dt.datetime, next_run: NextRun) -> dict[str, Any]:
-    spec = change.spec
-    assert spec is not None
-    return {"schedule_anchor": now, "next_run_at": next_run(spec, now) if spec.enabled else None}
-
-
-def _created_row(change: Change, seq: int, now: dt.datetime, next_run: NextRun) -> dict[str, Any]:
-    return {
-        "name": change.name,
-        **_spec_values(change, seq, now),
-        **_schedule(change, now, next_run),
-        "version": 1,
-        "created_at": now,
-        "deleted_at": None,
-        "last_run_at": None,
-        "skipped_count": 0,
-        "missed_count": 0,
-    }
-
-
-def _changed_row(
-    change: Change, seq: int, now: dt.datetime, next_run: NextRun, scheduled: bool
-) -> dict[str, Any]:
-    values = _spec_values(change, seq, now)
-    if scheduled:
-        values.update(_schedule(change, now, next_run))
-    row = {f"b_{key}": value for key, value in values.items()}
-    row["b_name"] = change.name
-    return row
-
-
-def _batches(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
-    for start in range(0, len(items), BATCH):
-        yield items[start : start + BATCH]
 
 
 # --- read side of ``reconcile status`` ---------------------------------------------------
@@ -356,51 +287,34 @@ def _batches(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
 
 @dataclass(frozen=True)
 class StatusRow:
+    """A live task as ``reconcile status`` shows it: its latest execution (queued, status)
+    whatever triggered it (docs/tracking.md, "Last run"); ``type``, ``enabled`` and
+    ``owner`` are the row's own copies, shown when ``spec`` cannot be read."""
+
     name: str
-    spec: dict[str, Any]
+    type: str
+    enabled: bool
+    owner: str
+    spec: Any  # as stored: ``reconciler.core.spec.stored_spec`` reads it
     source_path: str
     source_line: int
     next_run_at: dt.datetime | None
-    last_run_at: dt.datetime | None
+    last_queued_at: dt.datetime | None
     last_status: str | None
     skipped_count: int
     missed_count: int
 
 
+_STATUS_COLUMNS = [tasks.c[column.name] for column in fields(StatusRow)]
+
+
 def status_rows(session: Session, name: str | None = None) -> list[StatusRow]:
-    """Live tasks (or the one named) with their latest execution status, in one query
-    (the database keeps the latest on the task row)."""
-    query = (
-        select(
-            tasks.c.name,
-            tasks.c.spec,
-            tasks.c.source_path,
-            tasks.c.source_line,
-            tasks.c.next_run_at,
-            tasks.c.last_run_at,
-            tasks.c.skipped_count,
-            tasks.c.missed_count,
-            tasks.c.last_status,
-        )
-        .where(tasks.c.deleted_at.is_(None))
-        .order_by(tasks.c.name)
-    )
+    """Live tasks (or the one named) with their latest execution, in one query (the
+    database keeps the latest on the task row)."""
+    query = select(*_STATUS_COLUMNS).where(tasks.c.deleted_at.is_(None)).order_by(tasks.c.name)
     if name is not None:
         query = query.where(tasks.c.name == name)
-    return [
-        StatusRow(
-            name=row.name,
-            spec=row.spec,
-            source_path=row.source_path,
-            source_line=row.source_line,
-            next_run_at=row.next_run_at,
-            last_run_at=row.last_run_at,
-            last_status=row.last_status,
-            skipped_count=row.skipped_count,
-            missed_count=row.missed_count,
-        )
-        for row in session.execute(query)
-    ]
+    return [StatusRow(**row._mapping) for row in session.execute(query)]
 
 
 def last_heartbeat(session: Session) -> dt.datetime | None:

@@ -27,8 +27,8 @@ from reconciler.settings import Settings
 from reconciler.store import stall
 from reconciler.store.database import Database
 from reconciler.store.deadlines import SERVE
-from reconciler.store.reads.queries import BadParameter, for_reading
-from reconciler.store.reads.reader import Reader
+from reconciler.store.reads.cursors import BadParameter
+from reconciler.store.reads.reader import Reader, for_reading
 from reconciler.web import metrics, models
 from reconciler.web.auth import Principal, principal
 from reconciler.web.guard import Guard, HostRule

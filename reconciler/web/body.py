@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from reconciler.store.reads.queries import EXECUTION_JSON_KEYS, EXECUTION_KEYS
+from reconciler.store.reads.records import EXECUTION_JSON_KEYS, EXECUTION_KEYS
 
 _ARGS, _KWARGS, _RESULT = (EXECUTION_KEYS.index(key) for key in EXECUTION_JSON_KEYS)
 _Fragment = orjson.Fragment
@@ -30,7 +30,7 @@ class JSONBody(Response):
 
 def execution_item(record: list[Any]) -> dict[str, Any]:
     """An execution record as served: the same object as ``reconcile history --format
-    json`` prints (``reconciler.store.reads.queries.execution_dict``), its JSON text unparsed.
+    json`` prints (``reconciler.store.reads.records.execution_dict``), its JSON text unparsed.
     The record is the caller's to give away: its JSON texts are wrapped in place (args
     and kwargs are always there; result may be null)."""
     record[_ARGS] = _Fragment(record[_ARGS])

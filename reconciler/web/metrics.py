@@ -14,14 +14,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from reconciler.store.database import Database
-from reconciler.store.reads.queries import (
+from reconciler.store.reads.counts import (
     duplicate_deliveries,
     execution_counts,
     heartbeats,
     last_apply,
-    reading,
     task_counts,
 )
+from reconciler.store.reads.reader import ReadSession, read
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -40,12 +40,16 @@ class StoreCollector:
         self.now = now
 
     def collect(self) -> Iterator[Any]:
-        with reading(self.database) as session:
-            executions = execution_counts(session, owner=self.owner)
-            duplicates = duplicate_deliveries(session, owner=self.owner)
-            tasks = task_counts(session, owner=self.owner)
-            beats = heartbeats(session)
-            applied = last_apply(session)
+        def counts(session: ReadSession) -> tuple[Any, ...]:
+            return (
+                execution_counts(session, owner=self.owner),
+                duplicate_deliveries(session, owner=self.owner),
+                task_counts(session, owner=self.owner),
+                heartbeats(session),
+                last_apply(session),
+            )
+
+        executions, duplicates, tasks, beats, applied = read(self.database, counts)
         now = self.now()
 
         family = GaugeMetricFamily(

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Status = Literal["pending", "started", "success", "failure", "retry", "revoked"]
+from reconciler.vocabulary import Status, TaskType
 
 
 class Execution(BaseModel):  # type: ignore[no-redef]  # a field named kwargs
@@ -38,7 +38,7 @@ class TaskItem(BaseModel):
     name: str
     description: str
     owner: str
-    type: Literal["async", "scheduled", "periodic"]
+    type: TaskType
     task: str = Field(description="The Celery task it runs")
     enabled: bool
     schedule: str | None = Field(description="crontab expression, interval or time")

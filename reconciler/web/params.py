@@ -22,7 +22,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from reconciler.web.models import Status
+from reconciler.store.reads.tasks import TaskSort
+from reconciler.vocabulary import Status, TaskType
 
 MAX_LIMIT = 500
 
@@ -45,8 +46,6 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 Text = Annotated[str, AfterValidator(_no_nul)]
 Instant = Annotated[dt.datetime, AfterValidator(_utc)]
-TaskType = Literal["async", "scheduled", "periodic"]
-TaskSort = Literal["name", "-name", "next_run", "last_run", "-last_run"]
 Format = Literal["json", "csv"]
 
 
@@ -73,7 +72,8 @@ class QueryParameters(BaseModel):
     @classmethod
     def openapi(cls) -> dict[str, Any]:
         """The parameters as OpenAPI describes them, a route's own before the shared."""
-        properties = cls.model_json_schema()["properties"]
+        schema = cls.model_json_schema()
+        properties = _inline(schema["properties"], schema.get("$defs", {}))
         names = [name for klass in cls.__mro__ for name in vars(klass).get("__annotations__", ())]
         parameters = []
         for name in dict.fromkeys(n for n in names if n in cls.model_fields):
@@ -112,3 +112,16 @@ class ExecutionQuery(Exported):
 
 class AllExecutionQuery(ExecutionQuery):
     task: Text | None = Field(None, max_length=200)
+
+
+def _inline(schema: Any, definitions: dict[str, Any]) -> Any:
+    """``schema`` with its ``$defs`` references (the vocabulary's enums) written in place:
+    a route's parameters are not components of the OpenAPI document."""
+    if isinstance(schema, dict):
+        reference = schema.get("$ref", "")
+        if reference.startswith("#/$defs/"):
+            return _inline(definitions[reference.removeprefix("#/$defs/")], definitions)
+        return {key: _inline(value, definitions) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_inline(value, definitions) for value in schema]
+    return schema

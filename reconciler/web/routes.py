@@ -19,23 +19,16 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from reconciler.core.spec import NAME_PATTERN
 from reconciler.errors import ConfigError
 from reconciler.store.database import Database
-from reconciler.store.reads.queries import (
-    EXECUTION_KEYS,
-    EXECUTION_TEXT_KEYS,
-    ReadSession,
-    TaskSummary,
+from reconciler.store.reads.applies import list_applies, owned_names
+from reconciler.store.reads.detail import TaskSummary, get_task
+from reconciler.store.reads.executions import (
     execution_page,
     execution_record,
-    get_task,
     iter_execution_records,
-    iter_tasks,
-    list_applies,
-    owned_names,
-    read,
-    task_owner,
-    task_page,
 )
-from reconciler.store.reads.reader import Reader
+from reconciler.store.reads.reader import Reader, ReadSession, read
+from reconciler.store.reads.records import EXECUTION_KEYS, EXECUTION_TEXT_KEYS
+from reconciler.store.reads.tasks import iter_tasks, task_owner, task_page
 from reconciler.web import models
 from reconciler.web.auth import Principal, principal
 from reconciler.web.body import JSONBody, execution_item

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.core.redact import redact_definition
-from reconciler.core.spec import schedule_text
+from reconciler.core.schedulefields import schedule_text
 from reconciler.core.times import iso
-from reconciler.store.reads.queries import TaskListRow, TaskSummary
+from reconciler.store.reads.detail import TaskSummary
+from reconciler.store.reads.tasks import TaskListRow
 from reconciler.store.tables import ApplyRecord
 
 TASK_CSV_COLUMNS = (

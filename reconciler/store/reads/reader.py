@@ -1,54 +1,64 @@
 """Plain-row reads on the driver's connection: the endpoint's hot paths.
 
 A page of executions or tasks is one SELECT whose statement is built once per shape
-(``reconciler.store.reads.queries``). Run through a session and SQLAlchemy's result objects it
-costs three to four times what the driver itself spends on it (checking out a session
-and a connection, wrapping the cursor, making a ``Row`` of every row), and that was most
-of a page request. A ``Reader`` compiles each statement once for the engine's dialect
-(its SQL text, its constant values, the type conversions of its parameters and
-columns), runs it with the driver's own cursor, and returns the driver's tuples.
+(``reconciler.store.reads.executions``, ``tasks``). Run through a session and
+SQLAlchemy's result objects it costs three to four times what the driver itself spends
+on it (checking out a session and a connection, wrapping the cursor, making a ``Row`` of
+every row), and that was most of a page request. A ``Reader`` compiles each statement
+once for the engine's dialect (its SQL text, its constant values, the type conversions
+of its parameters and columns), runs it with the driver's own cursor, and returns the
+driver's tuples.
 
-A query is planned apart from running it: ``queries`` makes a ``Read`` (the statement,
-its values, and what to make of the rows), ``Reader.run`` runs it in the calling thread
-(command line, CSV export) and ``Reader.run_async`` on the event loop. On PostgreSQL the
-latter uses psycopg's asynchronous connections, so a page costs no trip to a worker
-thread and back (about a third of a page request's CPU when measured); on SQLite, whose
-driver only blocks, it runs ``run`` in a worker thread.
+A query is planned apart from running it: the read modules make a ``Read`` (the
+statement, its values, and what to make of the rows), ``Reader.run`` runs it in the
+calling thread (command line, CSV export) and ``Reader.run_async`` on the event loop. On
+PostgreSQL the latter uses psycopg's asynchronous connections, so a page costs no trip
+to a worker thread and back (about a third of a page request's CPU when measured); on
+SQLite, whose driver only blocks, it runs ``run`` in a worker thread.
 
 The conversions are the ones SQLAlchemy would apply (the ``bind_processor`` and
 ``result_processor`` of each type's ``dialect_impl``): on PostgreSQL there are none to
 speak of; on SQLite, times and booleans are converted as usual.
+
+Reads that need the ORM (a task's detail, the apply log, the counts) go through
+``read``, a session with the same one retry on a dead connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeAlias, TypeVar, cast
 
 import anyio.to_thread
 import psycopg
-from sqlalchemy import Engine, Select
+from sqlalchemy import Connection, Engine, Select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
+from reconciler.errors import DatabaseUnavailable
 from reconciler.store import stall
-from reconciler.store.database import unavailable
+from reconciler.store.database import Database, unavailable
 from reconciler.store.deadlines import SERVE, Deadlines
 
 Row = tuple[Any, ...]
+ReadSession: TypeAlias = Session
+"""What ``read`` hands its work; callers outside the store name the type through this alias."""
 _T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class Read(Generic[_T]):
-    """One planned query: ``build(postgres)`` is the statement (a cached one: see
-    ``Reader``), ``values`` its bound values, ``result(postgres, rows)`` what the rows
+    """One planned query: ``build(postgres)`` is the statement for the dialect (a cached
+    one: see ``Reader``), ``values`` its bound values, ``result(rows)`` what the rows
     mean."""
 
     build: Callable[[bool], Select[Any]]
     values: Mapping[str, Any]
-    result: Callable[[bool, list[Row]], _T]
+    result: Callable[[list[Row]], _T]
 
 
 class _Prepared:
@@ -141,7 +151,7 @@ class Reader:
             rows = self._run(prepared.sql, parameters)
         except _Dead:
             rows = self._run(prepared.sql, parameters, last=True)
-        return read.result(self.postgres, prepared.convert(rows))
+        return read.result(prepared.convert(rows))
 
     def _run(self, sql: str, parameters: Any, *, last: bool = False) -> list[Row]:
         try:
@@ -197,7 +207,7 @@ class Reader:
             rows = await connections.fetch(prepared.sql, parameters)
         except _Dead:
             rows = await connections.fetch(prepared.sql, parameters, last=True)
-        return read.result(self.postgres, prepared.convert(rows))
+        return read.result(prepared.convert(rows))
 
     def _prepare(self, stmt: Select[Any]) -> _Prepared:
         prepared = self._prepared.get(stmt)
@@ -279,3 +289,58 @@ class _AsyncConnections:
 
 class _Dead(Exception):
     """The connection turned out to be dead; the read can be repeated."""
+
+
+# --- sessions ---------------------------------------------------------------------------
+
+
+def plain(session: Session) -> Connection:
+    """The session's connection, for plain-row statements: ``Session.execute`` would run
+    them through the ORM's statement machinery, which costs more than the query here."""
+    return session.connection()
+
+
+def for_reading(database: Database) -> Database:
+    """A handle of its own on the same database for a reader that serves many requests:
+    its own pool, in autocommit, so that a read costs one round trip, not three (no BEGIN
+    and ROLLBACK around it; pages are keyset, so no list needs one snapshot across
+    statements), and no ping before each checkout (a round trip per request: a connection
+    that died with a database restart is replaced by one retry instead, see ``read`` and
+    ``Reader``). The schema is not upgraded again."""
+    url = database.engine.url.render_as_string(hide_password=False)
+    return Database.open(
+        url,
+        upgrade=False,
+        deadlines=database.deadlines,
+        isolation_level="AUTOCOMMIT",
+        pool_pre_ping=False,
+    )
+
+
+@contextmanager
+def _reading(database: Database) -> Iterator[Session]:
+    """A session for reads only (rolled back at the end); an unreachable database is
+    ``DatabaseUnavailable`` rather than a driver exception."""
+    try:
+        with database.sessions() as session:
+            yield session
+    except (OperationalError, InterfaceError) as exc:
+        raise unavailable(exc) from exc
+
+
+def read(database: Database, work: Callable[[Session], _T]) -> _T:
+    """``work(session)`` in a read-only session, once more when the pooled connection it
+    got was dead (the database restarted since it was last used): reads can be repeated,
+    so a pool without a ping before every checkout costs a caller nothing when that
+    happens."""
+    try:
+        with _reading(database) as session:
+            return work(session)
+    except DatabaseUnavailable as exc:
+        cause = exc.__cause__
+        if not (isinstance(cause, DBAPIError) and cause.connection_invalidated):
+            raise
+        if stall.no_answer(cause):
+            raise  # it stalled rather than died: again would only wait as long again
+    with _reading(database) as session:
+        return work(session)

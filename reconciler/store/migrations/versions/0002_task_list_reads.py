@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # A pure function of the stored JSON: the backfill writes what apply would write.
-from reconciler.core.spec import schedule_text
+from reconciler.core.schedulefields import schedule_text
 
 revision = "0002"
 down_revision: str | None = "0001"
