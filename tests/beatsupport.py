@@ -17,6 +17,7 @@ from reconciler.core.spec import TaskSpec
 from reconciler.store.database import Database
 from reconciler.store.leases import database_now
 from reconciler.store.tables import ChangeMarker, Task, TaskExecution
+from tests import factories
 
 UTC = dt.UTC
 
@@ -27,15 +28,10 @@ def at(text: str) -> dt.datetime:
 
 
 def spec(name: str = "t", **fields: Any) -> TaskSpec:
-    base: dict[str, Any] = {
-        "name": name,
-        "owner": "team",
-        "type": "periodic",
-        "task": "app.worker.test_celery",
-    }
+    """A task of owner ``team``, every 10 s unless the fields give another schedule."""
     if fields.get("type", "periodic") == "periodic" and not {"crontab", "interval"} & set(fields):
-        base["interval"] = {"seconds": 10}
-    return TaskSpec.model_validate({**base, **fields})
+        fields["interval"] = {"seconds": 10}
+    return factories.spec(name, **{"owner": "team", **fields})
 
 
 def bump_marker(session: Any, now: dt.datetime) -> int:

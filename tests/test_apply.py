@@ -6,7 +6,6 @@ writes of a one-file change; the process-level fault tests are marked e2e.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,27 +19,8 @@ from sqlalchemy import event, func, select, update
 from reconciler.apply import InvalidTasks, MassDeleteRefused, git_info, reconcile
 from reconciler.store.database import Database
 from reconciler.store.tables import ApplyRecord, Task
+from tests.factories import task_yaml, write_tasks
 from tests.support import ROOT, Process, reconcile_argv, wait_for
-
-
-def task_yaml(name: str, **fields: Any) -> str:
-    values: dict[str, Any] = {
-        "name": name,
-        "owner": "billing",
-        "type": "periodic",
-        "task": "app.worker.test_celery",
-        "crontab": "0 1 * * *",
-    }
-    values.update(fields)
-    return "".join(
-        f"{key}: {json.dumps(value)}\n" for key, value in values.items() if value is not None
-    )
-
-
-def write_tasks(directory: Path, names: list[str], **fields: Any) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        (directory / f"{name}.yaml").write_text(task_yaml(name, **fields))
 
 
 def live_names(db: Database) -> list[str]:

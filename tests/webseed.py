@@ -1,6 +1,6 @@
 """Rows for the read-side tests: tasks and executions inserted directly into the store.
 
-Used by tests/test_queries.py, tests/test_web*.py, tests/test_serve.py and the browser
+Used by tests/store/test_queries.py, tests/test_web*.py, tests/web/test_serve.py and the browser
 test, which need histories of a chosen shape without running beat or a worker.
 """
 

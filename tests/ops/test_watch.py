@@ -15,8 +15,9 @@ from sqlalchemy.engine import make_url
 from reconciler.ops.watch import Watcher, WatchOptions
 from reconciler.store.database import Database
 from reconciler.store.tables import ApplyRecord, Task
+from tests.factories import task_yaml, write_tasks
 from tests.support import Process, TcpProxy, reconcile_argv, wait_for
-from tests.test_apply import git, task_yaml, write_tasks
+from tests.test_apply import git
 
 
 def watch(tmp_path: Path, tasks: Path, url: str, *extra: str) -> Process:

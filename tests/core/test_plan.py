@@ -10,6 +10,7 @@ import pytest
 
 from reconciler.core.plan import COLUMN_FIELDS, Current, FieldChange, Op, Plan, make_plan
 from reconciler.core.spec import TaskSpec
+from tests.factories import spec
 
 
 @dataclass(frozen=True)
@@ -17,18 +18,6 @@ class Sourced:
     spec: TaskSpec
     path: str = "tasks.d/a.yaml"
     line: int = 1
-
-
-def spec(name: str, **fields: Any) -> TaskSpec:
-    base: dict[str, Any] = {
-        "name": name,
-        "owner": "billing",
-        "type": "periodic",
-        "task": "app.worker.test_celery",
-        "crontab": "0 1 * * *",
-    }
-    base.update(fields)
-    return TaskSpec.model_validate(base)
 
 
 def stored(task: TaskSpec, path: str = "tasks.d/a.yaml", line: int = 1, **drift: Any) -> Current:

@@ -14,7 +14,7 @@ from reconciler.cli import main
 from reconciler.store.database import Database
 from reconciler.store.tables import Task
 from tests.beatsupport import delete_task, executions, put_task, spec
-from tests.test_status_cli import store_spec_text
+from tests.cli.test_status_cli import store_spec_text
 
 NOW = dt.datetime.now(dt.UTC)
 

@@ -28,9 +28,9 @@ from reconciler.store.database import Database
 from reconciler.store.deadlines import BEAT, SERVE, WATCH
 from reconciler.store.tables import BeatHeartbeat
 from tests.beatsupport import executions, put_task, spec, task_row
+from tests.factories import write_tasks
 from tests.faultproxy import FaultProxy
 from tests.support import Process, reconcile_argv, wait_for
-from tests.test_apply import write_tasks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 

@@ -15,7 +15,7 @@ from reconciler.core.spec import TaskSpec
 from reconciler.files.loader import check_registered, load_directory
 from reconciler.files.schema import SCHEMA_ID, render, task_schema
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "schemas" / "task.schema.json"
 EXAMPLES = ROOT / "tasks.d"
 SCHEMA_LINE = re.compile(r"^# yaml-language-server: \$schema=(\S+)$")

@@ -14,8 +14,8 @@ from reconciler.cli.planview import progress_bar, render_text, use_colour
 from reconciler.core.plan import make_plan
 from reconciler.store import tasks as store
 from reconciler.store.database import Database
-from tests.test_apply import task_yaml, write_tasks
-from tests.test_plan import Sourced, spec
+from tests.core.test_plan import Sourced
+from tests.factories import spec, task_yaml, write_tasks
 
 
 @pytest.fixture

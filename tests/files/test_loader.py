@@ -675,7 +675,7 @@ def test_no_sqlalchemy_or_celery_in_the_loader() -> None:
 
 
 def test_readme_example_is_valid(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("<!-- section: task-files -->", 1)[1]
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "example.yaml").write_text(example, encoding="utf-8")

@@ -24,9 +24,10 @@ from reconciler.files.loader import load_directory
 from reconciler.store import tasks as store
 from reconciler.store.database import Database, RawJSON, alembic_config, head_revision
 from reconciler.store.tables import Task, UTCDateTime
+from tests.core.test_plan import Sourced, stored
+from tests.factories import spec
+from tests.store.test_store import T0, T1, apply
 from tests.support import ROOT
-from tests.test_plan import Sourced, spec, stored
-from tests.test_store import T0, T1, apply
 
 # Hand-picked specs and the schedule each shows.
 CASES: list[tuple[dict[str, Any], str | None]] = [

@@ -16,7 +16,7 @@ from benchmarks.services import free_port
 from reconciler.errors import UsageError
 from reconciler.web.server import resolve_allowed_hosts
 from tests.support import Process, reconcile_argv, wait_for
-from tests.test_serve import healthy, run_serve
+from tests.web.test_serve import healthy, run_serve
 from tests.webseed import seeded_state
 
 

@@ -15,7 +15,7 @@ import pytest
 from benchmarks.services import free_port
 from tests.conftest import missing
 from tests.support import Process, reconcile_argv, wait_for
-from tests.test_serve import healthy
+from tests.web.test_serve import healthy
 from tests.webseed import TOKENS, seeded_state, tokens_yaml
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from reconciler.cli.status import UNREADABLE
 from reconciler.store.database import Database
 from reconciler.store.tables import BeatHeartbeat, Task, TaskExecution
 from reconciler.web import create_app
-from tests.test_apply import task_yaml, write_tasks
+from tests.factories import task_yaml, write_tasks
 from tests.webseed import add_execution
 
 with warnings.catch_warnings():

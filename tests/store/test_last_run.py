@@ -15,8 +15,8 @@ from sqlalchemy import delete, func, select, update
 from reconciler.store.database import Database, alembic_config
 from reconciler.store.executions import ExecutionUpdate, apply_updates, reap_lost
 from reconciler.store.tables import Task, TaskExecution
-from tests.test_list_columns import TASKS_0001, row_0001
-from tests.test_plan import spec
+from tests.cli.test_list_columns import TASKS_0001, row_0001
+from tests.factories import spec
 from tests.webseed import T0, add_execution, add_task
 
 H = dt.timedelta(hours=1)

@@ -15,7 +15,8 @@ from reconciler.errors import LockTimeout
 from reconciler.store import tasks as store
 from reconciler.store.database import Database
 from reconciler.store.tables import ApplyRecord, ChangeMarker, Task, TaskExecution
-from tests.test_plan import Sourced, spec
+from tests.core.test_plan import Sourced
+from tests.factories import spec
 
 T0 = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(hours=1)
