@@ -42,6 +42,7 @@ bench: install
 
 schema: install
 	$(BIN)/reconcile schema > schemas/task.schema.json
+	$(BIN)/reconcile schema --document defaults > schemas/defaults.schema.json
 
 clean:
 	rm -rf $(VENV) .reconciler .pytest_cache .mypy_cache .ruff_cache

@@ -43,6 +43,7 @@ import httpx
 import psutil
 import psycopg
 
+from benchmarks.seeding import spec_document
 from benchmarks.services import free_port, fresh_postgres
 from benchmarks.table import print_table
 from reconciler.core.schedulefields import schedule_text
@@ -59,30 +60,13 @@ TRACEBACK = 'Traceback (most recent call last):\\n  File "job.py", line 3\\nValu
 
 
 def _spec(name: str) -> str:
-    spec = {
-        "name": name,
-        "description": f"benchmark task {name}",
-        "owner": f"team-{hash(name) % 20}",
-        "type": "periodic",
-        "task": "app.worker.test_celery",
-        "args": [],
-        "kwargs": {"region": "eu"},
-        "enabled": True,
-        "crontab": {
-            "minute": "*/5",
-            "hour": "*",
-            "day_of_month": "*",
-            "month_of_year": "*",
-            "day_of_week": "*",
-        },
-        "interval": None,
-        "at": None,
-        "timezone": "UTC",
-        "options": {},
-        "overlap": "allow",
-        "catchup": "skip",
-        "labels": {},
-    }
+    spec = spec_document(
+        name,
+        owner=f"team-{hash(name) % 20}",
+        description=f"benchmark task {name}",
+        crontab="*/5 * * * *",
+        kwargs={"region": "eu"},
+    )
     return json.dumps(spec)
 
 

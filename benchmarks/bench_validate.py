@@ -4,7 +4,9 @@ Writes 1,000, 10,000 and 50,000 task files of mixed types, then times the loader
 and the floor (read + ``yaml.load`` with PyYAML's C loader, nothing else), each in a
 fresh subprocess so each size's peak memory is its own. Times are CPU seconds (wall
 time of the loader shown too). Targets: at most 2.0x the floor, time per file flat
-within 1.5x from 1k to 50k, under 300 MB at 50k.
+within 1.5x from 1k to 50k, under 300 MB at 50k. Beside the numeric files, in the same
+run, the same files written with the schedule dialect (``CASES``): each within 10% of
+the numeric run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -24,19 +27,42 @@ from benchmarks.table import peak_rss_mb, print_table
 SIZES = (1_000, 10_000, 50_000)
 FILES_PER_DIRECTORY = 1_000
 
-_SCHEDULES = (
-    'type: periodic\ncrontab: "{m} {h} * * 1-5"\n',
-    "type: periodic\ncrontab:\n  minute: {m}\n  hour: '*/{hs}'\n  day_of_week: '0,6'\n",
-    "type: periodic\ninterval:\n  hours: {hs}\n  minutes: {m}\n",
-    "type: scheduled\nat: 2031-06-{d:02d}T{h:02d}:{m:02d}:00Z\n",
-    "type: async\n",
-)
+NUMERIC = "numeric"
+# One rotation of five schedule forms per case, each form in the same slot written another
+# way, so a case differs from the numeric one only in how its schedules are written. The
+# numeric case is the baseline every other case is timed beside in the same run; a new
+# schedule feature (spread, calendars) adds its case here.
+CASES: dict[str, tuple[str, ...]] = {
+    NUMERIC: (
+        'type: periodic\ncrontab: "{m} {h} * * 1-5"\n',
+        "type: periodic\ncrontab:\n  minute: {m}\n  hour: '*/{hs}'\n  day_of_week: '0,6'\n",
+        "type: periodic\ninterval:\n  hours: {hs}\n  minutes: {m}\n",
+        "type: scheduled\nat: 2031-06-{d:02d}T{h:02d}:{m:02d}:00Z\n",
+        "type: async\n",
+    ),
+    "names and a macro": (
+        'type: periodic\ncrontab: "{named}"\n',
+        "type: periodic\ncrontab:\n  minute: {m}\n  hour: '*/{hs}'\n  day_of_week: 'SAT,sun'\n",
+        "type: periodic\ninterval: {hs}h{m}m\n",
+        "type: scheduled\nat: 2031-06-{d:02d}T{h:02d}:{m:02d}:00Z\n",
+        "type: async\n",
+    ),
+}
+_MACROS = ("@daily", "@hourly", "@weekly", "@monthly", "@yearly")
 
 
-def task_text(index: int) -> str:
-    """One task file; the five schedule forms rotate, the rest varies a little."""
-    schedule = _SCHEDULES[index % len(_SCHEDULES)].format(
-        m=index % 60, h=index % 24, hs=index % 11 + 1, d=index % 28 + 1
+def task_text(index: int, case: str = NUMERIC) -> str:
+    """One task file; the five schedule forms rotate, the rest varies a little. Every
+    other crontab of the dialect case is a macro, the others use weekday and month names."""
+    forms = CASES[case]
+    turn = index // len(forms)
+    named = (
+        _MACROS[turn // 2 % len(_MACROS)]
+        if turn % 2
+        else f"{index % 60} {index % 24} * JAN-DEC MON-FRI"
+    )
+    schedule = forms[index % len(forms)].format(
+        m=index % 60, h=index % 24, hs=index % 11 + 1, d=index % 28 + 1, named=named
     )
     return (
         "# yaml-language-server: $schema=../../schemas/task.schema.json\n"
@@ -53,13 +79,13 @@ def task_text(index: int) -> str:
     )
 
 
-def write_tree(root: Path, count: int) -> None:
+def write_tree(root: Path, count: int, case: str = NUMERIC) -> None:
     for index in range(count):
         directory = root / f"group-{index // FILES_PER_DIRECTORY:03d}"
         if index % FILES_PER_DIRECTORY == 0:
             directory.mkdir(parents=True)
         path = directory / f"task-{index:05d}.yaml"
-        path.write_text(task_text(index), encoding="utf-8")
+        path.write_text(task_text(index, case), encoding="utf-8")
 
 
 def _clock() -> float:
@@ -116,58 +142,82 @@ def _in_child(function: str, root: str) -> dict[str, float]:
     return measured
 
 
-def run_size(count: int, workdir: Path, repeats: int) -> dict[str, float]:
-    """Validation and floor for one size, alternated; the best of ``repeats`` each."""
-    root = workdir / f"tasks-{count}"
-    write_tree(root, count)
-    floors: list[dict[str, float]] = []
-    runs: list[dict[str, float]] = []
+def run_size(count: int, workdir: Path, repeats: int) -> list[dict[str, Any]]:
+    """Validation of every case and the floor for one size, alternated so that each case
+    meets the same machine; the best of ``repeats`` each, one result per case."""
+    roots = {case: workdir / f"tasks-{count}-{index}" for index, case in enumerate(CASES)}
+    for case, root in roots.items():
+        write_tree(root, count, case)
+    floors: dict[str, list[dict[str, float]]] = {case: [] for case in CASES}
+    runs: dict[str, list[dict[str, float]]] = {case: [] for case in CASES}
     for _ in range(repeats):
-        floors.append(_in_child("measure_floor", str(root)))
-        runs.append(_in_child("measure_validation", str(root)))
-    shutil.rmtree(root)
-    best = min(runs, key=lambda run: run["seconds"])
-    if best["tasks"] != count or best["errors"]:
-        raise SystemExit(f"validation found {best['errors']:.0f} errors in the generated files")
-    return {
-        "files": count,
-        "seconds": best["seconds"],
-        "wall": best["wall"],
-        "floor": min(f["seconds"] for f in floors),
-        "peak_mb": max(run["peak_mb"] for run in runs),
-    }
+        for case, root in roots.items():
+            floors[case].append(_in_child("measure_floor", str(root)))
+            runs[case].append(_in_child("measure_validation", str(root)))
+    for root in roots.values():
+        shutil.rmtree(root)
+    results: list[dict[str, Any]] = []
+    for case in CASES:
+        best = min(runs[case], key=lambda run: run["seconds"])
+        if best["tasks"] != count or best["errors"]:
+            raise SystemExit(
+                f"validation found {best['errors']:.0f} errors in the generated files ({case})"
+            )
+        results.append(
+            {
+                "case": case,
+                "files": count,
+                "seconds": best["seconds"],
+                "wall": best["wall"],
+                "floor": min(f["seconds"] for f in floors[case]),
+                "peak_mb": max(run["peak_mb"] for run in runs[case]),
+            }
+        )
+    return results
 
 
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-validate-"))
     try:
-        results = [run_size(count, workdir, 3 if count <= 10_000 else 2) for count in SIZES]
+        sizes = [run_size(count, workdir, 3 if count <= 10_000 else 2) for count in SIZES]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     headers = [
         "files",
+        "case",
         "validate s",
         "(wall s)",
         "floor s",
         "ratio",
         "validate us/file",
         "floor us/file",
+        "vs numeric",
         "peak MB",
     ]
-    rows = [
-        [
-            f"{r['files']:,.0f}",
-            r["seconds"],
-            r["wall"],
-            r["floor"],
-            r["seconds"] / r["floor"],
-            r["seconds"] / r["files"] * 1e6,
-            r["floor"] / r["files"] * 1e6,
-            r["peak_mb"],
-        ]
-        for r in results
-    ]
+    rows = []
+    against: dict[str, list[float]] = {case: [] for case in CASES if case != NUMERIC}
+    for results in sizes:
+        numeric = next(r for r in results if r["case"] == NUMERIC)
+        for r in results:
+            versus = r["seconds"] / numeric["seconds"]
+            if r["case"] != NUMERIC:
+                against[r["case"]].append(versus)
+            rows.append(
+                [
+                    f"{r['files']:,.0f}",
+                    r["case"],
+                    r["seconds"],
+                    r["wall"],
+                    r["floor"],
+                    r["seconds"] / r["floor"],
+                    r["seconds"] / r["files"] * 1e6,
+                    r["floor"] / r["files"] * 1e6,
+                    versus,
+                    r["peak_mb"],
+                ]
+            )
     print_table(headers, rows)
+    results = [r for size in sizes for r in size if r["case"] == NUMERIC]
     ratios = [r["seconds"] / r["floor"] for r in results]
     per_file = [r["seconds"] / r["files"] for r in results]
     spread = max(per_file) / min(per_file)
@@ -176,6 +226,10 @@ def main() -> None:
         (f"ratio <= 2.0 (worst {max(ratios):.2f})", max(ratios) <= 2.0),
         (f"time per file flat within 1.5x ({spread:.2f}x)", spread <= 1.5),
         (f"peak < 300 MB at 50k ({peak:.0f} MB)", peak < 300),
+    ]
+    targets += [
+        (f"{case} within 10% of numeric (worst {max(ratio):.2f}x)", max(ratio) <= 1.10)
+        for case, ratio in against.items()
     ]
     print("targets: " + "; ".join(f"{text}: {'met' if ok else 'NOT met'}" for text, ok in targets))
 

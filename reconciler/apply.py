@@ -2,13 +2,16 @@
 
 ``reconcile`` (the CLI's apply and dry-run) and the watch daemon call ``reconcile``
 or ``apply_loaded``; the plan is computed inside the apply lock against the rows as
-they are then, and written in the same transaction. Also finds the git commit of
-the tasks directory for the apply log.
+they are then, and written in the same transaction. An attempt that fails is recorded
+in the apply log in a transaction of its own (``record_failed_attempt``). Also finds the
+git commit of the tasks directory for the apply log.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -17,17 +20,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.core.diagnostics import Diagnostic
-from reconciler.core.plan import Change, Plan, make_plan
+from reconciler.core.plan import Change, Plan, make_plan, notify_changes
+from reconciler.core.redact import redact_text
 from reconciler.core.schedule import first_slot
-from reconciler.errors import ReconcilerError, StateRefused
+from reconciler.errors import DatabaseUnavailable, ReconcilerError, StateRefused
 from reconciler.files.loader import LoadResult, load_directory
+from reconciler.store import attempts
 from reconciler.store import tasks as store
 from reconciler.store.database import (
     Database,
+    first_line,
     refusal_as_error,
     refusal_message,
     unavailable_as_error,
 )
+from reconciler.vocabulary import Outcome
+
+log = logging.getLogger("reconciler.apply")
+
+RECORD_WAIT_MS = 2000
+"""SQLite: how long recording a failed attempt waits for another writer's lock."""
 
 Progress = Callable[[int], None]
 ProgressFactory = Callable[[int], AbstractContextManager[Progress]]
@@ -102,12 +114,48 @@ def apply_loaded(
     progress: ProgressFactory | None = None,
     started: float | None = None,
 ) -> ApplyResult:
-    """Plan and apply an already loaded desired state (validation errors refuse it)."""
+    """Plan and apply an already loaded desired state (validation errors refuse it).
+
+    Any failure but an unreachable database (which cannot take it) is recorded in the
+    apply log before it is raised; a dry run records nothing."""
     started = time.perf_counter() if started is None else started
+    try:
+        return _apply_loaded(
+            db,
+            loaded,
+            tasks_dir,
+            dry_run=dry_run,
+            allow_mass_delete=allow_mass_delete,
+            lock_timeout=lock_timeout,
+            now=now,
+            progress=progress,
+            started=started,
+        )
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        if not dry_run:
+            record_failed_attempt(db, tasks_dir, exc, started=started, now=now)
+        raise
+
+
+def _apply_loaded(
+    db: Database,
+    loaded: LoadResult,
+    tasks_dir: Path,
+    *,
+    dry_run: bool,
+    allow_mass_delete: bool,
+    lock_timeout: float,
+    now: dt.datetime | None,
+    progress: ProgressFactory | None,
+    started: float,
+) -> ApplyResult:
     check_loaded(loaded, tasks_dir, allow_mass_delete)
     with unavailable_as_error(db.engine):
         # A read without the lock first: an unchanged state (the watch daemon's resync,
         # most of the time) neither waits for nor blocks anybody.
+        latest: str | None = Outcome.APPLIED
         if dry_run and db.current_revision() is None:
             # A dry run against a database never migrated: plan against nothing, and
             # leave the database as it is.
@@ -115,8 +163,15 @@ def apply_loaded(
         else:
             with db.session() as session:
                 seen = store.read_current(session)
-        plan = make_plan(loaded.tasks, seen.live)
-        if dry_run or not (plan or plan.relocations):
+        plan = desired_plan(loaded, seen)
+        if not plan and not dry_run:
+            # A no-op is recorded only when it puts the files back in sync after a failed
+            # attempt (docs/plan-and-apply.md, "Decisions"). Only a no-op asks, so a plan
+            # with changes reads the log no earlier than it writes it.
+            with db.session() as session:
+                latest = attempts.latest_outcome(session)
+        back_in_sync = latest not in (None, Outcome.APPLIED)
+        if dry_run or not (plan or plan.relocations or back_in_sync):
             return ApplyResult(plan, loaded, False, None, time.perf_counter() - started)
         written = _Written(plan)
         moment = now or dt.datetime.now(dt.UTC)
@@ -124,12 +179,12 @@ def apply_loaded(
             with refusal_as_error(written.names), db.session() as session:
                 store.lock(session, lock_timeout)
                 state = written.state = store.read_current(session)
-                if state.live != seen.live:
+                if state.live != seen.live or state.notify != seen.notify:
                     # Someone applied in between: plan again against the rows as they are now.
-                    plan = written.plan = make_plan(loaded.tasks, state.live)
+                    plan = written.plan = desired_plan(loaded, state)
                 guard(plan, tasks_dir, allow_mass_delete)
                 log = None
-                if plan:
+                if plan or back_in_sync:
                     git = git_info(tasks_dir)
                     log = store.ApplyLog(
                         tasks_dir=str(tasks_dir),
@@ -146,6 +201,7 @@ def apply_loaded(
                         next_run=first_slot,
                         log=log,
                         progress=step,
+                        record_no_op=back_in_sync,
                     )
         except StateRefused as exc:
             culprit = _culprit(db, written, moment) if len(written.names()) > 1 else None
@@ -196,6 +252,66 @@ def _culprit(db: Database, written: _Written, moment: dt.datetime) -> str | None
             half = suspects[: len(suspects) // 2]
             suspects = half if refused(half) else suspects[len(half) :]
         return suspects[0].name if suspects and refused(suspects) else None
+
+
+def record_failed_attempt(
+    db: Database,
+    tasks_dir: Path,
+    error: BaseException,
+    *,
+    started: float | None = None,
+    now: dt.datetime | None = None,
+) -> int | None:
+    """Record an attempt that applied nothing, in its own transaction; its row id, or
+    None when the database could not take it (which is logged, never raised)."""
+    outcome, errors = failure_of(error)
+    git = git_info(tasks_dir)
+    attempt = attempts.Attempt(
+        outcome=outcome,
+        errors=errors,
+        tasks_dir=str(tasks_dir),
+        git_commit=git.commit,
+        git_dirty=git.dirty,
+        duration_ms=int((time.perf_counter() - started) * 1000) if started is not None else 0,
+    )
+    try:
+        with unavailable_as_error(db.engine), db.session() as session:
+            if db.dialect == "sqlite":
+                # Another writer may hold the lock (a lock timeout): wait only briefly.
+                connection = session.connection()
+                busy = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {RECORD_WAIT_MS}")
+                try:
+                    return attempts.record_failure(session, attempt, now or _utcnow())
+                finally:
+                    connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy or 0)}")
+            return attempts.record_failure(session, attempt, now or _utcnow())
+    except Exception as exc:
+        log.warning("the failed apply could not be recorded in the apply log: %s", first_line(exc))
+        return None
+
+
+def failure_of(error: BaseException) -> tuple[Outcome, list[str]]:
+    """An exception raised by an apply as the outcome and the located error lines the
+    apply log keeps (redacted by the one policy, docs/security.md)."""
+    if isinstance(error, InvalidTasks):
+        return Outcome.INVALID, [redact_text(str(d)) for d in error.diagnostics]
+    if isinstance(error, MassDeleteRefused | StateRefused):
+        return Outcome.REFUSED, [redact_text(str(error))]
+    if isinstance(error, ReconcilerError):
+        return Outcome.FAILED, [redact_text(str(error))]
+    return Outcome.FAILED, [redact_text(f"{type(error).__name__}: {first_line(error)}")]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def desired_plan(loaded: LoadResult, state: store.StoredState) -> Plan:
+    """The plan from ``state`` to the loaded files: the tasks, and the defaults' notify."""
+    plan = make_plan(loaded.tasks, state.live)
+    notify = notify_changes(loaded.notify, state.notify)
+    return dataclasses.replace(plan, notify=notify) if notify else plan
 
 
 def check_loaded(loaded: LoadResult, tasks_dir: Path, allow_mass_delete: bool) -> None:
@@ -256,7 +372,9 @@ __all__ = [
     "MassDeleteRefused",
     "apply_loaded",
     "check_loaded",
+    "failure_of",
     "git_info",
     "guard",
     "reconcile",
+    "record_failed_attempt",
 ]

@@ -3,13 +3,18 @@
 docs/cli.md, "Settings": ``--tasks-dir`` / ``RECONCILER_TASKS_DIR``, ``--database-url`` /
 ``RECONCILER_DATABASE_URL``, ``--broker-url`` / ``RECONCILER_BROKER_URL``,
 ``--app`` / ``RECONCILER_APP``. The embedded defaults live under ``./.reconciler``.
+The names beats and watch loops report under, and how many beats should be alive
+(docs/beat.md, "Heartbeats and names"), are read here too.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+
+from reconciler.errors import ConfigError
 
 STATE_DIR = Path(".reconciler")
 DEFAULT_TASKS_DIR = "tasks.d"
@@ -30,6 +35,41 @@ def resolve_broker_url(given: str | None = None) -> str:
     """The broker URL: ``given`` (``--broker-url``), else ``RECONCILER_BROKER_URL``, else
     the embedded SQLite broker."""
     return given or os.environ.get("RECONCILER_BROKER_URL") or DEFAULT_BROKER_URL
+
+
+NAME_LENGTH = 100
+"""Longest beat or watch name (room is left for a suffix: docs/beat.md)."""
+
+
+def process_name(variable: str) -> str:
+    """The stable name a beat (``RECONCILER_BEAT_NAME``) or a watch loop
+    (``RECONCILER_WATCH_NAME``) reports under: the variable, else the host name."""
+    raw = os.environ.get(variable)
+    if raw is None or raw == "":
+        return socket.gethostname()[:NAME_LENGTH] or "localhost"
+    name = raw.strip()
+    if not name or len(name) > NAME_LENGTH or not name.isprintable():
+        raise ConfigError(
+            f"{variable}: {raw!r} is not a name: give 1 to {NAME_LENGTH} printable characters"
+        )
+    return name
+
+
+def resolve_beats_expected(given: int | None = None) -> int | None:
+    """How many beats should be alive: ``given`` (``--beats-expected``), else
+    ``RECONCILER_BEATS_EXPECTED``, else None (not checked)."""
+    if given is not None:
+        return given
+    raw = os.environ.get("RECONCILER_BEATS_EXPECTED", "").strip()
+    if not raw:
+        return None
+    try:
+        expected = int(raw)
+    except ValueError:
+        expected = 0
+    if expected < 1:
+        raise ConfigError(f"RECONCILER_BEATS_EXPECTED: {raw!r} is not a whole number above 0")
+    return expected
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The project's words, defined once: execution statuses, task types, triggers and the
-headers beat's messages carry (docs/tracking.md, docs/task-files.md)."""
+"""The project's words, defined once: execution statuses, task types, triggers, apply
+outcomes and the headers beat's messages carry (docs/tracking.md, docs/task-files.md)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,15 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     MANUAL = "manual"
     EXTERNAL = "external"
+
+
+class Outcome(StrEnum):
+    """What became of an apply attempt (docs/plan-and-apply.md, "The apply log and sync status")."""
+
+    APPLIED = "applied"  # the database holds what the files say
+    INVALID = "invalid"  # the task files have errors; nothing applied
+    REFUSED = "refused"  # a guard or the database refused the plan; nothing applied
+    FAILED = "failed"  # the apply could not finish (lock timeout, database error)
 
 
 class Header(StrEnum):

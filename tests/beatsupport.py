@@ -4,8 +4,10 @@ publisher at the ``reconciler.beat.message.Publisher`` seam, and a clock-driven 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -18,6 +20,7 @@ from reconciler.store.database import Database
 from reconciler.store.leases import database_now
 from reconciler.store.tables import ChangeMarker, Task, TaskExecution
 from tests import factories
+from tests.support import Process
 
 UTC = dt.UTC
 
@@ -190,3 +193,56 @@ def run_until(ticker: Ticker, clock: Clock, end: dt.datetime, lag: float = 0.01)
             return
         clock.now = max(clock.now, upcoming + dt.timedelta(seconds=lag))
     raise AssertionError("run_until did not reach the end")
+
+
+def beat_process(directory: Path, env: dict[str, str], label: str) -> Process:
+    """``celery beat`` of the demo app with the reconciler's scheduler, logging to
+    ``directory/<label>.log``."""
+    argv = [
+        sys.executable, "-m", "celery", "-A", "reconciler.demo:app", "beat",
+        "-S", "reconciler.beat:DatabaseScheduler", "-l", "info",
+    ]  # fmt: skip
+    return Process(argv, directory / f"{label}.log", env=env, cwd=directory)
+
+
+def put_every_second(db: Database, names: Sequence[str], now: dt.datetime) -> None:
+    """Tasks every second, each called with its own name."""
+    for name in names:
+        put_task(db, spec(name, interval={"seconds": 1}, args=[name]), now)
+
+
+def put_by_policy(db: Database, count: int, now: dt.datetime) -> None:
+    """Tasks ``skip{n}`` and ``once{n}`` for each ``n < count``: every second, each catching
+    up by the policy it is named for."""
+    for n in range(count):
+        put_task(db, spec(f"skip{n}", interval={"seconds": 1}, catchup="skip"), now)
+        put_task(db, spec(f"once{n}", interval={"seconds": 1}, catchup="once"), now)
+
+
+def wait_ran_after(
+    db: Database, names: Sequence[str], start: dt.datetime, moment: dt.datetime, message: str
+) -> None:
+    """Poll until every named task last ran more than 2 s after ``moment``."""
+    from tests.support import wait_for
+
+    wait_for(
+        lambda: all(
+            (task_row(db, name).last_run_at or start) > moment + dt.timedelta(seconds=2)
+            for name in names
+        ),
+        timeout=30,
+        message=message,
+    )
+
+
+def assert_caught_up_by_policy(
+    db: Database, rows: Sequence[TaskExecution], count: int, gap: tuple[dt.datetime, dt.datetime]
+) -> None:
+    """Within ``gap``, no ``skip{n}`` sent a missed slot and each ``once{n}`` sent one at most;
+    each ``skip{n}`` counted its missed runs."""
+    for n in range(count):
+        skip = [r.scheduled_for for r in rows if r.task_name == f"skip{n}" and r.published_at]
+        once = [r.scheduled_for for r in rows if r.task_name == f"once{n}" and r.published_at]
+        assert not [s for s in skip if s and gap[0] < s < gap[1]], "skip fired a missed slot"
+        assert len([s for s in once if s and gap[0] < s < gap[1]]) <= 1
+        assert task_row(db, f"skip{n}").missed_count > 0

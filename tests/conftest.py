@@ -21,6 +21,7 @@ import pytest
 from benchmarks.services import free_redis, fresh_postgres
 from reconciler.store import stall
 from reconciler.store.database import Database
+from tests.faultproxy import FaultProxy
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
@@ -74,12 +75,30 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+def opened(url: str) -> Iterator[Database]:
+    """The store on ``url``, migrated, disposed of when the fixture ends."""
+    database = Database.open(url)
+    yield database
+    database.dispose()
+
+
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
     """The store on ``database_url``, migrated, for one test."""
-    database = Database.open(database_url)
-    yield database
-    database.dispose()
+    yield from opened(database_url)
+
+
+@pytest.fixture
+def postgres_db(postgres_url: str) -> Iterator[Database]:
+    """The store on PostgreSQL alone, migrated, for one test."""
+    yield from opened(postgres_url)
+
+
+@pytest.fixture
+def proxy() -> Iterator[FaultProxy]:
+    """A fault proxy in front of the local PostgreSQL (``through`` gives a URL over it)."""
+    with FaultProxy("127.0.0.1", 5432) as running:
+        yield running
 
 
 @pytest.fixture

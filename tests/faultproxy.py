@@ -26,7 +26,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sqlalchemy.engine import make_url
+
 Direction = Literal["up", "down", "both"]
+
+
+def through(url: str, proxy: FaultProxy) -> str:
+    """The database ``url`` with the proxy's port: its connections go through the proxy."""
+    return make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
+
 
 _POLL = 0.05
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
+from benchmarks.seeding import spec_document
 from reconciler.core.schedulefields import schedule_text
 from reconciler.store.database import Database
 from reconciler.store.tables import ApplyRecord, BeatHeartbeat, Task, TaskExecution
@@ -37,35 +38,16 @@ def add_task(
     crontab: str | None = "0 1 * * *",
     kwargs: dict[str, Any] | None = None,
 ) -> Task:
-    minute, hour, dom, month, dow = (crontab or "* * * * *").split()
-    spec: dict[str, Any] = {
-        "name": name,
-        "description": description,
-        "owner": owner,
-        "type": type,
-        "task": task,
-        "args": [],
-        "kwargs": kwargs or {},
-        "enabled": enabled,
-        "crontab": (
-            {
-                "minute": minute,
-                "hour": hour,
-                "day_of_month": dom,
-                "month_of_year": month,
-                "day_of_week": dow,
-            }
-            if type == "periodic" and crontab
-            else None
-        ),
-        "interval": None,
-        "at": None,
-        "timezone": "UTC",
-        "options": {},
-        "overlap": "allow",
-        "catchup": "skip",
-        "labels": {},
-    }
+    spec = spec_document(
+        name,
+        owner=owner,
+        description=description,
+        type=type,
+        task=task,
+        enabled=enabled,
+        crontab=crontab,
+        kwargs=kwargs,
+    )
     row = Task(
         name=name,
         owner=owner,

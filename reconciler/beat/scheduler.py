@@ -22,11 +22,12 @@ from typing import Any
 from celery import Celery
 from celery.beat import Scheduler
 
+from reconciler.beat.notifier import Notifier
 from reconciler.beat.publisher import CeleryPublisher
 from reconciler.beat.ticker import MAX_SLEEP, Ticker
 from reconciler.core.firing import DEFAULT_GRACE
 from reconciler.errors import ConfigError
-from reconciler.settings import resolve_database_url
+from reconciler.settings import process_name, resolve_database_url
 from reconciler.store import scheduling, stall
 from reconciler.store.database import Database
 from reconciler.store.deadlines import BEAT
@@ -36,6 +37,8 @@ log = logging.getLogger("reconciler.beat")
 FREEZE_STEP = 2000
 REAP_EVERY = dt.timedelta(seconds=15)
 """How often beat marks executions of dead workers as lost (``executions.reap_lost``)."""
+LAST_WORDS = 0.5
+"""Seconds a stopping beat gives the removal of its heartbeat, even after SIGTERM."""
 
 
 def database_url(app: Celery) -> str:
@@ -71,8 +74,10 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self._ticker: Ticker | None = None
         self._database: Database | None = None
         self._publisher: CeleryPublisher | None = None
+        self._notifier: Notifier | None = None
         self._url = database_url(app)
         self._grace = catchup_grace(app)  # a bad setting stops beat at start, with the reason
+        self._name = process_name("RECONCILER_BEAT_NAME")
         self._failing = False
         self._frozen_at = 0
         super().__init__(app, *args, **kwargs)
@@ -98,7 +103,13 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         # A server that does not answer holds a tick for seconds at most (docs/deadlines.md).
         self._database = Database.open(self._url, deadlines=BEAT)
         self._publisher = CeleryPublisher(self.app)
-        ticker = Ticker(self._database, self._publisher, grace=self._grace, shield=deferred_stop)
+        ticker = Ticker(
+            self._database,
+            self._publisher,
+            grace=self._grace,
+            name=self._name,
+            shield=deferred_stop,
+        )
         database = self._database
 
         def reap(now: dt.datetime) -> None:
@@ -111,7 +122,15 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
 
         ticker.every(REAP_EVERY, reap)
         self._ticker = ticker
-        log.info("beat: scheduling from %s as %s", _masked(self._url), ticker.instance)
+        # Alerts are evaluated and sent on a thread of their own: never in a tick.
+        self._notifier = Notifier(database)
+        self._notifier.start()
+        log.info(
+            "beat: scheduling from %s as %s (name %r)",
+            _masked(self._url),
+            ticker.instance,
+            self._name,
+        )
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """One round of claims and publishes; returns the seconds until the next."""
@@ -135,10 +154,9 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
     def _settle_cache(self) -> None:
         """Move the spec cache out of the cyclic garbage collector's reach as it grows.
 
-        With 100,000 cached specs a full collection pauses beat for ~300 ms, a late fire
-        for every slot due meanwhile. Frozen objects are still freed by reference
-        counting when a change replaces them; only a cycle of garbage present at the
-        moment of a freeze would stay, and freezes happen once per ``FREEZE_STEP`` specs.
+        A full collection over a large cache pauses beat long enough to fire late
+        (docs/design/beat-spec-cache.md); frozen specs are still freed by reference
+        counting when a change replaces them. Freezes happen once per ``FREEZE_STEP``.
         """
         assert self._ticker is not None
         size = len(self._ticker.specs)
@@ -151,6 +169,15 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         """Nothing to write back: every claim is committed as it is made."""
 
     def close(self) -> None:
+        if self._notifier is not None:
+            self._notifier.stop()
+        if self._ticker is not None:
+            # A clean stop leaves no heartbeat behind (docs/beat.md, "Heartbeats and names").
+            try:
+                with stall.last_words(LAST_WORDS):
+                    self._ticker.leave()
+            except Exception as exc:
+                log.warning("beat: heartbeat not removed (removed by another beat later): %s", exc)
         if self._publisher is not None:
             self._publisher.close()
         if self._database is not None:

@@ -8,7 +8,8 @@ transaction; the message is published after the commit and ``published_at`` set 
 the broker took it (``reconciler.beat.sending``). Each claim carries this beat as its
 owner and a lease (``reconciler.store.leases``): a beat publishes only what it still
 holds, and rows left unpublished are taken over by any beat once their lease has lapsed
-(``reconciler.beat.recovery``, docs/guarantees.md).
+(``reconciler.beat.recovery``, docs/guarantees.md). Each beat's heartbeat is kept under
+its stable name (``reconciler.store.heartbeats``, docs/beat.md).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from reconciler.beat.specs import SpecCache
 from reconciler.core.firing import DEFAULT_GRACE, decide
 from reconciler.core.spec import TaskSpec
 from reconciler.errors import DatabaseUnavailable
-from reconciler.store import leases, outbox, scheduling
+from reconciler.settings import process_name
+from reconciler.store import heartbeats, leases, outbox, scheduling
 from reconciler.store.database import Database
 from reconciler.vocabulary import Trigger
 
@@ -41,6 +43,11 @@ log = logging.getLogger("reconciler.beat")
 
 RECOVERY_EVERY = dt.timedelta(seconds=5)
 HEARTBEAT_EVERY = dt.timedelta(seconds=1)
+FORGET_EVERY = dt.timedelta(seconds=15)
+"""How often a beat removes the heartbeats of beats that stopped long ago."""
+NAME_SETTLE = dt.timedelta(seconds=5)
+"""How long the heartbeat holding this beat's name must stand still before this beat
+takes the name over (its holder was killed); one that moves is another live beat."""
 MAX_SLEEP = 0.25
 """Longest sleep between ticks: a change applied while beat sleeps is picked up by then."""
 MIN_SLEEP = 0.01
@@ -67,6 +74,7 @@ class Ticker:
         max_batches: int = 20,
         clock: Callable[[], dt.datetime] = utcnow,
         instance: str | None = None,
+        name: str | None = None,
         shield: Callable[[], AbstractContextManager[object]] = nullcontext,
         lease: dt.timedelta = LEASE,
         lease_margin: dt.timedelta = LEASE_MARGIN,
@@ -85,6 +93,16 @@ class Ticker:
         self.instance = instance or f"{self.hostname}:{self.pid}:{uuid.uuid4().hex[:8]}"
         self.lease = leases.Lease(self.instance, lease.total_seconds())
         self.started_at = clock()
+        self.naming = heartbeats.Naming(
+            heartbeats.BEATS,
+            name or process_name("RECONCILER_BEAT_NAME"),
+            self.instance,
+            self.hostname,
+            self.pid,
+            self.started_at,
+            settle=NAME_SETTLE,
+            stale=heartbeats.BEAT_ALIVE_WITHIN,
+        )
         self.stats = TickStats()
         self.specs = SpecCache()
         self.database_health = Health("database")
@@ -103,6 +121,7 @@ class Ticker:
         self._periodic: list[_Periodic] = []
         self._last_heartbeat: dt.datetime | None = None
         self._last_recovery: dt.datetime | None = None
+        self.every(FORGET_EVERY, self._forget)
 
     def every(self, interval: dt.timedelta, callback: Callable[[dt.datetime], object]) -> None:
         """Run ``callback(now)`` from the tick at most once per ``interval`` (e.g. a reaper)."""
@@ -262,8 +281,29 @@ class Ticker:
     def _heartbeat(self, session: Any, now: dt.datetime) -> None:
         if self._last_heartbeat is not None and now - self._last_heartbeat < HEARTBEAT_EVERY:
             return
-        scheduling.heartbeat(session, self.instance, self.hostname, self.pid, self.started_at, now)
+        self.naming.beat(session, now, {})
         self._last_heartbeat = now
+
+    def _forget(self, now: dt.datetime) -> None:
+        """Remove the heartbeats of beats that stopped without removing their own."""
+        with scheduling.transaction(self.database) as session:
+            gone = heartbeats.forget_beats(session, now)
+        if gone:
+            log.info(
+                "beat: removed the heartbeat of %s: no tick for %s",
+                ", ".join(gone),
+                heartbeats.BEAT_FORGET_AFTER,
+            )
+
+    def leave(self) -> None:
+        """Remove this beat's heartbeat: it stops (docs/beat.md)."""
+        with scheduling.transaction(self.database) as session:
+            self.naming.leave(session)
+
+    @property
+    def name(self) -> str | None:
+        """The name this beat's heartbeat is under (None until written)."""
+        return self.naming.name
 
     def _run_periodic(self, now: dt.datetime) -> None:
         for job in self._periodic:

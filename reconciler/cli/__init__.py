@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("reconciler.cli.serve", "serve"),
     "up": ("reconciler.cli.up", "up"),
     "doctor": ("reconciler.cli.doctor", "doctor"),
+    "alerts": ("reconciler.cli.alerts", "alerts"),
 }
 
 

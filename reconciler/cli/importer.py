@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.options import echo_json, format_option, handle_errors
+from reconciler.cli.options import echo_json, format_option, handle_errors, tasks_dir_option
 from reconciler.files.imports.plan import ImportedTask, import_file
 from reconciler.settings import Settings
 
@@ -26,13 +26,7 @@ from reconciler.settings import Settings
     help="Owner of the imported tasks (who may read their history); needed unless every "
     "payload has an 'owner'.",
 )
-@click.option(
-    "--tasks-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Task files directory [env RECONCILER_TASKS_DIR; default ./tasks.d]; files go to "
-    "its imported/ folder.",
-)
+@tasks_dir_option("; files go to its imported/ folder.")
 @format_option("text", "json")
 @handle_errors
 def import_(file: Path, owner: str | None, tasks_dir: str | None, output_format: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from reconciler.cli.options import echo_json, format_option, handle_errors
+from reconciler.cli.options import echo_json, format_option, handle_errors, tasks_dir_option
 from reconciler.core.describe import describe
 from reconciler.core.schedule import next_fire_times
 from reconciler.core.spec import TaskSpec
@@ -41,12 +41,7 @@ from reconciler.vocabulary import TaskType
     help="Show times after this ISO 8601 time (no offset: the task's time zone); an "
     "interval counts from it. [default: now]",
 )
-@click.option(
-    "--tasks-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Task files directory [env RECONCILER_TASKS_DIR; default ./tasks.d]",
-)
+@tasks_dir_option()
 @format_option("text", "json")
 @handle_errors
 def next_(

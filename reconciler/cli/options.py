@@ -16,15 +16,20 @@ from reconciler.settings import Settings
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def settings_options(function: F) -> F:
-    """Adds --tasks-dir, --database-url, --broker-url, --app and passes ``settings``."""
-
-    @click.option(
+def tasks_dir_option(more_help: str = "") -> Callable[[F], F]:
+    """--tasks-dir, passed as ``tasks_dir`` (None: the environment's or the default)."""
+    return click.option(
         "--tasks-dir",
         type=click.Path(file_okay=False),
         default=None,
-        help="Task files directory [env RECONCILER_TASKS_DIR; default ./tasks.d]",
+        help="Task files directory [env RECONCILER_TASKS_DIR; default ./tasks.d]" + more_help,
     )
+
+
+def settings_options(function: F) -> F:
+    """Adds --tasks-dir, --database-url, --broker-url, --app and passes ``settings``."""
+
+    @tasks_dir_option()
     @click.option(
         "--database-url",
         default=None,
@@ -79,6 +84,14 @@ allow_mass_delete_option = click.option(
     "--allow-mass-delete",
     is_flag=True,
     help="Apply even if more than half (or all) of the tasks would be deleted.",
+)
+
+beats_expected_option = click.option(
+    "--beats-expected",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="How many beats should be alive (default: RECONCILER_BEATS_EXPECTED, else not checked).",
 )
 
 

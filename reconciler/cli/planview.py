@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import click
 
-from reconciler.core.plan import Change, Plan
+from reconciler.core.plan import Change, NotifyChange, Plan
 from reconciler.core.redact import redact_definition, redact_field
 
 Style = Callable[[str, str], str]
@@ -54,10 +54,19 @@ def render_text(plan: Plan, colour: bool = False) -> str:
         for item in change.fields:
             old = value_text(redact_field(item.field, item.old))
             new = value_text(redact_field(item.field, item.new))
-            lines.append(f"    {item.field}: {old} -> {new}")
+            source = f" (from {item.source})" if item.source else ""
+            lines.append(f"    {item.field}: {old} -> {new}{source}")
     for change in plan.deletes:
         lines.append(style(f"- {change.name}", "red"))
+    for notify in plan.notify:
+        lines.append(style(f"~ notify {notify.owner}", "yellow") + f": {_target(notify)}")
     return "\n".join(lines)
+
+
+def _target(change: NotifyChange) -> str:
+    """A notify target's change in words; only the variable's name is ever shown."""
+    old, new = value_text(change.old), value_text(change.new)
+    return f"{old} -> {new}"
 
 
 def render_json(plan: Plan) -> dict[str, Any]:
@@ -86,6 +95,8 @@ def render_markdown(plan: Plan) -> str:
         lines.append(f"| ~ | `{change.name}` | {_cell(where(change))} | {fields} |")
     for change in plan.deletes:
         lines.append(f"| - | `{change.name}` | | (deleted) |")
+    for notify in plan.notify:
+        lines.append(f"| ~ | notify `{notify.owner}` | | {_cell(_target(notify))} |")
     lines += ["", "<details><summary>Diff</summary>", "", "```diff"]
     for change in plan.creates:
         lines.append(f"+ {change.name} ({where(change)})")
@@ -103,10 +114,13 @@ def render_markdown(plan: Plan) -> str:
 def applied_line(plan: Plan) -> str:
     if not plan:
         return "No changes. Nothing applied."
-    return (
+    text = (
         f"Applied: {len(plan.creates)} created, {len(plan.updates)} updated, "
         f"{len(plan.deletes)} deleted."
     )
+    if plan.notify:
+        text += f" Notify: {len(plan.notify)} changed."
+    return text
 
 
 def _cell(text: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from reconciler.cli.options import handle_errors, settings_options
-from reconciler.settings import Settings
+from reconciler.settings import Settings, resolve_beats_expected
 
 
 @click.command()
@@ -72,6 +72,8 @@ def serve(
 ) -> None:
     """Serve the task list, execution history, apply log and /metrics, read-only."""
     from reconciler.web.server import run
+
+    resolve_beats_expected()  # a bad RECONCILER_BEATS_EXPECTED is refused before serving
 
     run(
         settings,

@@ -1,6 +1,7 @@
 """``reconcile status [NAME]``: every live task with its schedule, latest execution and next run.
 
-Reads ``reconciler.store.tasks.status_rows`` (one query) and the Beat heartbeat;
+Reads ``reconciler.store.tasks.status_rows`` (one query), the beats' heartbeats and the
+sync status (the first line: whether the latest apply attempt applied the task files);
 times are shown in each task's own time zone.
 """
 
@@ -11,13 +12,22 @@ from typing import Any
 
 import click
 
-from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
+from reconciler.cli.options import (
+    beats_expected_option,
+    echo_json,
+    format_option,
+    handle_errors,
+    settings_options,
+)
 from reconciler.core.describe import describe
 from reconciler.core.spec import TaskSpec, stored_spec
 from reconciler.errors import StoredSpecUnreadable, UnknownTask
-from reconciler.settings import Settings
+from reconciler.settings import Settings, resolve_beats_expected
+from reconciler.store import heartbeats
 from reconciler.store import tasks as store
 from reconciler.store.database import Database, unavailable_as_error
+from reconciler.store.heartbeats import BeatState
+from reconciler.store.reads.applies import sync_state
 
 COLUMNS = (
     "NAME",
@@ -29,6 +39,7 @@ COLUMNS = (
     "NEXT RUN",
     "LAST QUEUED",
     "LAST STATUS",
+    "LAST SUCCESS",
 )
 UNREADABLE = "unreadable: apply the task files again"
 
@@ -36,16 +47,21 @@ UNREADABLE = "unreadable: apply the task files again"
 @click.command("status")
 @settings_options
 @click.argument("name", required=False)
+@beats_expected_option
 @format_option("text", "json")
 @handle_errors
-def status(settings: Settings, name: str | None, output_format: str) -> None:
+def status(
+    settings: Settings, name: str | None, beats_expected: int | None, output_format: str
+) -> None:
     """Show the tasks (or the one named) with their latest execution and next run."""
     now = dt.datetime.now(dt.UTC)
+    expected = resolve_beats_expected(beats_expected)
     db = Database.open(settings.database_url)
     try:
         with unavailable_as_error(db.engine), db.session() as session:
             rows = store.status_rows(session, name)
-            heartbeat = store.last_heartbeat(session)
+            beats = heartbeats.beats(session)
+            sync = sync_state(session)
             deleted = name is not None and not rows and store.is_deleted(session, name)
     finally:
         db.dispose()
@@ -57,19 +73,27 @@ def status(settings: Settings, name: str | None, output_format: str) -> None:
             )
         raise UnknownTask(f"no task named {name!r}; 'reconcile status' lists them")
     tasks = [task_view(row) for row in rows]
+    heartbeat = max((beat.last_tick_at for beat in beats), default=None)
     age = (now - heartbeat).total_seconds() if heartbeat is not None else None
     if output_format == "json":
         echo_json(
             {
+                "sync": sync.to_dict(now),
                 "beat": {
                     "last_tick_at": heartbeat.isoformat() if heartbeat else None,
                     "age_seconds": round(age, 3) if age is not None else None,
+                    "alive": sum(beat.alive(now) for beat in beats),
+                    "expected": expected,
+                    "beats": [beat_json(beat, now) for beat in beats],
                 },
                 "tasks": [{key: _json(value) for key, value in task.items()} for task in tasks],
             }
         )
         return
-    click.echo(f"Beat heartbeat: {heartbeat_text(age)}")
+    click.echo(sync.line(now))
+    for error in sync.errors():
+        click.echo(f"  {error}")
+    click.echo(f"Beats: {beats_text(beats, expected, now)}")
     if name is not None:
         click.echo("")
         for key, value in tasks[0].items():
@@ -105,21 +129,52 @@ def task_view(row: store.StatusRow) -> dict[str, Any]:
         "last_status": row.last_status,
         "skipped_count": row.skipped_count,
         "missed_count": row.missed_count,
+        # Health: finish times of the newest success and failure, failures since then.
+        "last_success_at": _local(row.last_success_at, zone),
+        "last_failure_at": _local(row.last_failure_at, zone),
+        "consecutive_failures": row.consecutive_failures,
     }
     if spec is None:
         view["problem"] = problem
     return view
 
 
-def heartbeat_text(age: float | None) -> str:
-    if age is None:
-        return "none recorded (is beat running?)"
-    return f"{max(age, 0):.0f} s ago"
+def beats_text(beats: list[BeatState], expected: int | None, now: dt.datetime) -> str:
+    """How many beats are alive (of how many expected), and which, with their last tick:
+    ``1 of 2 alive: a (0 s ago); not ticking: b (95 s ago)``."""
+    alive = [beat for beat in beats if beat.alive(now)]
+    stopped = [beat for beat in beats if not beat.alive(now)]
+    count = f"{len(alive)} of {expected}" if expected else str(len(alive))
+    text = f"{count} alive" if alive or expected else "none alive (is beat running?)"
+    if alive:
+        text += f": {_ticks(alive, now)}"
+    if stopped:
+        text += f"; not ticking: {_ticks(stopped, now)}"
+    return text
+
+
+def _ticks(beats: list[BeatState], now: dt.datetime) -> str:
+    return ", ".join(f"{beat.name} ({beat.age(now).total_seconds():.0f} s ago)" for beat in beats)
+
+
+def beat_json(beat: BeatState, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "name": beat.name,
+        "hostname": beat.hostname,
+        "pid": beat.pid,
+        "started_at": beat.started_at.isoformat(),
+        "last_tick_at": beat.last_tick_at.isoformat(),
+        "age_seconds": round(beat.age(now).total_seconds(), 3),
+        "alive": beat.alive(now),
+    }
 
 
 def table(tasks: list[dict[str, Any]]) -> str:
     keys = ("name", "type", "schedule", "enabled", "owner", "source", "next_run_at", "last_run_at")
-    rows = [[*(_text(task[key]) for key in keys), _status(task)] for task in tasks]
+    rows = [
+        [*(_text(task[key]) for key in keys), _status(task), _text(task["last_success_at"])]
+        for task in tasks
+    ]
     widths = [max(len(r[i]) for r in [list(COLUMNS), *rows]) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
     for r in rows:
@@ -131,7 +186,11 @@ def _status(task: dict[str, Any]) -> str:
     text = _text(task["last_status"])
     extra = [
         f"{task[key]} {label}"
-        for key, label in (("skipped_count", "skipped"), ("missed_count", "missed"))
+        for key, label in (
+            ("consecutive_failures", "failed in a row"),
+            ("skipped_count", "skipped"),
+            ("missed_count", "missed"),
+        )
         if task[key]
     ]
     return f"{text} ({', '.join(extra)})" if extra else text

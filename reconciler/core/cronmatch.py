@@ -25,7 +25,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from reconciler.core.schedulefields import CRON_FIELDS, Crontab
+from reconciler.core.cronsyntax import CRON_FIELDS
+from reconciler.core.schedulefields import Crontab
 from reconciler.core.zones import ZoneChanges, aware_utc, naive, wall_seconds
 
 _MINUTE = dt.timedelta(minutes=1)

@@ -8,6 +8,7 @@ inside the apply lock and hands it to the store; the CLI renders it.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import hashlib
 import json
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from reconciler.core.durations import format_duration
 from reconciler.core.spec import SCHEDULE_FIELDS, TaskSpec
 
 # Denormalised task columns that must agree with the spec; an edit of one of them
@@ -33,7 +35,7 @@ COLUMN_FIELDS = (
 # update's diff, the column's change is that diff's consequence, not drift of its own.
 _DERIVED_FROM = {"schedule_text": ("type", "crontab", "interval", "at")}
 # Nested spec values shown field by field (``options.queue: a -> b``) in a diff.
-_FLATTENED = ("interval", "options")
+_FLATTENED = ("options", "alerts")
 
 
 class Op(enum.Enum):
@@ -73,6 +75,17 @@ class FieldChange:
     field: str
     old: Any
     new: Any
+    # Where a value taken from elsewhere comes from ("the defaults at tasks.d/defaults.yaml:1").
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyChange:
+    """Where one owner's alerts go, before and after (None: not configured)."""
+
+    owner: str
+    old: Mapping[str, Any] | None
+    new: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +125,10 @@ class Plan:
     deletes: tuple[Change, ...] = ()
     unchanged: int = 0
     relocations: tuple[Relocation, ...] = ()
+    notify: tuple[NotifyChange, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.creates or self.updates or self.deletes)
+        return bool(self.creates or self.updates or self.deletes or self.notify)
 
     @property
     def changes(self) -> tuple[Change, ...]:
@@ -127,10 +141,14 @@ class Plan:
 
     @property
     def summary(self) -> str:
-        return (
+        text = (
             f"Plan: {len(self.creates)} to create, {len(self.updates)} to update, "
             f"{len(self.deletes)} to delete, {self.unchanged} unchanged."
         )
+        if self.notify:
+            count = len(self.notify)
+            text += f" Notify: {count} owner{'s' if count != 1 else ''} to change."
+        return text
 
     def is_mass_delete(self) -> bool:
         """More than half of the existing tasks, or all of them, would be deleted."""
@@ -147,13 +165,21 @@ class Plan:
             "update": [
                 {
                     "name": c.name,
-                    "changes": {f.field: {"old": f.old, "new": f.new} for f in c.fields},
+                    "changes": {
+                        f.field: {"old": f.old, "new": f.new}
+                        | ({"source": f.source} if f.source else {})
+                        for f in c.fields
+                    },
                 }
                 for c in self.updates
             ],
             "delete": [{"name": c.name} for c in self.deletes],
             "unchanged": self.unchanged,
-        }
+        } | (
+            {"notify": [{"owner": n.owner, "old": n.old, "new": n.new} for n in self.notify]}
+            if self.notify
+            else {}
+        )
 
 
 def make_plan(desired: Iterable[SourcedSpec], current: Iterable[Current]) -> Plan:
@@ -202,7 +228,7 @@ def make_plan(desired: Iterable[SourcedSpec], current: Iterable[Current]) -> Pla
             if (row.source_path, row.source_line) != (item.path, item.line):
                 relocations.append(Relocation(spec.name, item.path, item.line))
             continue
-        changes = diff_fields(stored, canonical)
+        changes = _sourced(diff_fields(stored, canonical), item)
         changes += _column_drift(row, spec, {change.field.split(".")[0] for change in changes})
         if not changes:
             # Only the stored hash (or the text's form) disagrees: say so, not an empty update.
@@ -222,6 +248,31 @@ def make_plan(desired: Iterable[SourcedSpec], current: Iterable[Current]) -> Pla
     )
 
 
+def notify_changes(
+    desired: Mapping[str, Mapping[str, Any]], stored: Mapping[str, Mapping[str, Any]]
+) -> tuple[NotifyChange, ...]:
+    """Each owner whose notify target the files change, add or remove, by owner."""
+    return tuple(
+        NotifyChange(owner, stored.get(owner), desired.get(owner))
+        for owner in sorted({*desired, *stored})
+        if stored.get(owner) != desired.get(owner)
+    )
+
+
+def _sourced(changes: tuple[FieldChange, ...], item: SourcedSpec) -> tuple[FieldChange, ...]:
+    """``changes`` with the source of each value the task takes from elsewhere (the
+    defaults document: ``LoadedTask.inherited``), so the plan says why it changes."""
+    inherited = dict(getattr(item, "inherited", ()))
+    if not inherited:
+        return changes
+    return tuple(
+        FieldChange(c.field, c.old, c.new, f"the defaults at {inherited[top]}")
+        if (top := c.field.split(".")[0]) in inherited
+        else c
+        for c in changes
+    )
+
+
 def diff_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldChange, ...]:
     """Each changed field ``old -> new``; interval and options field by field."""
     changes: list[FieldChange] = []
@@ -231,6 +282,8 @@ def diff_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldCh
             continue
         if key == "crontab":
             changes.append(FieldChange(key, _cron_text(before), _cron_text(after)))
+        elif key == "interval":
+            changes.append(FieldChange(key, _interval_text(before), _interval_text(after)))
         elif key in _FLATTENED and isinstance(before, Mapping) and isinstance(after, Mapping):
             for sub in _ordered_keys(before, after):
                 if before.get(sub) != after.get(sub):
@@ -274,6 +327,17 @@ def _cron_text(value: Any) -> Any:
     if isinstance(value, Mapping):
         order = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
         return " ".join(str(value.get(part, "*")) for part in order)
+    return value
+
+
+def _interval_text(value: Any) -> Any:
+    """A stored interval in its one written shape, ``1h30m`` (docs/task-files.md)."""
+    if isinstance(value, Mapping):
+        parts = {key: value.get(key, 0) for key in ("days", "hours", "minutes", "seconds")}
+        try:
+            return format_duration(dt.timedelta(**parts))
+        except (TypeError, ValueError, OverflowError):  # a row edited by hand: shown as is
+            return value
     return value
 
 

@@ -1,19 +1,6 @@
-"""The one redaction policy: secret-looking values hidden wherever a value is served or printed.
-
-A mapping key is secret-looking (``is_secret_key``) when it contains ``password``,
-``passwd``, ``passphrase``, ``secret``, ``token``, ``credential``, ``apikey`` /
-``api_key``, ``privatekey`` or ``authorization`` (any case, any separators), has a word
-``auth``, ``pwd``, ``dsn``, ``private`` or ``cookie``, or ends in the word ``key`` after
-another word (``signing_key``, ``accessKey``; a bare ``key`` is not). Its value is shown
-as ``***``, at any depth, in lists too; a ``{secret_env: NAME}`` reference stays visible
-(it names a variable, not a secret). In free text (results, errors, tracebacks) a
-secret-looking key followed by ``=`` or ``:`` has the value after it replaced
-(``password=***``, ``'api_key': '***'``, ``Authorization: Bearer ***``).
-
-Every check starts with a cheap test for the stems above (``might_hold_secrets``), so
-text without them costs that test and nothing more. docs/security.md describes the
-policy.
-"""
+"""The one redaction policy: secret-looking values hidden wherever a value is served or
+printed, under secret-looking keys and after them in free text (docs/security.md,
+"Redaction")."""
 
 from __future__ import annotations
 
@@ -171,3 +158,14 @@ def redacted_repr(value: Any, limit: int) -> str:
     if might_hold_secrets(text):
         text = repr(redact(value))
     return text[:limit]
+
+
+# ``scheme://user:password@`` (or ``scheme://token@``) in free text: git's and drivers'
+# messages name the URL they failed on, credentials and all.
+_URL_USERINFO = re.compile(r"(?<=://)[^/\s@'\"]+@")
+
+
+def redact_url_credentials(text: str) -> str:
+    """``text`` with the credentials of each URL in it shown as ``***``, then
+    ``redact_text``: ``https://***@git.example.com/repo.git``."""
+    return redact_text(_URL_USERINFO.sub(f"{REDACTED}@", text))

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import Field, StrictInt, field_validator, model_validator
 
-from reconciler.core.values import FieldError, FileModel
+from reconciler.core.cronsyntax import (
+    CRON_ORDER,
+    check_cron_field,
+    split_cron_expression,
+)
+from reconciler.core.durations import DURATION_HINT, format_duration, parse_duration
+from reconciler.core.values import FieldError, FileModel, describe_value
 from reconciler.core.zones import zone
 from reconciler.vocabulary import TaskType
 
@@ -22,69 +27,10 @@ AT_MAX = dt.datetime(9999, 12, 30, 23, 59, 59, tzinfo=dt.UTC)
 
 # --- crontab ---------------------------------------------------------------------------
 
-CRON_FIELDS: tuple[tuple[str, int, int], ...] = (
-    ("minute", 0, 59),
-    ("hour", 0, 23),
-    ("day_of_month", 1, 31),
-    ("month_of_year", 1, 12),
-    ("day_of_week", 0, 6),
-)
-_CRON_RANGES = {name: (low, high) for name, low, high in CRON_FIELDS}
-_CRON_ORDER = tuple(name for name, _, _ in CRON_FIELDS)
-# ASCII digits only: ``\d`` would take Arabic-Indic or full-width digits and store them as written.
-_CRON_ITEM = re.compile(r"^(\*|([0-9]+)(?:-([0-9]+))?)(?:/([0-9]+))?$")
-
-
-def check_cron_field(field: str, text: str) -> str:
-    """Return the canonical text of one crontab field, or raise ValueError saying why.
-
-    Messages leave out the field's name: the caller's location names it.
-    """
-    low, high = _CRON_RANGES[field]
-    canonical = text.replace(" ", "")
-    if not canonical:
-        raise FieldError("is empty", hint="use '*' for every value")
-    for item in canonical.split(","):
-        match = _CRON_ITEM.match(item)
-        if match is None and any(ch.isdigit() and not ch.isascii() for ch in item):
-            raise FieldError(
-                f"{item!r} uses digits other than ASCII 0-9", hint="write the number as 0-9"
-            )
-        if match is None:
-            raise FieldError(
-                f"{item!r} is not a cron value",
-                hint="use a number, '*', a range 'a-b', a step '*/n' or a list 'a,b'",
-            )
-        star, first, last, step = (
-            match.group(1) == "*",
-            match.group(2),
-            match.group(3),
-            match.group(4),
-        )
-        if not star:
-            for number in (first, last):
-                if number is not None and not low <= int(number) <= high:
-                    raise FieldError(f"must be {low}-{high}, got {number}")
-            if last is not None and int(last) < int(first):
-                raise FieldError(f"range {first}-{last} runs backwards")
-        if step is not None and int(step) < 1:
-            raise FieldError(f"step must be at least 1, got {step}")
-    return canonical
-
-
-def split_cron_expression(expression: str) -> dict[str, str]:
-    """``"0 9 * * 1"`` -> the five named fields, or ValueError when it has not five parts."""
-    parts = expression.split()
-    if len(parts) != 5:
-        raise FieldError(
-            f"needs 5 fields, got {len(parts)} in {expression!r}",
-            hint="minute hour day_of_month month_of_year day_of_week, e.g. '0 9 * * 1'",
-        )
-    return dict(zip(_CRON_ORDER, parts, strict=True))
-
 
 class Crontab(FileModel):
-    """Five cron fields; each defaults to ``*``. Day of week 0-6, 0 = Sunday."""
+    """Five cron fields; each defaults to ``*``. Month 1-12 or JAN-DEC, day of week 0-7
+    (0 and 7 = Sunday) or SUN-SAT, names in any case; stored as numbers, Sunday as 0."""
 
     minute: str = "*"
     hour: str = "*"
@@ -111,19 +57,56 @@ class Crontab(FileModel):
     @property
     def expression(self) -> str:
         """The classic five-field form, e.g. ``0 9 * * 1``."""
-        return " ".join(getattr(self, name) for name in _CRON_ORDER)
+        return " ".join(getattr(self, name) for name in CRON_ORDER)
 
 
 # --- interval --------------------------------------------------------------------------
 
 
+INTERVAL_PARTS: tuple[tuple[str, int], ...] = (
+    ("days", 86_400),
+    ("hours", 3_600),
+    ("minutes", 60),
+    ("seconds", 1),
+)
+# The longest interval the old form's ranges could express.
+INTERVAL_MAX = dt.timedelta(days=365, hours=23, minutes=59, seconds=59)
+
+
 class Interval(FileModel):
-    """A fixed period; at least one part above 0."""
+    """A fixed period, above 0: a duration such as ``90m``, ``1h30m``, ``2d``, or days, hours,
+    minutes and seconds; over-full parts are carried (``{minutes: 90}`` is 1 h 30 min)."""
 
     days: Annotated[StrictInt, Field(ge=0, le=365)] = 0
-    hours: Annotated[StrictInt, Field(ge=0, le=23)] = 0
-    minutes: Annotated[StrictInt, Field(ge=0, le=59)] = 0
-    seconds: Annotated[StrictInt, Field(ge=0, le=59)] = 0
+    hours: Annotated[StrictInt, Field(ge=0)] = 0
+    minutes: Annotated[StrictInt, Field(ge=0)] = 0
+    seconds: Annotated[StrictInt, Field(ge=0)] = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, value: Any) -> Any:
+        """A duration string or whole, non-negative parts -> parts within a day, an hour, a
+        minute; anything else is left for the fields' own checks to name."""
+        if isinstance(value, str):
+            return _parts(parse_duration(value), value.strip())
+        if isinstance(value, (bool, int, float, list)):
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            raise FieldError(
+                f"expected a duration or a mapping, got {describe_value(value)}",
+                hint=f"give it a unit: {value}s, {value}m or {value}h" if whole else DURATION_HINT,
+            )
+        if not isinstance(value, Mapping) or not set(value) <= {k for k, _ in INTERVAL_PARTS}:
+            return value
+        parts = [value.get(key, 0) for key, _ in INTERVAL_PARTS]
+        if not all(type(part) is int and part >= 0 for part in parts):
+            return value
+        if value.get("days", 0) > INTERVAL_MAX.days:
+            return value  # the days field says so
+        total = sum(part * size for part, (_, size) in zip(parts, INTERVAL_PARTS, strict=True))
+        written = "".join(
+            f"{part}{key[0]}" for part, (key, _) in zip(parts, INTERVAL_PARTS, strict=True) if part
+        )
+        return _parts(dt.timedelta(seconds=total), written or "0s")
 
     @model_validator(mode="after")
     def _not_zero(self) -> Interval:
@@ -140,6 +123,27 @@ class Interval(FileModel):
     @property
     def timedelta(self) -> dt.timedelta:
         return dt.timedelta(seconds=self.total_seconds)
+
+    @property
+    def text(self) -> str:
+        """The canonical duration text (``1h30m``) the plan, the task list and ``next`` show."""
+        return format_duration(self.timedelta)
+
+
+def _parts(duration: dt.timedelta, written: str) -> dict[str, int]:
+    """``duration`` as the stored parts, or FieldError when it is longer than the old form's
+    longest interval."""
+    if duration > INTERVAL_MAX:
+        longest = format_duration(INTERVAL_MAX)
+        raise FieldError(
+            f"{written} is longer than the longest interval, {longest}",
+            hint=f"use at most {longest}, or a crontab for a yearly schedule",
+        )
+    rest = duration.days * 86_400 + duration.seconds
+    parts: dict[str, int] = {}
+    for key, size in INTERVAL_PARTS:
+        parts[key], rest = divmod(rest, size)
+    return parts
 
 
 # --- at ----------------------------------------------------------------------------------
@@ -182,7 +186,7 @@ def schedule_text(spec: Mapping[str, Any]) -> str | None:
     """
     crontab = spec.get("crontab")
     if isinstance(crontab, Mapping):
-        return " ".join(str(crontab.get(field, "*")) for field in _CRON_ORDER)
+        return " ".join(str(crontab.get(field, "*")) for field in CRON_ORDER)
     interval = spec.get("interval")
     if isinstance(interval, Mapping):
         parts = "".join(

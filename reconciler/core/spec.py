@@ -26,13 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-from reconciler.core.schedulefields import (
-    Crontab,
-    Interval,
-    at_in_utc,
-    schedule_text_of,
-    split_cron_expression,
-)
+from reconciler.core.alerts import Alerts
+from reconciler.core.cronsyntax import split_cron_expression
+from reconciler.core.schedulefields import Crontab, Interval, at_in_utc, schedule_text_of
 from reconciler.core.secretref import reference_problems
 from reconciler.core.values import (
     FieldError,
@@ -114,6 +110,10 @@ class Options(FileModel):
 # --- the task --------------------------------------------------------------------------
 
 
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
 class TaskSpec(FileModel):
     """One task definition, normalised."""
 
@@ -133,6 +133,9 @@ class TaskSpec(FileModel):
     overlap: Literal["allow", "skip"] = "allow"
     catchup: Literal["skip", "once"] = "skip"
     labels: dict[str, str] = Field(default_factory=dict)
+    # Left out of the stored spec while unset, so a task that sets none keeps the text it
+    # was stored with before the field existed (no update planned for every task).
+    alerts: Alerts | None = Field(default=None, exclude_if=_is_none)
 
     @field_validator("name")
     @classmethod

@@ -224,49 +224,41 @@ def _first(args: tuple[Any, ...], kwargs: dict[str, Any], key: str, default: Any
     return args[0] if args else default
 
 
+def _echo(
+    task: str,
+    key: str,
+    default: Any,
+    stamp: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    fail: bool,
+) -> dict[str, Any]:
+    """An echoing task's body: log its main argument (``key``), fail if asked, echo the
+    arguments with the time under ``stamp``."""
+    value = _first(args, kwargs, key, default)
+    logger.info("%s: %s", task, value)
+    _fail_if_asked(task, fail)
+    return {"task": task, key: value, "args": list(args), "kwargs": kwargs, stamp: _now()}
+
+
 @_task("app.api.tasks.demo_async_task")
 def demo_async_task(*args: Any, fail: bool = False, **kwargs: Any) -> dict[str, Any]:
     """A one-off background job: logs its message (its first argument) and echoes them all."""
-    message = _first(args, kwargs, "message", "hello from the demo")
-    logger.info("demo_async_task: %s", message)
-    _fail_if_asked("demo_async_task", fail)
-    return {
-        "task": "demo_async_task",
-        "message": message,
-        "args": list(args),
-        "kwargs": kwargs,
-        "finished_at": _now(),
-    }
+    return _echo(
+        "demo_async_task", "message", "hello from the demo", "finished_at", args, kwargs, fail
+    )
 
 
 @_task("app.api.tasks.demo_periodic_task")
 def demo_periodic_task(*args: Any, fail: bool = False, **kwargs: Any) -> dict[str, Any]:
     """A recurring job: logs a tick (its label, the first argument) and echoes its arguments."""
-    label = _first(args, kwargs, "label", "tick")
-    logger.info("demo_periodic_task: %s", label)
-    _fail_if_asked("demo_periodic_task", fail)
-    return {
-        "task": "demo_periodic_task",
-        "label": label,
-        "args": list(args),
-        "kwargs": kwargs,
-        "ran_at": _now(),
-    }
+    return _echo("demo_periodic_task", "label", "tick", "ran_at", args, kwargs, fail)
 
 
 @_task("app.api.tasks.demo_scheduled_task")
 def demo_scheduled_task(*args: Any, fail: bool = False, **kwargs: Any) -> dict[str, Any]:
     """A job meant to run once at a set time: logs its message and echoes its arguments."""
-    message = _first(args, kwargs, "message", "scheduled run")
-    logger.info("demo_scheduled_task: %s", message)
-    _fail_if_asked("demo_scheduled_task", fail)
-    return {
-        "task": "demo_scheduled_task",
-        "message": message,
-        "args": list(args),
-        "kwargs": kwargs,
-        "ran_at": _now(),
-    }
+    return _echo("demo_scheduled_task", "message", "scheduled run", "ran_at", args, kwargs, fail)
 
 
 @_task("app.api.tasks.demo_dynamic_task", bind=True)

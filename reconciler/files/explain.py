@@ -10,6 +10,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, ScalarNode
 
+from reconciler.core.alerts import Alerts, NotifyTarget
+from reconciler.core.defaults import Defaults
 from reconciler.core.diagnostics import Diagnostic
 from reconciler.core.redact import REDACTED, is_secret_key
 from reconciler.core.schedulefields import Crontab, Interval
@@ -24,6 +26,13 @@ _MODELS: dict[Loc, type[BaseModel]] = {
     ("crontab",): Crontab,
     ("interval",): Interval,
     ("options",): Options,
+    ("alerts",): Alerts,
+}
+# The models of the defaults document, by location; "*" stands for any key (an owner).
+DEFAULTS_MODELS: dict[Loc, type[BaseModel]] = {
+    (): Defaults,
+    ("alerts",): Alerts,
+    ("notify", "*"): NotifyTarget,
 }
 
 _PATTERN_MESSAGES = {
@@ -58,7 +67,19 @@ _EXPECTED = {
 }
 
 
-def _explain(error: Any, loc: Loc) -> tuple[str, str | None, Loc]:
+def _model_at(models: dict[Loc, type[BaseModel]], loc: Loc) -> type[BaseModel] | None:
+    """The model whose fields are at ``loc``, matching "*" in ``models`` to any key."""
+    for where, model in models.items():
+        if len(where) == len(loc) and all(
+            w in ("*", part) for w, part in zip(where, loc, strict=True)
+        ):
+            return model
+    return None
+
+
+def _explain(
+    error: Any, loc: Loc, models: dict[Loc, type[BaseModel]]
+) -> tuple[str, str | None, Loc]:
     """Message, hint and (possibly deeper) location for one pydantic error."""
     kind: str = error["type"]
     ctx: dict[str, Any] = error.get("ctx") or {}
@@ -68,7 +89,7 @@ def _explain(error: Any, loc: Loc) -> tuple[str, str | None, Loc]:
     if kind == "missing":
         return "required field missing", _MISSING_HINTS.get(loc), loc
     if kind == "extra_forbidden":
-        model = _MODELS.get(loc[:-1])
+        model = _model_at(models, loc[:-1])
         known = sorted(model.model_fields) if model else []
         close = difflib.get_close_matches(str(last), known, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}?" if close else None
@@ -123,14 +144,18 @@ def overlaps(a: Loc, b: Loc) -> bool:
 
 
 def diagnostics_for(
-    error: ValidationError, root: MappingNode, path: str
+    error: ValidationError,
+    root: MappingNode,
+    path: str,
+    models: dict[Loc, type[BaseModel]] | None = None,
 ) -> list[tuple[Diagnostic, Loc]]:
-    """Each pydantic error as a located diagnostic, with the field path it is about."""
+    """Each pydantic error as a located diagnostic, with the field path it is about;
+    ``models`` are the document's models by location (a task's by default)."""
     found: list[tuple[Diagnostic, Loc]] = []
     for item in error.errors():
         about_key = "[key]" in item["loc"]
         loc: Loc = tuple(str(p) if about_key else p for p in item["loc"] if p != "[key]")
-        message, hint, loc = _explain(item, loc)
+        message, hint, loc = _explain(item, loc, _MODELS if models is None else models)
         node, key_node, matched = walk(root, loc)
         if about_key:
             message = f"keys must be strings, got {describe_value(item.get('input'))}"

@@ -2,24 +2,28 @@
 for ``reconcile validate``, apply, watch, ``next`` and the importer's checks.
 
 Collects every file's tasks and diagnostics, refuses a name already used in another
-file, and sorts the diagnostics; nothing else is raised.
+file and a second defaults document, gives each task its effective alerts (its own,
+else the defaults'), and sorts the diagnostics; nothing else is raised.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from yaml.nodes import MappingNode
 
+from reconciler.core.alerts import effective
 from reconciler.core.diagnostics import Diagnostic
 from reconciler.files.discovery import file_error, read_text, task_files
 from reconciler.files.locate import Loc, position, walk
-from reconciler.files.taskfile import LoadedTask, load_file
+from reconciler.files.taskfile import LoadedDefaults, LoadedTask, load_file
 from reconciler.files.yamlreader import compose
 
 
@@ -31,6 +35,7 @@ class LoadResult:
     diagnostics: list[Diagnostic]
     files: int
     missing_root: bool = False
+    defaults: LoadedDefaults | None = None
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -43,6 +48,16 @@ class LoadResult:
     @property
     def ok(self) -> bool:
         return not any(d.severity == "error" for d in self.diagnostics)
+
+    @property
+    def notify(self) -> dict[str, dict[str, Any]]:
+        """The defaults document's ``notify``: owner -> its target as plain values."""
+        if self.defaults is None or self.defaults.defaults is None:
+            return {}
+        return {
+            owner: target.model_dump(mode="json")
+            for owner, target in self.defaults.defaults.notify.items()
+        }
 
 
 Progress = Callable[[int, int], None]
@@ -63,6 +78,7 @@ class _Collector:
         self._listed: set[str] = set()
         self._vanished = 0
         self._names: dict[str, tuple[str, int, int]] = {}
+        self.defaults: LoadedDefaults | None = None
 
     def add_file(self, path: str) -> None:
         if os.path.isfile(path):
@@ -88,6 +104,20 @@ class _Collector:
             self._vanished += 1
             return
         self.diagnostics.extend(outcome.diagnostics)
+        for found in outcome.defaults:
+            if self.defaults is None:
+                self.defaults = found
+                continue
+            self.diagnostics.append(
+                Diagnostic(
+                    found.path,
+                    found.line,
+                    found.column,
+                    "kind",
+                    f"a second defaults document; the first is at {self.defaults.where}",
+                    "keep one kind: defaults document in the tasks tree and merge the two",
+                )
+            )
         for task, (line, column) in outcome.tasks:
             first = self._names.get(task.spec.name)
             if first is not None:
@@ -113,7 +143,26 @@ class _Collector:
             if self.progress is not None:
                 self.progress(done, total)
         diagnostics = sorted(self.diagnostics, key=Diagnostic.sort_key)
-        return LoadResult(self.tasks, diagnostics, total - self._vanished, self.missing_root)
+        tasks = with_defaults(self.tasks, self.defaults)
+        return LoadResult(
+            tasks, diagnostics, total - self._vanished, self.missing_root, self.defaults
+        )
+
+
+def with_defaults(tasks: list[LoadedTask], defaults: LoadedDefaults | None) -> list[LoadedTask]:
+    """Each task with its effective alerts, noting those taken from the defaults."""
+    default = defaults.defaults.alerts if defaults and defaults.defaults else None
+    resolved: list[LoadedTask] = []
+    for task in tasks:
+        own = task.spec.alerts
+        alerts = effective(own, default)
+        if alerts != own:
+            task = dataclasses.replace(task, spec=task.spec.model_copy(update={"alerts": alerts}))
+        if own is None and alerts is not None and defaults is not None:
+            where = f"{defaults.path}:{defaults.line}"
+            task = dataclasses.replace(task, inherited=(("alerts", where),))
+        resolved.append(task)
+    return resolved
 
 
 def load_directory(

@@ -1,4 +1,5 @@
-"""The JSON Schema of a task file, generated from the models in ``reconciler.core.spec``.
+"""The JSON Schema of a task file, generated from the models in ``reconciler.core.spec``,
+and that of the defaults document (``reconciler.core.defaults``).
 
 ``reconcile schema`` prints it and ``schemas/task.schema.json`` is its committed copy
 (``make schema``), which editors running yaml-language-server use to complete and
@@ -11,7 +12,9 @@ import copy
 import json
 from typing import Any
 
-from reconciler.core.schedulefields import CRON_FIELDS
+from reconciler.core.cronsyntax import CRON_FIELDS, MACROS
+from reconciler.core.defaults import Defaults
+from reconciler.core.durations import DURATION_PATTERN
 from reconciler.core.spec import TaskSpec
 
 SCHEMA_ID = "urn:celery-reconciler:schemas:task"
@@ -30,23 +33,48 @@ DESCRIPTIONS: dict[str, str] = {
     "kwargs": "Keyword arguments (plain JSON values; quote dates; {secret_env: NAME} for a "
     "secret, read from the environment when published).",
     "enabled": "false keeps the task defined but stops it firing.",
-    "crontab": "periodic only: '*/5 * * * *' or a mapping of the five fields.",
-    "interval": "periodic only: days, hours, minutes, seconds (at least one above 0).",
+    "crontab": "periodic only: five fields such as '0 9 * * MON-FRI', a macro (@yearly, "
+    "@annually, @monthly, @weekly, @daily, @midnight, @hourly), or a mapping of the fields.",
+    "interval": "periodic only: a duration such as '90m', '1h30m' or '2d', or a mapping of "
+    "days, hours, minutes, seconds (over-full parts are carried); above 0, at most 365d23h59m59s.",
     "at": "scheduled only: ISO 8601 time; no offset means 'timezone'.",
     "timezone": "IANA time zone of the crontab and of an 'at' without offset.",
     "options": "Passed to Celery's apply_async.",
     "overlap": "skip: no new run while the previous one is still running.",
     "catchup": "After downtime: skip the missed runs, or run once for them.",
     "labels": "Free string labels.",
+    "alerts": "When the owner wants to hear about the task: on_failure, failures_in_a_row, "
+    "success_within, max_duration, missed. Replaces the defaults document's alerts as a whole.",
+}
+
+DEFAULTS_SCHEMA_ID = "urn:celery-reconciler:schemas:defaults"
+DEFAULTS_DESCRIPTIONS: dict[str, str] = {
+    "kind": "Always 'defaults': this document holds the defaults of every task in the tree.",
+    "alerts": "The alerts of every task that has no 'alerts' of its own.",
+    "notify": "Where each owner's alerts go: {OWNER: {webhook_url_env: NAME, format: json|slack}}"
+    "; the URL is read from the environment variable NAME.",
+}
+ALERT_DESCRIPTIONS: dict[str, str] = {
+    "on_failure": "Alert on every failed execution (after Celery's own retries).",
+    "failures_in_a_row": "Alert once this many executions in a row have failed.",
+    "success_within": "Dead-man's switch: alert when no execution succeeded for this long "
+    "(e.g. 26h).",
+    "max_duration": "Alert when an execution runs longer than this (e.g. 30m).",
+    "missed": "Alert when a slot is missed or skipped (catch-up or overlap).",
 }
 
 _CRON_RANGE_TEXT = {
     "minute": "0-59",
     "hour": "0-23",
     "day_of_month": "1-31",
-    "month_of_year": "1-12",
-    "day_of_week": "0-6, 0 = Sunday",
+    "month_of_year": "1-12 or JAN-DEC (any case)",
+    "day_of_week": "0-7, 0 and 7 = Sunday, or SUN-SAT (any case)",
 }
+# Five fields, or a macro in any case (JSON Schema patterns take no flags).
+_MACRO_PATTERN = "|".join(
+    "@" + "".join(f"[{ch.upper()}{ch}]" for ch in name[1:]) for name in MACROS
+)
+CRONTAB_PATTERN = rf"^\s*(\S+(\s+\S+){{4}}|{_MACRO_PATTERN})\s*$"
 
 
 def _schedule_rules() -> list[dict[str, Any]]:
@@ -84,8 +112,18 @@ def task_schema() -> dict[str, Any]:
     properties["crontab"] = {
         "description": DESCRIPTIONS["crontab"],
         "anyOf": [
-            {"type": "string", "pattern": r"^\s*\S+(\s+\S+){4}\s*$"},
+            {"type": "string", "pattern": CRONTAB_PATTERN},
             {"$ref": "#/$defs/Crontab"},
+            {"type": "null"},
+        ],
+        "default": None,
+    }
+    # An interval may be written as a duration or as a mapping of its parts.
+    properties["interval"] = {
+        "description": DESCRIPTIONS["interval"],
+        "anyOf": [
+            {"type": "string", "pattern": DURATION_PATTERN},
+            {"$ref": "#/$defs/Interval"},
             {"type": "null"},
         ],
         "default": None,
@@ -104,6 +142,7 @@ def task_schema() -> dict[str, Any]:
         "default": None,
     }
     properties["name"]["not"] = {"enum": ["registered", "executions"]}
+    _describe_alerts(generated["$defs"])
     schema: dict[str, Any] = {
         "$schema": DRAFT,
         "$id": SCHEMA_ID,
@@ -120,3 +159,34 @@ def task_schema() -> dict[str, Any]:
 def render() -> str:
     """The schema as the text of ``schemas/task.schema.json``."""
     return json.dumps(task_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _describe_alerts(definitions: dict[str, Any]) -> None:
+    properties: dict[str, Any] = definitions["Alerts"]["properties"]
+    for name, text in ALERT_DESCRIPTIONS.items():
+        properties[name]["description"] = text
+
+
+def defaults_schema() -> dict[str, Any]:
+    """The schema of the ``kind: defaults`` document (a file of its own, so that the task
+    schema stays strict about a task's fields)."""
+    generated = copy.deepcopy(Defaults.model_json_schema())
+    properties: dict[str, Any] = generated["properties"]
+    for name, text in DEFAULTS_DESCRIPTIONS.items():
+        properties[name]["description"] = text
+    _describe_alerts(generated["$defs"])
+    schema: dict[str, Any] = {
+        "$schema": DRAFT,
+        "$id": DEFAULTS_SCHEMA_ID,
+        "title": "celery-reconciler defaults",
+        "description": "The kind: defaults document of a tasks.d/ tree (at most one).",
+    }
+    for key, value in generated.items():
+        if key not in ("title", "description"):
+            schema[key] = value
+    return schema
+
+
+def render_defaults() -> str:
+    """The schema as the text of ``schemas/defaults.schema.json``."""
+    return json.dumps(defaults_schema(), indent=2, ensure_ascii=False) + "\n"

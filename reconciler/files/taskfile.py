@@ -1,20 +1,23 @@
 """One task file into specs: each document built by the YAML reader, validated into a
-``TaskSpec`` and checked for warnings (a past ``at``, a crontab that never fires)."""
+``TaskSpec`` and checked for warnings (a past ``at``, a crontab that never fires); a
+document with ``kind: defaults`` is validated into ``Defaults`` instead."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.core.cronmatch import never_fires
+from reconciler.core.defaults import DEFAULTS_KIND, Defaults
 from reconciler.core.diagnostics import Diagnostic
 from reconciler.core.spec import TaskSpec
 from reconciler.core.values import describe_value
 from reconciler.files.discovery import MAX_PATH, file_error, read_text
-from reconciler.files.explain import diagnostics_for, overlaps
+from reconciler.files.explain import DEFAULTS_MODELS, diagnostics_for, overlaps
 from reconciler.files.locate import Loc, field_name, path_of, position, walk
 from reconciler.files.yamlreader import (
     MAX_ALIAS_EXPANSION,
@@ -30,11 +33,28 @@ from reconciler.vocabulary import TaskType
 
 @dataclass(frozen=True)
 class LoadedTask:
-    """A valid task and where its document starts."""
+    """A valid task and where its document starts; ``inherited`` names the fields its
+    spec takes from the defaults document, with where that document is (``path:line``)."""
 
     spec: TaskSpec
     path: str
     line: int
+    inherited: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadedDefaults:
+    """A defaults document and where it starts; ``defaults`` is None when it is invalid
+    (its errors are reported; it still counts as the tree's one defaults document)."""
+
+    defaults: Defaults | None
+    path: str
+    line: int
+    column: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
 
 
 @dataclass
@@ -43,6 +63,7 @@ class FileOutcome:
 
     tasks: list[tuple[LoadedTask, tuple[int, int]]] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    defaults: list[LoadedDefaults] = field(default_factory=list)
 
 
 def _load_document(
@@ -87,6 +108,9 @@ def _load_document(
         outcome.diagnostics.append(
             Diagnostic(path, p_line, p_column, field_name(loc), problem.message, problem.hint)
         )
+    if "kind" in data:
+        _load_defaults(root, data, path, outcome, problem_locs)
+        return
     try:
         spec = TaskSpec.model_validate(data)
     except ValidationError as exc:
@@ -100,6 +124,40 @@ def _load_document(
     outcome.diagnostics.extend(_warnings(spec, root, path, now))
     name_node, _, _ = walk(root, ("name",))
     outcome.tasks.append((LoadedTask(spec, path, line), position(name_node)))
+
+
+def _load_defaults(
+    root: MappingNode,
+    data: dict[str, Any],
+    path: str,
+    outcome: FileOutcome,
+    problem_locs: list[Loc],
+) -> None:
+    """Validate a document that has ``kind`` into ``outcome``: the defaults, or why not."""
+    if data["kind"] != DEFAULTS_KIND:
+        node, _, _ = walk(root, ("kind",))
+        line, column = position(node)
+        outcome.diagnostics.append(
+            Diagnostic(
+                path,
+                line,
+                column,
+                "kind",
+                f"must be {DEFAULTS_KIND!r}, got {describe_value(data['kind'])}",
+                "write kind: defaults for the defaults of all tasks; a document without "
+                "kind is a task",
+            )
+        )
+        return
+    defaults: Defaults | None = None
+    try:
+        defaults = Defaults.model_validate(data)
+    except ValidationError as exc:
+        for diagnostic, loc in diagnostics_for(exc, root, path, DEFAULTS_MODELS):
+            if not any(overlaps(loc, refused) for refused in problem_locs):
+                outcome.diagnostics.append(diagnostic)
+    valid = defaults if not problem_locs else None
+    outcome.defaults.append(LoadedDefaults(valid, path, *position(root)))
 
 
 def _warning(root: MappingNode, path: str, name: str, message: str, hint: str) -> Diagnostic:

@@ -1,32 +1,55 @@
 """The ``reconcile watch`` daemon: apply at start, on file changes, and on every resync.
 
 A loop around ``reconciler.apply.apply_loaded``: file events (watchfiles, debounced)
-and the resync interval wake it; an invalid state is reported once and skipped; a
+and the resync interval wake it; an invalid state is reported once and skipped (and
+recorded in the apply log, a repeat folded into one row); a
 database that is away is retried with capped exponential backoff; ``--git-pull``
-fast-forwards the checkout. It never exits on its own; ``stop()`` ends it.
+fast-forwards the checkout. A heartbeat with the state of the pulls is written every
+10 s under the loop's stable name (``reconciler.store.heartbeats``), for ``doctor`` and
+``/metrics``. It never exits on its own; ``stop()`` ends it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
+import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import watchfiles
 
-from reconciler.apply import ApplyResult, MassDeleteRefused, apply_loaded, check_loaded
+from reconciler.apply import (
+    ApplyResult,
+    MassDeleteRefused,
+    apply_loaded,
+    check_loaded,
+    record_failed_attempt,
+)
+from reconciler.core.redact import redact_url_credentials
 from reconciler.errors import DatabaseUnavailable, ReconcilerError, StateRefused
 from reconciler.files.loader import LoadResult, load_directory
+from reconciler.settings import process_name
+from reconciler.store import heartbeats, stall
 from reconciler.store.database import Database
 from reconciler.store.deadlines import WATCH
 
 log = logging.getLogger("reconciler.watch")
 
 FIRST_BACKOFF = 0.5
+HEARTBEAT_EVERY = 10.0
+"""Seconds between the loop's heartbeats (doctor: ``heartbeats.WATCH_ALIVE_WITHIN``)."""
+NAME_SETTLE = dt.timedelta(seconds=30)
+"""How long the heartbeat holding this loop's name must stand still before it is taken
+over (its loop was killed); one that moves is another running loop."""
+LAST_WORDS = 0.5
+"""Seconds a stopping loop gives the removal of its heartbeat, even after SIGTERM."""
 # How many changed names one log line lists before it says "and N more".
 NAMES_SHOWN = 5
 
@@ -41,6 +64,45 @@ class WatchOptions:
     lock_timeout: float = 30.0
     allow_mass_delete: bool = False
     max_backoff: float = 30.0
+    name: str | None = None
+    """The stable name of its heartbeat; None: ``RECONCILER_WATCH_NAME``, else the host."""
+
+
+@dataclass
+class PullState:
+    """What the heartbeat says of ``--git-pull``: the commit the checkout is at, and the
+    pulls that failed since one last worked (with the latest reason, redacted)."""
+
+    every: float | None
+    commit: str | None = None
+    last_at: dt.datetime | None = None
+    failures: int = 0
+    failing_since: dt.datetime | None = None
+    error: str | None = None
+
+    def values(self) -> dict[str, object]:
+        return {
+            "git_pull_every": self.every,
+            "git_commit": self.commit,
+            "last_pull_at": self.last_at,
+            "pull_failures": self.failures,
+            "pull_failing_since": self.failing_since,
+            "pull_error": self.error,
+        }
+
+    def failed(self, reason: str, now: dt.datetime) -> None:
+        self.last_at = now
+        self.failures += 1
+        self.failing_since = self.failing_since or now
+        self.error = reason[:500]
+
+    def worked(self, commit: str | None, now: dt.datetime) -> None:
+        self.last_at, self.commit = now, commit
+        self.failures, self.failing_since, self.error = 0, None, None
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -64,6 +126,8 @@ class _Trouble:
 class Watcher:
     options: WatchOptions
     clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], dt.datetime] = _utcnow
+    """The heartbeat's clock (injected by tests)."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
     _files_changed: bool = True
@@ -75,7 +139,22 @@ class Watcher:
     _git: _Trouble = field(default_factory=_Trouble)
     # The desired state the database refused; not tried again until the files change.
     _refused_state: frozenset[tuple[str, str, str, int]] | None = None
+    _heartbeat: _Trouble = field(default_factory=_Trouble)
     cycles: int = 0
+
+    def __post_init__(self) -> None:
+        hostname, pid = socket.gethostname(), os.getpid()
+        self.naming = heartbeats.Naming(
+            heartbeats.WATCHES,
+            self.options.name or process_name("RECONCILER_WATCH_NAME"),
+            f"{hostname}:{pid}:{uuid.uuid4().hex[:8]}",
+            hostname,
+            pid,
+            self.wall(),
+            settle=NAME_SETTLE,
+            stale=heartbeats.WATCH_ALIVE_WITHIN,
+        )
+        self.pulls = PullState(self.options.git_pull)
 
     def stop(self) -> None:
         """Ask the loop to end (safe from a signal handler); the current apply finishes."""
@@ -93,15 +172,18 @@ class Watcher:
             f", git pull every {options.git_pull:g}s" if options.git_pull else "",
         )
         now = self.clock()
-        next_resync = now
+        next_resync = next_heartbeat = now
         next_pull = now + options.git_pull if options.git_pull else float("inf")
         retry_at = float("inf")
+        if options.git_pull:
+            self.pulls.commit = _git_head(self._checkout())
         try:
             while not self._stop.is_set():
                 now = self.clock()
                 if now >= next_pull:
                     self.pull()
                     next_pull = now + (options.git_pull or 0)
+                    next_heartbeat = now  # say at once how the pull went
                 if self._files_changed or now >= next_resync or now >= retry_at:
                     self._files_changed = False
                     self._wake.clear()
@@ -109,11 +191,15 @@ class Watcher:
                     now = self.clock()
                     next_resync = now + options.resync_interval
                     retry_at = float("inf") if ok else now + self._backoff
+                if self.clock() >= next_heartbeat and not self._stop.is_set():
+                    self.heartbeat()
+                    next_heartbeat = self.clock() + HEARTBEAT_EVERY
                 if not self._files_changed:
-                    deadline = min(next_resync, next_pull, retry_at)
+                    deadline = min(next_resync, next_pull, retry_at, next_heartbeat)
                     self._wake.wait(max(0.0, deadline - self.clock()))
         finally:
             self._stop.set()
+            self._leave()
             if self._db is not None:
                 self._db.dispose()
             watcher.join(timeout=2)
@@ -136,10 +222,12 @@ class Watcher:
             check_loaded(loaded, options.tasks_dir, options.allow_mass_delete)
         except MassDeleteRefused as exc:
             self._refused.report(f"not applied: {exc}")
+            self._record(exc, started)
             return True
         except ReconcilerError as exc:
             details = "\n".join(f"  {d}" for d in loaded.errors)
             self._invalid.report(f"invalid task files, last good state kept: {exc}\n{details}")
+            self._record(exc, started)
             return True
         self._invalid.clear("task files are valid again")
         if self._refused_state is not None and self._refused_state == _state_of(loaded):
@@ -185,12 +273,53 @@ class Watcher:
         log.info(cycle_line(result))
         return True
 
+    def _record(self, error: ReconcilerError, started: float) -> None:
+        """Record files refused before apply (apply records its own failures); a database
+        that is away cannot take it, and the next attempt is recorded instead."""
+        try:
+            if self._db is None:
+                self._db = Database.open(self.options.database_url, deadlines=WATCH)
+        except ReconcilerError:
+            return
+        record_failed_attempt(self._db, self.options.tasks_dir, error, started=started)
+
+    # --- heartbeat ----------------------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        """Write this loop's heartbeat and the state of its pulls. A database that is away
+        is reported by the apply cycle; the next heartbeat tries again."""
+        values = {"tasks_dir": str(self.options.tasks_dir.absolute())}
+        try:
+            if self._db is None:
+                self._db = Database.open(self.options.database_url, deadlines=WATCH)
+            heartbeats.write(self._db, self.naming, self.wall(), {**values, **self.pulls.values()})
+        except ReconcilerError as exc:
+            log.debug("heartbeat not written: %s", exc)
+            return
+        except Exception as exc:  # a heartbeat must never stop the loop
+            self._heartbeat.report(f"heartbeat not written: {type(exc).__name__}: {exc}")
+            return
+        self._heartbeat.clear()
+
+    def _leave(self) -> None:
+        """Remove the heartbeat: the loop stops (docs/plan-and-apply.md, "The watch loop")."""
+        if self._db is None or self.naming.name is None:
+            return
+        try:
+            with stall.last_words(LAST_WORDS):
+                heartbeats.leave(self._db, self.naming)
+        except Exception as exc:
+            log.warning("heartbeat not removed: %s", exc)
+
     # --- git ----------------------------------------------------------------------------
+
+    def _checkout(self) -> Path:
+        directory = self.options.tasks_dir
+        return directory if directory.is_dir() else directory.parent
 
     def pull(self) -> None:
         """``git pull --ff-only`` in the checkout holding the tasks directory."""
-        directory = self.options.tasks_dir
-        cwd = directory if directory.is_dir() else directory.parent
+        cwd = self._checkout()
         try:
             before = _git_head(cwd)
             done = subprocess.run(
@@ -202,17 +331,23 @@ class Watcher:
                 check=False,
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            self._git.report(f"git pull failed: {exc}")
+            self._pull_failed(str(exc))
             return
         if done.returncode != 0:
-            reason = (done.stderr or done.stdout).strip().splitlines()
-            self._git.report(f"git pull failed: {reason[-1] if reason else done.returncode}")
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            self._pull_failed(lines[-1] if lines else f"exit code {done.returncode}")
             return
         self._git.clear("git pull works again")
         after = _git_head(cwd)
+        self.pulls.worked(after, self.wall())
         if after != before:
             log.info("git pull: %s -> %s", (before or "none")[:12], (after or "none")[:12])
             self._files_changed = True
+
+    def _pull_failed(self, reason: str) -> None:
+        reason = redact_url_credentials(reason)
+        self.pulls.failed(reason, self.wall())
+        self._git.report(f"git pull failed: {reason}")
 
     # --- file events --------------------------------------------------------------------
 

@@ -64,6 +64,23 @@ def ask_workers(app: Celery, url: str, timeout: float = 1.0) -> WorkersSeen:
     )
 
 
+def active_queues(app: Celery, url: str, timeout: float = 1.0) -> dict[str, frozenset[str]]:
+    """The queues each answering worker consumes (``celery inspect active_queues``)."""
+    probe = _probe(app, url)
+    with probe.connection_for_write() as connection:
+        answers: dict[str, Any] = (
+            probe.control.inspect(timeout=timeout, connection=connection).active_queues() or {}
+        )
+    return {
+        worker: frozenset(str(queue["name"]) for queue in queues or [] if _named(queue))
+        for worker, queues in answers.items()
+    }
+
+
+def _named(queue: Any) -> bool:
+    return isinstance(queue, dict) and "name" in queue
+
+
 _PROBES: dict[tuple[int, str], Celery] = {}
 
 

@@ -1,4 +1,5 @@
-"""What ``reconcile doctor`` reads from the database: live tasks' schedule state, recent workers.
+"""What ``reconcile doctor`` reads from the database: live tasks' schedule state, recent
+workers, executions waiting in the broker.
 
 Read-only; one query each, whatever the number of tasks.
 """
@@ -9,12 +10,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from reconciler.core.secretref import referenced_names
-from reconciler.store.tables import BeatHeartbeat, Task, TaskExecution
-from reconciler.vocabulary import TaskType
+from reconciler.store.tables import Task, TaskExecution
+from reconciler.vocabulary import Status, TaskType, Trigger
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,68 @@ def _at(spec: Any) -> str | None:
     return str(value) if value is not None else None
 
 
-def last_tick(session: Session) -> dt.datetime | None:
-    """The newest heartbeat of any Beat process."""
-    return session.scalar(select(func.max(BeatHeartbeat.last_tick_at)))
-
-
 def recent_workers(session: Session, since: dt.datetime) -> list[str]:
     """Workers of executions queued since ``since`` (evidence when they cannot be asked)."""
     query = (
         select(TaskExecution.worker)
         .where(TaskExecution.queued_at >= since, TaskExecution.worker.is_not(None))
+        .group_by(TaskExecution.worker)
+        .order_by(TaskExecution.worker)
+    )
+    return [worker for worker in session.scalars(query) if worker]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Executions of one task waiting in the broker since before a threshold."""
+
+    task: str
+    queue: str | None  # its task's ``options.queue``; None: the app's default queue
+    count: int
+    oldest: dt.datetime  # the oldest one's queue time
+
+
+def waiting_since(session: Session, before: dt.datetime) -> list[Waiting]:
+    """Pending executions queued before ``before`` that are in the broker (published, or
+    sent by other code), grouped by task: through the status index, whatever the history."""
+    e = TaskExecution
+    query = (
+        select(e.task_name, func.count(), func.min(e.queued_at))
+        .where(
+            e.status == Status.PENDING,
+            e.queued_at < before,
+            or_(e.published_at.is_not(None), e.trigger == Trigger.EXTERNAL),
+        )
+        .group_by(e.task_name)
+        .order_by(e.task_name)
+    )
+    rows = session.execute(query).all()
+    names = [name for name, _count, _oldest in rows]
+    specs: dict[str, Any] = {
+        name: spec
+        for name, spec in session.execute(select(Task.name, Task.spec).where(Task.name.in_(names)))
+    }
+    return [
+        Waiting(name, _queue(specs.get(name)), int(count), oldest) for name, count, oldest in rows
+    ]
+
+
+def _queue(spec: Any) -> str | None:
+    options = spec.get("options") if isinstance(spec, dict) else None
+    queue = options.get("queue") if isinstance(options, dict) else None
+    return str(queue) if queue else None
+
+
+def workers_of(session: Session, names: list[str], since: dt.datetime) -> list[str]:
+    """Workers of executions of these tasks queued since ``since`` (evidence that their
+    queue is consumed, when workers cannot be asked)."""
+    query = (
+        select(TaskExecution.worker)
+        .where(
+            TaskExecution.task_name.in_(names),
+            TaskExecution.queued_at >= since,
+            TaskExecution.worker.is_not(None),
+        )
         .group_by(TaskExecution.worker)
         .order_by(TaskExecution.worker)
     )

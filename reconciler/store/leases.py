@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Table, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from reconciler.store.pending import Unpublished
 from reconciler.store.tables import TaskExecution
 from reconciler.vocabulary import Status, Trigger
 
@@ -46,21 +46,6 @@ class Lease:
 
     owner: str
     seconds: float
-
-
-@dataclass(frozen=True)
-class Unpublished:
-    """A claimed execution whose message was never confirmed sent (its beat died, or the
-    broker failed)."""
-
-    id: int
-    task_name: str
-    celery_task_id: str
-    trigger: str
-    scheduled_for: dt.datetime | None
-    args: list[Any]
-    kwargs: dict[str, Any]
-    queued_at: dt.datetime
 
 
 _FIELDS = "id task_name celery_task_id trigger scheduled_for args kwargs queued_at"
@@ -103,7 +88,7 @@ def take_over(session: Session, lease: Lease, legacy_age: float, limit: int) -> 
     """
     if session.get_bind().dialect.name == "postgresql":
         params = {"owner": lease.owner, "lease": lease.seconds, "age": legacy_age, "limit": limit}
-        rows = [Unpublished(*row) for row in session.execute(_TAKE_OVER_PG, params)]
+        rows = [Unpublished(**row._mapping) for row in session.execute(_TAKE_OVER_PG, params)]
         return sorted(rows, key=lambda row: row.id)
     c = _executions.c
     now = host_now()
@@ -129,7 +114,7 @@ def take_over(session: Session, lease: Lease, legacy_age: float, limit: int) -> 
         .values(claimed_by=lease.owner, lease_until=now + dt.timedelta(seconds=lease.seconds))
         .returning(*_UNPUBLISHED)
     )
-    rows = [Unpublished(*row) for row in session.execute(statement)]
+    rows = [Unpublished(**row._mapping) for row in session.execute(statement)]
     return sorted(rows, key=lambda row: row.id)
 
 

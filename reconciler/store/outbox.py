@@ -8,14 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Table, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from reconciler.store.leases import Lease, host_now
+from reconciler.store.pending import NewExecution as NewExecution  # beat builds them here
 from reconciler.store.tables import TaskExecution
 from reconciler.vocabulary import Status
 
@@ -48,19 +47,6 @@ _MARK_PG = text(
     WHERE celery_task_id = ANY(CAST(:ids AS VARCHAR[])) AND published_at IS NULL
     """
 )
-
-
-@dataclass(frozen=True)
-class NewExecution:
-    """A ``pending`` execution row, written before its message is published."""
-
-    task_name: str
-    celery_task_id: str
-    trigger: str
-    scheduled_for: dt.datetime | None
-    args: list[Any]
-    kwargs: dict[str, Any]
-    queued_at: dt.datetime
 
 
 def insert_executions(

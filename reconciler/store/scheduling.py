@@ -1,4 +1,4 @@
-"""The Beat scheduler's statements: due slots, the claim, heartbeats, changes.
+"""The Beat scheduler's statements: due slots, the claim, changes.
 
 ``reconciler.beat.ticker`` calls these inside one transaction per step. Every statement
 works on a batch (one round trip for many slots), and what is due is read through the
@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from reconciler.errors import DatabaseUnavailable
 from reconciler.store.database import Database, first_line, unavailable
-from reconciler.store.tables import BeatHeartbeat, ChangeMarker, Task, TaskExecution
+from reconciler.store.tables import ChangeMarker, Task, TaskExecution
 from reconciler.vocabulary import Status
 
 UNFINISHED = (Status.PENDING, Status.STARTED, Status.RETRY)
@@ -238,31 +237,6 @@ def _claim_values(session: Session, claims: Sequence[Claim]) -> set[int]:
         "skipped": [item.skipped for item in claims],
     }
     return {int(task_id) for task_id in session.scalars(_CLAIM_PG, params)}
-
-
-# --- heartbeat -------------------------------------------------------------------------
-
-
-def heartbeat(
-    session: Session,
-    instance: str,
-    hostname: str,
-    pid: int,
-    started_at: dt.datetime,
-    now: dt.datetime,
-) -> None:
-    """Upsert this beat's last tick (read by ``status``, ``doctor`` and ``/metrics``)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table: Table = BeatHeartbeat.__table__  # type: ignore[assignment]
-    statement = insert(table).values(
-        instance=instance, hostname=hostname, pid=pid, started_at=started_at, last_tick_at=now
-    )
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["instance"], set_={"last_tick_at": now, "pid": pid}
-        )
-    )
 
 
 # --- manual runs -----------------------------------------------------------------------

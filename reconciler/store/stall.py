@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
 from psycopg.abc import PQGen
@@ -43,6 +43,8 @@ class _Watchdog:
         self._armed: dict[int, tuple[float, float, Watched]] = {}  # started, deadline
         self._thread: threading.Thread | None = None
         self.cutoff = math.inf  # monotonic time after which every wait is ended
+        self.connect_cutoff = math.inf  # and after which no connection is opened
+        self.ended_by_cutoff = False  # a wait was ended because the process stops
 
     def arm(self, connection: Watched, within: float | None = None) -> None:
         if self._thread is None:
@@ -72,6 +74,7 @@ class _Watchdog:
             with self._lock:
                 for key, (started, deadline, connection) in list(self._armed.items()):
                     if now >= min(deadline, self.cutoff):
+                        self.ended_by_cutoff = self.ended_by_cutoff or now >= self.cutoff
                         connection.stalled = now - started
                         _shut(connection.fileno())
                         del self._armed[key]
@@ -103,13 +106,14 @@ class NoAnswer(psycopg.OperationalError):
     """The database did not answer within the deadline (the watchdog ended the wait)."""
 
 
-def _no_answer(connection: Watched, exc: psycopg.Error) -> psycopg.Error:
+def _raise_no_answer(connection: Watched, exc: psycopg.Error) -> NoReturn:
+    """Raise ``exc`` again; as ``NoAnswer`` when it is the watchdog that ended the wait."""
     if connection.stalled is None:
-        return exc
-    return NoAnswer(
+        raise exc
+    raise NoAnswer(
         f"no answer from the database within {connection.stalled:.1f} s "
         f"({connection.role} deadlines: {connection.deadline:g} s per round trip)"
-    )
+    ) from exc
 
 
 class _Watched:
@@ -130,10 +134,7 @@ class WatchedConnection(_Watched, psycopg.Connection[Any]):
         try:
             return super().wait(gen, interval, timeout)
         except psycopg.Error as exc:
-            error = _no_answer(self, exc)
-            if error is exc:
-                raise
-            raise error from exc
+            _raise_no_answer(self, exc)
         finally:
             WATCHDOG.disarm(self)
             _waiting.active = False
@@ -150,10 +151,7 @@ class WatchedAsyncConnection(_Watched, psycopg.AsyncConnection[Any]):
         try:
             return await super().wait(gen, interval, timeout)
         except psycopg.Error as exc:
-            error = _no_answer(self, exc)
-            if error is exc:
-                raise
-            raise error from exc
+            _raise_no_answer(self, exc)
         finally:
             WATCHDOG.disarm(self)
 
@@ -184,7 +182,7 @@ async def connect_async(deadlines: Deadlines, **kwargs: Any) -> WatchedAsyncConn
 
 
 def _refuse_when_cut_off() -> None:
-    if time.monotonic() >= WATCHDOG.cutoff:
+    if time.monotonic() >= min(WATCHDOG.cutoff, WATCHDOG.connect_cutoff):
         raise NoAnswer("not connecting to the database: the process is stopping")
 
 
@@ -246,10 +244,30 @@ def cut_off(grace: float) -> None:
     """End every database wait of this process, present and future, ``grace`` seconds from
     now at the latest. Safe in a signal handler (it only sets a number)."""
     WATCHDOG.cutoff = min(WATCHDOG.cutoff, time.monotonic() + grace)
+    WATCHDOG.connect_cutoff = min(WATCHDOG.connect_cutoff, WATCHDOG.cutoff)
 
 
 def reset_cut_off() -> None:
-    WATCHDOG.cutoff = math.inf
+    WATCHDOG.cutoff = WATCHDOG.connect_cutoff = math.inf
+    WATCHDOG.ended_by_cutoff = False
+
+
+@contextlib.contextmanager
+def last_words(seconds: float) -> Iterator[None]:
+    """Give the block ``seconds`` of waits on the connections it has even if the process
+    was cut off: a stopping process removes its heartbeat. No connection is opened (a
+    connect cannot be ended early), and nothing is tried (``NoAnswer``) when the stop
+    had to end a wait: the database was not answering. Not cut off, nothing changes."""
+    if WATCHDOG.ended_by_cutoff:
+        raise NoAnswer("the database did not answer when the process was asked to stop")
+    previous = WATCHDOG.cutoff
+    if previous != math.inf:
+        WATCHDOG.cutoff = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        if previous != math.inf:
+            WATCHDOG.cutoff = min(previous, WATCHDOG.cutoff)
 
 
 SignalHandler = Callable[[int, FrameType | None], Any]

@@ -1,4 +1,4 @@
-"""The tables: tasks, their executions, the apply log, beat heartbeats, the change marker.
+"""The tables: tasks, executions, the apply log, beat and watch heartbeats, the change marker.
 
 Times are stored as timezone-aware UTC. The alembic migrations under
 ``reconciler/store/migrations`` create exactly these; a test compares the two.
@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -33,6 +35,10 @@ NAMING = {
 }
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
+
+# The rows of ``ix_task_executions_outcomes`` (OR, not IN: SQLite uses a partial index
+# only for a query that repeats one of its terms).
+OUTCOMES = "status = 'success' OR status = 'failure'"
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -112,6 +118,12 @@ class Task(Base):
     last_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     last_queued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
+    # --- health: when the newest success and failure finished, and the failures that
+    # finished after that success; kept by triggers too (migration 0007).
+    last_success_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_failure_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
     __table_args__ = (Index("ix_tasks_due", "next_run_at"),)
 
 
@@ -172,11 +184,22 @@ class TaskExecution(Base):
         Index("ix_task_executions_status_id", "status", "id"),
         Index("ix_task_executions_queued_at", "queued_at"),
         Index("ix_task_executions_owner_id", "owner", "id"),
+        # Finished successes and failures only, for the health triggers (migration 0007).
+        Index(
+            "ix_task_executions_outcomes",
+            "task_name",
+            "status",
+            "finished_at",
+            postgresql_where=text(OUTCOMES),
+            sqlite_where=text(OUTCOMES),
+        ),
     )
 
 
 class ApplyRecord(Base):
-    """One apply of the reconciler (docs/plan-and-apply.md), served by ``GET /api/v1/applies``."""
+    """One apply attempt of the reconciler, applied or not (docs/plan-and-apply.md, "The
+    apply log and sync status"), served by ``GET /api/v1/applies``; ``applied_at`` is when
+    it was made."""
 
     __tablename__ = "applies"
 
@@ -193,10 +216,25 @@ class ApplyRecord(Base):
     git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
     git_dirty: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    # What became of the attempt (``reconciler.vocabulary.Outcome``), how many errors it
+    # had and the first of them as located lines (migration 0005).
+    outcome: Mapped[str] = mapped_column(String(16), server_default="applied")
+    error_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    errors: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # A failure repeated identically stays one row: how often, and the latest time.
+    attempts: Mapped[int] = mapped_column(Integer, server_default="1")
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_applies_outcome_id", "outcome", "id"),)
 
 
 class BeatHeartbeat(Base):
-    """The last tick of each Beat process, for ``status``, ``doctor`` and ``/metrics``."""
+    """The last tick of each running Beat, for ``status``, ``doctor`` and ``/metrics``.
+
+    One row per beat process (``instance``, the owner its claims carry) under the beat's
+    stable ``name`` (docs/beat.md, "Heartbeats and names"): a beat that stops removes
+    its row, and any beat removes rows that stopped ticking minutes ago (migration 0006).
+    """
 
     __tablename__ = "beat_heartbeats"
 
@@ -205,6 +243,37 @@ class BeatHeartbeat(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     last_tick_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    # NULL only in a row written by a beat older than migration 0006.
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True, index=True)
+    # The name asked for, when another live beat held it and this one took another.
+    wanted_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class WatchHeartbeat(Base):
+    """The last pass of each running ``reconcile watch`` loop and of its ``--git-pull``.
+
+    Kept like beat's (one row per process under a stable name, removed when the loop
+    stops), except that a dead loop's row stays for ``doctor`` to report (migration 0006).
+    """
+
+    __tablename__ = "watch_heartbeats"
+
+    instance: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, index=True)
+    hostname: Mapped[str] = mapped_column(String(300))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    tasks_dir: Mapped[str] = mapped_column(String(1000), default="")
+    wanted_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # ``--git-pull`` interval in seconds (NULL: the loop does not pull), the commit the
+    # checkout was at after the last pull, and the pulls that failed since one worked.
+    git_pull_every: Mapped[float | None] = mapped_column(Float, nullable=True)
+    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_pull_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    pull_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    pull_failing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    pull_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ChangeMarker(Base):
@@ -219,3 +288,54 @@ class ChangeMarker(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Id, default=0)
     changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class NotifyTarget(Base):
+    """Where one owner's alerts go, as the defaults document's ``notify`` says at the last
+    apply (docs/task-files.md, "The defaults document"); only the variable's name is kept,
+    the URL is read from the environment where alerts are sent. Migration 0009."""
+
+    __tablename__ = "notify_targets"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    webhook_url_env: Mapped[str] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Alert(Base):
+    """One alert episode of a task's condition (docs/beat.md, "Alerts"), sent once and
+    resolved once whichever beat sends it (migration 0008).
+
+    Unique on task, condition and ``episode`` (a key every beat derives alike from what
+    fired it), so two beats that see the same condition keep one row. The row is pending
+    while ``next_try_at`` is set; a beat claims it by moving ``next_try_at`` forward.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    task_name: Mapped[str] = mapped_column(String(128))
+    condition: Mapped[str] = mapped_column(String(32))
+    episode: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(200))
+    # When the condition began (a failure's end, a deadline passed), and when it was seen.
+    since: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    fired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    summary: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, index=True
+    )
+    # Why it ended (``reconciler.core.alerting.Resolution``).
+    resolution: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Failed sends of the pending message, the next try (or a claim's end), the reason.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_try_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, index=True
+    )
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (UniqueConstraint("task_name", "condition", "episode"),)

@@ -20,7 +20,6 @@ from sqlalchemy import (
     Text,
     bindparam,
     cast,
-    func,
     insert,
     select,
     text,
@@ -31,7 +30,8 @@ from sqlalchemy.orm import Session
 
 from reconciler.core.plan import COLUMN_FIELDS, Current, Plan
 from reconciler.errors import LockTimeout
-from reconciler.store.tables import ApplyRecord, BeatHeartbeat, ChangeMarker, Task
+from reconciler.store.notify import Targets, read_targets, write_changes
+from reconciler.store.tables import ApplyRecord, ChangeMarker, Task
 from reconciler.store.taskrows import (
     SCHEDULED_COLUMNS,
     SPEC_COLUMNS,
@@ -41,6 +41,7 @@ from reconciler.store.taskrows import (
     changed_row,
     created_row,
 )
+from reconciler.vocabulary import Outcome
 
 Progress = Callable[[int], None]
 
@@ -53,6 +54,8 @@ class StoredState:
 
     live: list[Current]
     deleted_names: set[str] = field(default_factory=set)
+    # Where each owner's alerts go (``store.notify``), compared with the defaults document.
+    notify: Targets = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,7 @@ def read_current(session: Session) -> StoredState:
                 columns=dict(zip(COLUMN_FIELDS, values, strict=True)),
             )
         )
+    state.notify = read_targets(session)
     return state
 
 
@@ -173,15 +177,18 @@ def write_plan(
     next_run: NextRun,
     log: ApplyLog | None,
     progress: Progress | None = None,
+    record_no_op: bool = False,
 ) -> int | None:
     """Apply ``plan`` in the caller's transaction; return the apply-log row id, if any.
 
-    A plan without changes writes no task row (relocations aside) and no marker bump.
+    A plan without changes writes no task row (relocations aside) and no marker bump,
+    and no apply-log row unless ``record_no_op`` (it puts the files back in sync).
     """
     step = progress or (lambda _count: None)
     _relocate(session, plan)
+    write_changes(session, plan.notify, now)
     if not plan:
-        return None
+        return None if log is None or not record_no_op else record_apply(session, plan, log, now)
     seq = _bump_marker(session, now)
     revived = [c for c in plan.creates if c.name in state.deleted_names]
     fresh = [c for c in plan.creates if c.name not in state.deleted_names]
@@ -247,6 +254,10 @@ def record_apply(session: Session, plan: Plan, log: ApplyLog, now: dt.datetime) 
             git_commit=log.git_commit,
             git_dirty=log.git_dirty,
             duration_ms=log.duration_ms,
+            outcome=Outcome.APPLIED,
+            error_count=0,
+            attempts=1,
+            last_attempt_at=now,
         )
         .returning(ApplyRecord.id)
     )
@@ -303,6 +314,10 @@ class StatusRow:
     last_status: str | None
     skipped_count: int
     missed_count: int
+    # Health, kept on the row by the database (migration 0007).
+    last_success_at: dt.datetime | None
+    last_failure_at: dt.datetime | None
+    consecutive_failures: int
 
 
 _STATUS_COLUMNS = [tasks.c[column.name] for column in fields(StatusRow)]
@@ -315,11 +330,6 @@ def status_rows(session: Session, name: str | None = None) -> list[StatusRow]:
     if name is not None:
         query = query.where(tasks.c.name == name)
     return [StatusRow(**row._mapping) for row in session.execute(query)]
-
-
-def last_heartbeat(session: Session) -> dt.datetime | None:
-    value: dt.datetime | None = session.scalar(select(func.max(BeatHeartbeat.last_tick_at)))
-    return value
 
 
 def is_deleted(session: Session, name: str) -> bool:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from reconciler.vocabulary import Status, TaskType
+from reconciler.vocabulary import Outcome, Status, TaskType
 
 
 class Execution(BaseModel):  # type: ignore[no-redef]  # a field named kwargs
@@ -48,6 +48,12 @@ class TaskItem(BaseModel):
     last_status: Status | None
     last_execution_id: int | None
     deleted_at: str | None
+    last_success_at: str | None = Field(description="When the newest success finished")
+    last_failure_at: str | None = Field(description="When the newest failure finished")
+    consecutive_failures: int = Field(
+        description="Failures that finished after the last success (retries and revokes "
+        "do not count)"
+    )
 
 
 class Source(BaseModel):
@@ -77,6 +83,9 @@ class TaskStatus(BaseModel):
     last_finished_at: str | None
     last_execution_id: int | None
     next_run: str | None
+    last_success_at: str | None
+    last_failure_at: str | None
+    consecutive_failures: int
 
 
 class Apply(BaseModel):
@@ -93,6 +102,11 @@ class Apply(BaseModel):
     git_commit: str | None
     git_dirty: bool | None
     duration_ms: int
+    outcome: Outcome
+    error_count: int
+    errors: list[str] = Field(description="The first 20 errors, located; empty for owner tokens")
+    attempts: int = Field(description="How often this identical failure was attempted")
+    last_attempt_at: str
 
 
 class TaskPage(BaseModel):

@@ -1,11 +1,9 @@
 """The list routes' query parameters: one pydantic model per route, validated in one call.
 
-FastAPI validates declared query parameters one by one, and for each it inspects the
-parameter's annotation again on every request; on the list routes that cost more than
-a page's rows (about 0.05 ms of a 0.5 ms request, measured). Here a route's parameters
-are the fields of a model, checked by a single ``model_validate`` of the query string,
-and the model also writes the route's parameters into the OpenAPI document
-(``openapi``), so the schemathesis run and the clients see the same contract.
+A route's parameters are the fields of a model, checked by one ``model_validate`` of
+the query string rather than FastAPI's per-parameter checks, which cost more than a
+page's rows (docs/design/http-read-path.md); the model also writes them into the
+OpenAPI document (``openapi``), so the schemathesis run and clients see one contract.
 
 Errors are FastAPI's own: a ``RequestValidationError`` located at ``("query", name)``,
 answered as 422 naming the parameter like every other bad parameter. As with FastAPI, the
@@ -23,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from reconciler.store.reads.tasks import TaskSort
-from reconciler.vocabulary import Status, TaskType
+from reconciler.vocabulary import Outcome, Status, TaskType
 
 MAX_LIMIT = 500
 
@@ -112,6 +110,35 @@ class ExecutionQuery(Exported):
 
 class AllExecutionQuery(ExecutionQuery):
     task: Text | None = Field(None, max_length=200)
+
+
+def _outcome_words(value: str) -> list[str]:
+    return [word.strip() for word in value.split(",") if word.strip()]
+
+
+def _outcomes(value: str) -> str:
+    words = _outcome_words(value)
+    unknown = [word for word in words if word not in {o.value for o in Outcome}]
+    if not words or unknown:
+        known = ", ".join(o.value for o in Outcome)
+        shown = f"{unknown[0]!r} is not" if unknown else "nothing given is"
+        raise PydanticCustomError("outcome", f"{shown} an outcome; use {known}, comma-separated")
+    return value
+
+
+class ApplyQuery(QueryParameters):
+    outcome: Annotated[Text, AfterValidator(_outcomes)] | None = Field(
+        None,
+        max_length=200,
+        description="Only attempts with these outcomes, comma-separated "
+        "(applied, invalid, refused, failed)",
+    )
+
+    @property
+    def outcomes(self) -> frozenset[Outcome] | None:
+        if self.outcome is None:
+            return None
+        return frozenset(Outcome(word) for word in _outcome_words(self.outcome))
 
 
 def _inline(schema: Any, definitions: dict[str, Any]) -> Any:

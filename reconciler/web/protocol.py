@@ -1,29 +1,7 @@
-"""uvicorn's HTTP/1.1 protocol with Nagle's algorithm off, and keep-alive connections
-that end after ``REQUESTS_PER_CONNECTION`` responses.
-
-Nagle: with ``--workers`` uvicorn binds the listening socket itself
-(``socket.socket(family)``, protocol number 0), and asyncio then leaves ``TCP_NODELAY``
-unset on the accepted connections, since it sets it only on sockets that say
-``IPPROTO_TCP``. A response written in two parts (head, then body) then waits for the
-client's delayed ACK: about 40 ms on every keep-alive request. One process serving
-through ``loop.create_server`` is not affected; setting the option here makes both the
-same.
-
-Connection lifetime: the worker processes share one listening socket, and whichever
-wakes first accepts every connection waiting, so a burst of new connections (a client
-opening its pool, a proxy after a restart) can all land on one process and stay there,
-leaving the others idle for as long as the connections live. Ending each connection
-after a number of responses (``Connection: close``, as nginx's ``keepalive_requests``
-does) has clients reconnect now and then, and a process that is busy accepts later than
-an idle one, so connections drift to the processes with time to serve them.
-
-Slow clients: uvicorn ends a connection idle after a response (``timeout_keep_alive``),
-but sets no deadline for a request's head: a client that opens a connection and sends
-nothing, or sends its headers a byte at a time (slowloris), holds it open for ever.
-Here the head of every request must arrive within ``header_timeout`` seconds of the
-connection opening or of its first byte after a response; otherwise the connection gets
-408 (or, if nothing came, is just closed). See docs/security.md, "Timeouts".
-"""
+"""uvicorn's HTTP/1.1 protocol with Nagle's algorithm off, keep-alive connections that end
+after ``REQUESTS_PER_CONNECTION`` responses (so connections drift to idle processes), and a
+deadline for every request's head (docs/design/http-read-path.md, "Nagle" and
+"Connection lifetime"; docs/security.md, "Timeouts")."""
 
 from __future__ import annotations
 

@@ -35,9 +35,9 @@ from reconciler.web.body import JSONBody, execution_item
 from reconciler.web.csvexport import stream_csv, stream_records
 from reconciler.web.params import (
     AllExecutionQuery,
+    ApplyQuery,
     ExecutionQuery,
     Format,
-    QueryParameters,
     TaskQuery,
 )
 from reconciler.web.views import (
@@ -296,16 +296,18 @@ async def executions(request: Request, who: Principal = Depends(principal)) -> R
 @router.get(
     "/applies",
     response_model=models.ApplyPage,
-    summary="The apply log, newest first",
-    openapi_extra=QueryParameters.openapi(),
+    summary="The apply log: every attempt with its outcome, newest first",
+    openapi_extra=ApplyQuery.openapi(),
 )
 def applies(request: Request, who: Principal = Depends(principal)) -> Response:
-    """For an owner's token the name lists keep only that owner's tasks; counts are whole."""
-    query = QueryParameters.of(request)
+    """For an owner's token the name lists keep only that owner's tasks and the errors are
+    left out; counts are whole."""
+    query = ApplyQuery.of(request)
     limit, cursor = query.limit, query.cursor
+    outcomes = query.outcomes
 
     def items(session: ReadSession) -> tuple[list[dict[str, Any]], str | None]:
-        page, next_cursor = list_applies(session, limit=limit, cursor=cursor)
+        page, next_cursor = list_applies(session, limit=limit, cursor=cursor, outcomes=outcomes)
         visible: set[str] | None = None
         if who.owner is not None:
             names = [

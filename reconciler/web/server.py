@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import ConfigError, UsageError
 from reconciler.settings import Settings
@@ -152,20 +152,21 @@ def run(
 
     from reconciler.web.protocol import ServerProtocol
 
+    # One server's settings, with one worker or many.
+    server: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "http": ServerProtocol,
+        "access_log": access_log,
+        "log_level": "info",
+        "timeout_keep_alive": keep_alive,
+    }
     if workers == 1:
         from reconciler.web.app import create_app
 
         ServerProtocol.header_timeout = header_timeout
         app = create_app(settings, tokens=tokens, allowed_hosts=host_rule(tokens, hosts))
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            http=ServerProtocol,
-            access_log=access_log,
-            log_level="info",
-            timeout_keep_alive=keep_alive,
-        )
+        uvicorn.run(app, **server)
         return
     # The checks above ran here, before any worker starts; the workers read the same
     # settings and tokens file again from the environment they inherit.
@@ -184,17 +185,7 @@ def run(
         os.environ.pop(TOKENS_ENV_VAR, None)
     else:
         os.environ[TOKENS_ENV_VAR] = os.path.abspath(setting[1])
-    uvicorn.run(
-        FACTORY,
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        http=ServerProtocol,
-        access_log=access_log,
-        log_level="info",
-        timeout_keep_alive=keep_alive,
-    )
+    uvicorn.run(FACTORY, factory=True, workers=workers, **server)
 
 
 def app_from_environment() -> FastAPI:

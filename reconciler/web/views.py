@@ -11,6 +11,7 @@ from typing import Any
 from reconciler.core.redact import redact_definition
 from reconciler.core.schedulefields import schedule_text
 from reconciler.core.times import iso
+from reconciler.store.reads.applies import attempted_at
 from reconciler.store.reads.detail import TaskSummary
 from reconciler.store.reads.tasks import TaskListRow
 from reconciler.store.tables import ApplyRecord
@@ -28,6 +29,9 @@ TASK_CSV_COLUMNS = (
     "last_run",
     "last_status",
     "last_execution_id",
+    "last_success_at",
+    "last_failure_at",
+    "consecutive_failures",
 )
 
 
@@ -54,6 +58,7 @@ def task_detail(summary: TaskSummary) -> dict[str, Any]:
         "last_status": summary.last_status,
         "last_execution_id": summary.last_execution_id,
         "deleted_at": iso(task.deleted_at),
+        **_health(summary),
         "definition": redact_definition(summary.definition),  # docs/security.md
         "source": {"path": task.source_path, "line": task.source_line},
         "created_at": iso(task.created_at),
@@ -78,11 +83,22 @@ def task_status(summary: TaskSummary) -> dict[str, Any]:
         "last_finished_at": iso(summary.last_finished_at),
         "last_execution_id": summary.last_execution_id,
         "next_run": iso(task.next_run_at),
+        **_health(summary),
+    }
+
+
+def _health(summary: TaskSummary) -> dict[str, Any]:
+    """Last success, last failure (finish times) and failures since that success."""
+    return {
+        "last_success_at": iso(summary.last_success_at),
+        "last_failure_at": iso(summary.last_failure_at),
+        "consecutive_failures": summary.consecutive_failures,
     }
 
 
 def apply_item(row: ApplyRecord, visible: set[str] | None = None) -> dict[str, Any]:
-    """One apply; with ``visible``, the name lists keep only those names (owner tokens)."""
+    """One apply attempt; with ``visible`` (owner tokens), the name lists keep only those
+    names and the errors, which may name any owner's files and tasks, are left out."""
 
     def names(values: list[str] | None) -> list[str]:
         return [n for n in values or [] if visible is None or n in visible]
@@ -101,4 +117,9 @@ def apply_item(row: ApplyRecord, visible: set[str] | None = None) -> dict[str, A
         "git_commit": row.git_commit,
         "git_dirty": row.git_dirty,
         "duration_ms": row.duration_ms,
+        "outcome": row.outcome,
+        "error_count": row.error_count,
+        "errors": list(row.errors or []) if visible is None else [],
+        "attempts": row.attempts,
+        "last_attempt_at": iso(attempted_at(row)),
     }

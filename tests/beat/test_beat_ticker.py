@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select, update
 
 from reconciler.beat.ticker import RECOVERY_EVERY, Ticker
+from reconciler.core.spec import TaskSpec
 from reconciler.store import scheduling
 from reconciler.store.database import Database
 from reconciler.store.tables import BeatHeartbeat, Task
@@ -43,6 +44,14 @@ def make_ticker(
     return Ticker(db, publisher or FakePublisher(), clock=clock, batch=50, **options)
 
 
+def one_task(db: Database, task: TaskSpec) -> tuple[Ticker, FakePublisher, Clock]:
+    """``task`` put at T0, and a ticker on a clock at T0 with a fake publisher."""
+    clock = Clock(T0)
+    put_task(db, task, T0)
+    publisher = FakePublisher()
+    return make_ticker(db, clock, publisher), publisher, clock
+
+
 def short_lease(seconds_: float, margin: float = 0.0) -> dict[str, dt.timedelta]:
     """Ticker options for a lease that lapses within a test (by the database's clock)."""
     return {"lease": seconds(seconds_), "lease_margin": seconds(margin)}
@@ -53,10 +62,9 @@ def seconds(n: float) -> dt.timedelta:
 
 
 def test_interval_fires_every_slot_once_without_drift(db: Database) -> None:
-    clock = Clock(T0)
-    put_task(db, spec("every10", interval={"seconds": 10}, args=[1], kwargs={"a": "b"}), T0)
-    publisher = FakePublisher()
-    ticker = make_ticker(db, clock, publisher)
+    ticker, publisher, clock = one_task(
+        db, spec("every10", interval={"seconds": 10}, args=[1], kwargs={"a": "b"})
+    )
     run_until(ticker, clock, T0 + seconds(100), lag=0.3)
     expected = [T0 + seconds(10 * k) for k in range(1, 11)]
     assert publisher.slots("every10") == expected
@@ -93,20 +101,14 @@ def test_a_stored_definition_this_version_refuses_waits_and_the_others_fire(
 
 
 def test_nothing_fires_before_its_slot(db: Database) -> None:
-    clock = Clock(T0)
-    put_task(db, spec("later", interval={"minutes": 5}), T0)
-    publisher = FakePublisher()
-    ticker = make_ticker(db, clock, publisher)
+    ticker, publisher, _ = one_task(db, spec("later", interval={"minutes": 5}))
     delay = ticker.tick(T0 + seconds(299))
     assert publisher.sent == []
     assert 0 < delay <= 0.25
 
 
 def test_async_fires_once_and_never_again(db: Database) -> None:
-    clock = Clock(T0)
-    put_task(db, spec("now", type="async"), T0)
-    publisher = FakePublisher()
-    ticker = make_ticker(db, clock, publisher)
+    ticker, publisher, _ = one_task(db, spec("now", type="async"))
     for k in range(5):
         ticker.tick(T0 + seconds(k))
     assert publisher.slots("now") == [T0]
@@ -131,10 +133,7 @@ def test_scheduled_fires_at_its_time_and_again_only_when_at_changes(db: Database
 
 
 def test_disabled_never_fires_and_enabling_resumes_from_now(db: Database) -> None:
-    clock = Clock(T0)
-    put_task(db, spec("toggle", interval={"seconds": 30}, enabled=False), T0)
-    publisher = FakePublisher()
-    ticker = make_ticker(db, clock, publisher)
+    ticker, publisher, clock = one_task(db, spec("toggle", interval={"seconds": 30}, enabled=False))
     run_until(ticker, clock, T0 + seconds(300))
     assert publisher.sent == []
     enabled_at = T0 + seconds(305)
@@ -190,10 +189,7 @@ def test_catchup_once_after_downtime_fires_one_run_for_the_missed_slots(db: Data
 def test_overlap_skip_is_decided_by_the_unfinished_execution_in_the_database(
     db: Database,
 ) -> None:
-    clock = Clock(T0)
-    put_task(db, spec("solo", interval={"seconds": 10}, overlap="skip"), T0)
-    publisher = FakePublisher()
-    ticker = make_ticker(db, clock, publisher)
+    ticker, publisher, clock = one_task(db, spec("solo", interval={"seconds": 10}, overlap="skip"))
     ticker.tick(T0 + seconds(10))
     first = publisher.sent[0].task_id
     set_status(db, first, "started")
@@ -208,10 +204,7 @@ def test_overlap_skip_is_decided_by_the_unfinished_execution_in_the_database(
 
 
 def test_overlap_allow_fires_while_running(db: Database) -> None:
-    clock = Clock(T0)
-    put_task(db, spec("many", interval={"seconds": 10}), T0)
-    publisher = FakePublisher()
-    ticker = make_ticker(db, clock, publisher)
+    ticker, publisher, _ = one_task(db, spec("many", interval={"seconds": 10}))
     ticker.tick(T0 + seconds(10))
     set_status(db, publisher.sent[0].task_id, "started")
     ticker.tick(T0 + seconds(20))
@@ -219,10 +212,7 @@ def test_overlap_allow_fires_while_running(db: Database) -> None:
 
 
 def test_a_change_is_picked_up_from_the_change_marker(db: Database) -> None:
-    clock = Clock(T0)
-    put_task(db, spec("edit", interval={"seconds": 10}, args=["old"]), T0)
-    publisher = FakePublisher()
-    ticker = make_ticker(db, clock, publisher)
+    ticker, publisher, _ = one_task(db, spec("edit", interval={"seconds": 10}, args=["old"]))
     ticker.tick(T0 + seconds(10))
     put_task(db, spec("edit", interval={"seconds": 10}, args=["new"]), T0 + seconds(15))
     ticker.tick(T0 + seconds(16))
@@ -233,10 +223,7 @@ def test_a_change_is_picked_up_from_the_change_marker(db: Database) -> None:
 
 
 def test_a_deleted_task_stops_firing_and_leaves_the_cache(db: Database) -> None:
-    clock = Clock(T0)
-    put_task(db, spec("gone", interval={"seconds": 10}), T0)
-    publisher = FakePublisher()
-    ticker = make_ticker(db, clock, publisher)
+    ticker, publisher, _ = one_task(db, spec("gone", interval={"seconds": 10}))
     ticker.tick(T0 + seconds(10))
     delete_task(db, "gone", T0 + seconds(12))
     ticker.tick(T0 + seconds(20))
@@ -430,12 +417,12 @@ def test_a_stale_unpublished_slot_of_a_catchup_once_task_is_sent_once(db: Databa
 
 def test_the_heartbeat_is_written_every_tick_second(db: Database) -> None:
     clock = Clock(T0)
-    ticker = make_ticker(db, clock)
+    ticker = make_ticker(db, clock, name="beat-a")
     ticker.tick(T0)
     ticker.tick(T0 + seconds(2))
     with db.session() as session:
         beat = session.execute(select(BeatHeartbeat)).scalar_one()
-    assert beat.instance == ticker.instance
+    assert (beat.instance, beat.name, beat.wanted_name) == (ticker.instance, "beat-a", None)
     assert beat.last_tick_at == T0 + seconds(2)
 
 

@@ -56,6 +56,7 @@ def seeded(tmp_path: Path, database_url: str) -> str:
                         args=[],
                         kwargs={},
                         queued_at=T0,
+                        finished_at=T0 + dt.timedelta(minutes=i + 1),
                         retries=0,
                     )
                 )
@@ -99,10 +100,13 @@ def test_status_json(seeded: str) -> None:
         "last_status": "failure",
         "skipped_count": 3,
         "missed_count": 0,
+        "last_success_at": "2026-01-05T13:01:00+01:00",
+        "last_failure_at": "2026-01-05T13:02:00+01:00",
+        "consecutive_failures": 1,
     }
     assert "Europe/Berlin" in berlin["schedule"]
     assert berlin["source"].endswith("berlin.yaml:1")
-    assert tasks["every"]["schedule"] == "every 1 hour 30 minutes"
+    assert tasks["every"]["schedule"] == "every 1h30m"
     assert tasks["every"]["enabled"] is False and tasks["every"]["next_run_at"] is None
     assert tasks["alpha"]["last_status"] is None
 
@@ -111,15 +115,17 @@ def test_status_text(seeded: str) -> None:
     result = run("status", "--database-url", seeded)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("Beat heartbeat: ") and lines[0].endswith(" s ago")
+    assert lines.pop(0).startswith("in sync with ")  # the sync line opens it
+    # The seeded heartbeat (of a beat older than the stable names: named by its instance).
+    assert lines[0].startswith("Beats: none alive (is beat running?); not ticking: b1 (")
     assert lines[1] == "3 tasks"
     assert lines[3].split() == [
         "NAME", "TYPE", "SCHEDULE", "ENABLED", "OWNER", "SOURCE", "NEXT", "RUN", "LAST", "QUEUED",
-        "LAST", "STATUS",
+        "LAST", "STATUS", "LAST", "SUCCESS",
     ]  # fmt: skip
     berlin = next(line for line in lines if line.startswith("berlin"))
     assert "2026-01-06 02:30:00 CET" in berlin
-    assert berlin.endswith("failure (3 skipped)")
+    assert berlin.endswith("failure (1 failed in a row, 3 skipped)  2026-01-05 13:01:00 CET")
 
 
 def test_status_of_one_task_and_unknown_names(seeded: str) -> None:
@@ -139,7 +145,10 @@ def test_status_without_beat(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     result = run("status", "--database-url", url)
     assert result.exit_code == 0, result.output
-    assert result.stdout == "Beat heartbeat: none recorded (is beat running?)\n0 tasks\n"
+    assert result.stdout == (
+        "never applied: run 'reconcile' (or 'reconcile watch') on the task files\n"
+        "Beats: none alive (is beat running?)\n0 tasks\n"
+    )
 
 
 def _store_an_older_versions_spec(database_url: str, name: str) -> None:

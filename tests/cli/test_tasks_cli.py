@@ -11,16 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import main
+from tests.demo.test_demo import DEMO_TASKS
 from tests.support import reconcile_argv
-
-DEMO_TASKS = [
-    "app.api.tasks.demo_async_task",
-    "app.api.tasks.demo_dynamic_task",
-    "app.api.tasks.demo_periodic_task",
-    "app.api.tasks.demo_scheduled_task",
-    "app.worker.long_running_task",
-    "app.worker.test_celery",
-]
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ gaps (a crontab that never fires, merge keys, psycopg2 URLs, ``db current``) fol
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -20,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from reconciler.apply import apply_loaded, reconcile
 from reconciler.cli import main
@@ -38,6 +40,11 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 HEAD = "name: {name}\nowner: o\ntype: async\ntask: app.worker.test_celery\n"
+
+
+def stored_tasks(session: Session) -> int:
+    """How many rows the tasks table holds."""
+    return int(session.scalar(select(func.count()).select_from(Task)) or 0)
 
 
 def load(tmp_path: Path, text: str) -> LoadResult:
@@ -297,7 +304,7 @@ def test_apply_refuses_the_issue_files_located_and_writes_nothing(
     db = Database.open(database_url)
     try:
         with db.session() as session:
-            assert session.scalar(select(func.count()).select_from(Task)) == 0
+            assert stored_tasks(session) == 0
     finally:
         db.dispose()
 
@@ -376,7 +383,7 @@ def test_what_the_database_refuses_is_one_line_naming_the_task(
         assert message.startswith("the database refused to store task 'refused': ")
         assert message.endswith("nothing applied, fix the task file")
         with db.session() as session:
-            assert session.scalar(select(func.count()).select_from(Task)) == 0
+            assert stored_tasks(session) == 0
     finally:
         db.dispose()
 
@@ -399,10 +406,14 @@ CREATE TRIGGER refuse_owner BEFORE INSERT OR UPDATE ON tasks
 """
 
 
+def conninfo(url: str) -> str:
+    """The database URL as psycopg takes it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def attempts(url: str) -> int:
     """Rows the tasks table was asked to take (a sequence: rollbacks do not undo it)."""
-    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo) as connection:
+    with psycopg.connect(conninfo(url)) as connection:
         row = connection.execute("SELECT last_value, is_called FROM attempts").fetchone()
     assert row is not None
     return int(row[0]) if row[1] else 0
@@ -411,8 +422,7 @@ def attempts(url: str) -> int:
 def refuse_owners(url: str) -> None:
     """Make the database refuse any task whose owner is 'refused' (and count attempts)."""
     Database.open(url).dispose()
-    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo) as connection:
+    with psycopg.connect(conninfo(url)) as connection:
         connection.execute(ATTEMPTS)  # type: ignore[arg-type]
 
 
@@ -456,9 +466,21 @@ def test_a_refusal_among_many_changes_names_the_refused_task(
             "nothing applied, fix the task file"
         )
         with db.session() as session:
-            assert session.scalar(select(func.count()).select_from(Task)) == 0
+            assert stored_tasks(session) == 0
     finally:
         db.dispose()
+
+
+@contextlib.contextmanager
+def running(daemon: Watcher) -> Iterator[threading.Thread]:
+    """The watch daemon running in a thread, stopped and joined on the way out."""
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        daemon.stop()
+        thread.join(10)
 
 
 @pytest.fixture
@@ -486,9 +508,7 @@ def test_watch_reports_a_refused_state_once_and_waits_for_a_change(
     daemon, tasks = watcher
     (tasks / "a.yaml").write_text(HEAD.format(name="a").replace("owner: o", "owner: refused"))
     caplog.set_level(logging.INFO, logger="reconciler.watch")
-    thread = threading.Thread(target=daemon.run, daemon=True)
-    thread.start()
-    try:
+    with running(daemon) as thread:
         wait_for(lambda: attempts(postgres_url) >= 1, 30, message="first attempt")
         # Many resync intervals and backoff periods later, it has not tried again.
         cycles_then = daemon.cycles
@@ -505,9 +525,6 @@ def test_watch_reports_a_refused_state_once_and_waits_for_a_change(
         (tasks / "a.yaml").write_text(HEAD.format(name="a"))
         wait_for(lambda: daemon.cycles > cycles_then, 30, message="the fixed state applied")
         assert attempts(postgres_url) == 2
-    finally:
-        daemon.stop()
-        thread.join(10)
     assert not thread.is_alive()
 
 
@@ -566,9 +583,7 @@ def test_watch_keeps_running_on_the_year_9999_file(
     daemon = Watcher(
         WatchOptions(tasks_dir=tasks, database_url=sqlite_url, resync_interval=0.1, debounce_ms=20)
     )
-    thread = threading.Thread(target=daemon.run, daemon=True)
-    thread.start()
-    try:
+    with running(daemon) as thread:
         wait_for(
             lambda: any("invalid task files" in r.message for r in caplog.records),
             30,
@@ -577,9 +592,6 @@ def test_watch_keeps_running_on_the_year_9999_file(
         (tasks / "ny.yaml").write_text(HEAD.format(name="ny"))
         wait_for(lambda: daemon.cycles >= 1, 30, message="the fixed file applied")
         assert thread.is_alive()
-    finally:
-        daemon.stop()
-        thread.join(10)
     invalid = [r.message for r in caplog.records if "invalid task files" in r.message]
     assert len(invalid) == 1
     assert "at: 9999-12-31T23:00:00 is out of range" in invalid[0]

@@ -27,7 +27,7 @@ from sqlalchemy import update
 
 from reconciler.apply import reconcile
 from reconciler.cli import main
-from reconciler.core.schedulefields import CRON_FIELDS
+from reconciler.core.cronsyntax import CRON_FIELDS
 from reconciler.files.loader import load_directory
 from reconciler.store import outbox, scheduling
 from reconciler.store.database import Database

@@ -14,6 +14,7 @@ from reconciler.core.redact import (
     redact_field,
     redact_json,
     redact_text,
+    redact_url_credentials,
 )
 
 
@@ -149,3 +150,16 @@ def test_a_definition_shows_its_values_redacted_and_the_rest_as_written() -> Non
     assert redact_field("kwargs", {"api_key": "k"}) == {"api_key": REDACTED}
     assert redact_field("options.queue", "q") == "q"
     assert redact_field("description", "the token: daily") == "the token: daily"
+
+
+def test_url_credentials_in_free_text_are_hidden() -> None:
+    text = "fatal: unable to access 'https://bob:s3cret@git.example.com/x.git/': refused"
+    assert redact_url_credentials(text) == (
+        "fatal: unable to access 'https://***@git.example.com/x.git/': refused"
+    )
+    assert (
+        redact_url_credentials("https://ghp_token@github.com/o/r") == "https://***@github.com/o/r"
+    )
+    assert redact_url_credentials("git@github.com: Permission denied") == (
+        "git@github.com: Permission denied"
+    )

@@ -271,9 +271,10 @@ DESCRIBE_ROWS = [
     ),
     (cron("0 0 1 * 0-6"), "At 00:00, on day 1 of the month (UTC)"),
     (cron("0 0 29 2 *"), "At 00:00, on day 29 of the month, only in February (UTC)"),
-    (task(interval={"hours": 1, "minutes": 30}), "every 1 hour 30 minutes"),
-    (task(interval={"days": 2, "seconds": 1}), "every 2 days 1 second"),
-    (task(interval={"minutes": 1}), "every 1 minute"),
+    (task(interval={"hours": 1, "minutes": 30}), "every 1h30m"),
+    (task(interval={"minutes": 90}), "every 1h30m"),
+    (task(interval="2d1s"), "every 2d1s"),
+    (task(interval={"minutes": 1}), "every 1m"),
     (
         task(type="scheduled", at="2025-12-02T15:00:00", timezone="Europe/Berlin"),
         "once at 2025-12-02 15:00 Europe/Berlin",

@@ -213,7 +213,8 @@ def test_a_real_beat_resolves_from_its_environment_and_the_worker_gets_the_value
     """Beat has the variable, the worker does not: the demo task echoes what it received,
     and the stored row keeps the reference. A task naming an unset variable fails each
     slot with the reason while the other keeps running."""
-    from tests.beat.test_beat_e2e import beat, worker
+    from tests.beat.test_beat_e2e import worker
+    from tests.beatsupport import beat_process as beat
 
     db = Database.open(postgres_url)
     start = dt.datetime.now(dt.UTC)

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from reconciler.core.schedulefields import Crontab, Interval, check_cron_field
+from reconciler.core.cronsyntax import check_cron_field
+from reconciler.core.schedulefields import Crontab, Interval
 from reconciler.core.spec import SCHEDULE_FIELDS, Options, TaskSpec
 from reconciler.core.values import FieldError, describe_value
 
@@ -114,7 +115,7 @@ def test_spec_is_frozen() -> None:
         ("hour", "1-24", "must be 0-23, got 24"),
         ("day_of_month", "0", "must be 1-31, got 0"),
         ("month_of_year", "13", "must be 1-12, got 13"),
-        ("day_of_week", "7", "must be 0-6, got 7"),
+        ("day_of_week", "8", "must be 0-7, got 8"),
         ("minute", "*/0", "step must be at least 1, got 0"),
         ("minute", "5-1", "range 5-1 runs backwards"),
         ("minute", "", "is empty"),

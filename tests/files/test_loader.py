@@ -337,7 +337,7 @@ RULES: list[tuple[str, str, list[str]]] = [
         "unknown field far from any",
         ASYNC + "zzz: 1\n",
         [
-            "5:1: zzz: unknown field (hint: known fields: args, at, catchup, crontab, "
+            "5:1: zzz: unknown field (hint: known fields: alerts, args, at, catchup, crontab, "
             "description, enabled, interval, kwargs, labels, name, options, overlap, owner, "
             "task, timezone, type)"
         ],
@@ -455,26 +455,30 @@ RULES: list[tuple[str, str, list[str]]] = [
         BASE + 'crontab: "0 1 * *"\n',
         [
             "5:10: crontab: needs 5 fields, got 4 in '0 1 * *' "
-            "(hint: minute hour day_of_month month_of_year day_of_week, e.g. '0 9 * * 1')"
+            "(hint: minute hour day_of_month month_of_year day_of_week, e.g. '0 9 * * 1', "
+            "or a macro such as '@daily')"
         ],
     ),
     (
         "crontab mapping fields point at their own lines",
-        BASE + 'crontab:\n  minute: "*/0"\n  hour: 24\n  day_of_week: mon\n  day_of_month: 5-1\n',
+        BASE
+        + 'crontab:\n  minute: "*/0"\n  hour: 24\n  day_of_week: mon-fry\n  day_of_month: 5-1\n',
         [
-            "6:11: crontab.minute: step must be at least 1, got 0",
+            "6:11: crontab.minute: step must be at least 1, got 0 (hint: e.g. '*/5')",
             "7:9: crontab.hour: must be 0-23, got 24",
-            "8:16: crontab.day_of_week: 'mon' is not a cron value "
-            "(hint: use a number, '*', a range 'a-b', a step '*/n' or a list 'a,b')",
-            "9:17: crontab.day_of_month: range 5-1 runs backwards",
+            "8:16: crontab.day_of_week: 'mon-fry': unknown weekday 'fry' "
+            "(hint: MON TUE WED THU FRI SAT SUN or 0-7)",
+            "9:17: crontab.day_of_month: range 5-1 runs backwards (hint: split it: '5-31,1')",
         ],
     ),
     (
-        "crontab day of week 7 and month 0",
-        BASE + "crontab: {day_of_week: 7, month_of_year: 0, day_of_month: ''}\n",
+        "crontab day of week 8 and month 0",
+        BASE + "crontab: {day_of_week: 8, month_of_year: 0, day_of_month: ''}\n",
         [
-            "5:24: crontab.day_of_week: must be 0-6, got 7",
-            "5:42: crontab.month_of_year: must be 1-12, got 0",
+            "5:24: crontab.day_of_week: must be 0-7, got 8 "
+            "(hint: MON TUE WED THU FRI SAT SUN or 0-7)",
+            "5:42: crontab.month_of_year: must be 1-12, got 0 "
+            "(hint: JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC or 1-12)",
             "5:59: crontab.day_of_month: is empty (hint: use '*' for every value)",
         ],
     ),

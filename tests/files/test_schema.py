@@ -13,7 +13,13 @@ from reconciler.celeryapp import load_app, registered_task_names
 from reconciler.cli import main
 from reconciler.core.spec import TaskSpec
 from reconciler.files.loader import check_registered, load_directory
-from reconciler.files.schema import SCHEMA_ID, render, task_schema
+from reconciler.files.schema import (
+    SCHEMA_ID,
+    defaults_schema,
+    render,
+    render_defaults,
+    task_schema,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "schemas" / "task.schema.json"
@@ -100,3 +106,50 @@ def test_examples_cover_every_type_and_schedule_form() -> None:
             else:
                 forms.add("interval" if "interval" in document else document["type"])
     assert forms >= {"async", "scheduled", "crontab string", "crontab mapping", "interval"}
+
+
+def test_schema_takes_names_macros_and_durations_as_the_model_does() -> None:
+    properties = task_schema()["properties"]
+    crontab = re.compile(properties["crontab"]["anyOf"][0]["pattern"])
+    interval = re.compile(properties["interval"]["anyOf"][0]["pattern"])
+    assert {"$ref": "#/$defs/Interval"} in properties["interval"]["anyOf"]
+    base = {"name": "a", "owner": "o", "type": "periodic", "task": "t"}
+    for text in ("0 9 * * MON-FRI", "0 0 * * 7", "@daily", "@Hourly", " @annually "):
+        assert crontab.match(text), text
+        assert TaskSpec.model_validate({**base, "crontab": text}).crontab
+    for text in ("@reboot", "@every 5m", "0 9 * *"):
+        assert not crontab.match(text), text
+    for text in ("90m", "1h30m", "2d", "45s", "26h"):
+        assert interval.match(text), text
+        assert TaskSpec.model_validate({**base, "interval": text}).interval
+    for text in ("1.5h", "90", "30m1h", "2w"):
+        assert not interval.match(text), text
+    hours = task_schema()["$defs"]["Interval"]["properties"]["hours"]
+    assert "maximum" not in hours  # over-full parts are carried, not refused
+
+
+def test_committed_defaults_schema_is_current() -> None:
+    committed = ROOT / "schemas" / "defaults.schema.json"
+    assert committed.read_text(encoding="utf-8") == render_defaults(), (
+        "schemas/defaults.schema.json is stale: run `make schema` and commit it"
+    )
+    result = CliRunner().invoke(main, ["schema", "--document", "defaults"])
+    assert result.exit_code == 0 and result.output == render_defaults()
+
+
+def test_alerts_in_both_schemas() -> None:
+    defaults = defaults_schema()
+    assert defaults["required"] == ["kind"]
+    assert defaults["properties"]["kind"]["const"] == "defaults"
+    assert set(defaults["properties"]) == {"kind", "alerts", "notify"}
+    alerts = task_schema()["$defs"]["Alerts"]
+    assert set(alerts["properties"]) == {
+        "on_failure",
+        "failures_in_a_row",
+        "success_within",
+        "max_duration",
+        "missed",
+    }
+    duration = re.compile(alerts["properties"]["success_within"]["anyOf"][0]["pattern"])
+    assert duration.match("1h30m") and not duration.match("30 minutes")
+    assert all(prop.get("description") for prop in alerts["properties"].values())

@@ -80,13 +80,13 @@ def test_the_task_checks_find_overdue_disabled_and_past_scheduled_tasks(
 
     checks = by_name(sqlite_settings)
     assert list(checks) == [
-        "database", "broker", "workers", "registered", "beat", "overdue", "disabled",
-        "secret_env", "scheduled",
+        "database", "sync", "broker", "workers", "registered", "beat", "watch", "overdue",
+        "queues", "disabled", "secret_env", "scheduled",
     ]  # fmt: skip
     assert {name: c.status for name, c in checks.items()} == {
-        "database": "ok", "broker": "ok", "workers": "warn", "registered": "fail",
-        "beat": "ok", "overdue": "fail", "disabled": "warn", "secret_env": "ok",
-        "scheduled": "warn",
+        "database": "ok", "sync": "warn", "broker": "ok", "workers": "warn", "registered": "fail",
+        "beat": "ok", "watch": "ok", "overdue": "fail", "queues": "ok", "disabled": "warn",
+        "secret_env": "ok", "scheduled": "warn",
     }  # fmt: skip
     assert checks["overdue"].details == ["late: due 5 min ago"]
     assert checks["disabled"].details == ["off (tasks.d/off.yaml:1)"]
@@ -129,13 +129,17 @@ def test_a_stale_or_missing_beat_heartbeat_fails_with_the_command_to_start_beat(
 ) -> None:
     database = Database.open(sqlite_settings.database_url)
     assert by_name(sqlite_settings)["beat"].message == (
-        "no Beat scheduler has ever ticked on this database"
+        "no Beat scheduler is running against this database"
     )
     beat_ticked(database, NOW - dt.timedelta(minutes=3))
     database.dispose()
     beat = by_name(sqlite_settings)["beat"]
-    assert (beat.status, beat.message) == ("fail", "the last Beat tick was 3 min ago")
+    assert (beat.status, beat.message) == (
+        "fail",
+        "no Beat scheduler is alive: the last tick was 3 min ago",
+    )
     assert beat.fix == f"start it: celery -A {APP} beat -S reconciler.beat:DatabaseScheduler"
+    assert beat.details == ["b1: not ticking, last tick 3 min ago (pid 1 on h)"]
 
 
 def test_an_unreachable_database_fails_and_the_checks_that_need_it_are_skipped(
@@ -219,13 +223,14 @@ def test_the_command_prints_marks_and_fixes_and_exits_1_on_a_failure(
     lines = result.output.splitlines()
     assert lines[0].startswith("✓ database    sqlite:///")
     assert "! workers     this broker cannot broadcast" in result.output
-    assert "✗ beat        no Beat scheduler has ever ticked on this database" in result.output
+    assert "✗ beat        no Beat scheduler is running against this database" in result.output
     assert "              fix: start it: celery -A reconciler.demo:app beat" in result.output
-    assert lines[-1] == "1 check(s) failed, 1 warning(s)"
+    assert "! sync        never applied: run 'reconcile'" in result.output
+    assert lines[-1] == "1 check(s) failed, 2 warning(s)"
 
     result = CliRunner().invoke(main, [*args, "--format", "json"])
     assert result.exit_code == 1
     report = json.loads(result.output)
     assert report["ok"] is False
-    assert [c["name"] for c in report["checks"]][:3] == ["database", "broker", "workers"]
+    assert [c["name"] for c in report["checks"]][:3] == ["database", "sync", "broker"]
     assert set(report["checks"][0]) == {"name", "status", "message", "fix", "details"}

@@ -12,10 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,9 +25,9 @@ from benchmarks.services import free_port
 from reconciler.store.database import Database
 from reconciler.store.deadlines import BEAT, SERVE, WATCH
 from reconciler.store.tables import BeatHeartbeat
-from tests.beatsupport import executions, put_task, spec, task_row
+from tests.beatsupport import beat_process, executions, put_task, spec, task_row
 from tests.factories import write_tasks
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import FaultProxy, through
 from tests.support import Process, reconcile_argv, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -40,20 +38,9 @@ SLACK = 2.5
 
 
 @pytest.fixture
-def direct(postgres_url: str) -> Iterator[Database]:
-    database = Database.open(postgres_url)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def proxy() -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", 5432) as running:
-        yield running
-
-
-def through(url: str, proxy: FaultProxy) -> str:
-    return make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
+def direct(postgres_db: Database) -> Database:
+    """The store on PostgreSQL, not through the proxy."""
+    return postgres_db
 
 
 def stop_within(process: Process, seconds: float) -> float:
@@ -65,6 +52,13 @@ def stop_within(process: Process, seconds: float) -> float:
     except subprocess.TimeoutExpired:
         raise AssertionError(f"still running {seconds + 3} s after SIGTERM") from None
     return time.monotonic() - started
+
+
+def stops_in_time(process: Process, name: str, while_: str) -> None:
+    """SIGTERM stops ``process`` within ``STOP_WITHIN`` seconds (the time is printed)."""
+    took = stop_within(process, STOP_WITHIN)
+    print(f"{name} stopped {took:.2f} s after SIGTERM, {while_}")
+    assert took <= STOP_WITHIN
 
 
 def logged_within(process: Process, line: str, seconds: float) -> float:
@@ -102,9 +96,7 @@ def test_watch_logs_a_stalled_database_once_recovers_and_stops_on_sigterm(
         wait_for(lambda: "database is reachable again" in proc.output(), 10, message="recovery")
         proxy.pause("down")
         in_a_wait(proxy)
-        took = stop_within(proc, STOP_WITHIN)
-        print(f"watch stopped {took:.2f} s after SIGTERM, the database not answering")
-        assert took <= STOP_WITHIN
+        stops_in_time(proc, "watch", "the database not answering")
         assert proc.popen.returncode == 0
     assert "Traceback" not in proc.output()
 
@@ -113,12 +105,8 @@ def test_watch_logs_a_stalled_database_once_recovers_and_stops_on_sigterm(
 
 
 def beat(tmp_path: Path, database_url: str, redis_url: str, label: str) -> Process:
-    argv = [
-        sys.executable, "-m", "celery", "-A", "reconciler.demo:app", "beat",
-        "-S", "reconciler.beat:DatabaseScheduler", "-l", "info",
-    ]  # fmt: skip
     env = {"RECONCILER_DATABASE_URL": database_url, "RECONCILER_BROKER_URL": redis_url}
-    return Process(argv, tmp_path / f"{label}.log", env=env, cwd=tmp_path)
+    return beat_process(tmp_path, env, label)
 
 
 def heartbeats(database: Database) -> list[str]:
@@ -153,9 +141,7 @@ def test_beat_logs_a_stalled_database_once_keeps_ticking_and_stops_on_sigterm(
         wait_for(lambda: "beat: database is back" in proc.output(), 5, message="back")
         proxy.pause("down")
         in_a_wait(proxy)
-        took = stop_within(proc, STOP_WITHIN)
-        print(f"beat stopped {took:.2f} s after SIGTERM, the database not answering")
-        assert took <= STOP_WITHIN
+        stops_in_time(proc, "beat", "the database not answering")
     assert "Traceback" not in proc.output()
 
 
@@ -261,9 +247,7 @@ def test_serve_answers_503_within_its_deadline_recovers_and_stops_on_sigterm(
         in_flight = threading.Thread(target=lambda: _answers(f"{base}/api/v1/tasks/"))
         in_flight.start()
         in_a_wait(proxy)
-        took = stop_within(proc, STOP_WITHIN)
-        print(f"serve stopped {took:.2f} s after SIGTERM, a request waiting on the database")
-        assert took <= STOP_WITHIN
+        stops_in_time(proc, "serve", "a request waiting on the database")
         in_flight.join(10)
     assert "Traceback" not in proc.output()
 

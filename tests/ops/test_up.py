@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from benchmarks.services import free_port
 from reconciler.ops.up import ChildSpec, Supervisor, UpOptions, child_env, plan_children
 from reconciler.settings import Settings
 from tests.mounts import fill, remount, tmpfs
@@ -126,15 +126,9 @@ def successes(tmp_path: Path) -> int:
 
 @pytest.mark.e2e
 def test_up_runs_everything_on_the_embedded_defaults_and_stops_cleanly(tmp_path: Path) -> None:
-    (tmp_path / "tasks.d").mkdir()
-    (tmp_path / "tasks.d" / "tick.yaml").write_text(TICK)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RECONCILER_")}
+    tick_tasks(tmp_path)
     log = tmp_path / "up.log"
-    process = subprocess.Popen(
-        [*reconcile_argv("up", "--port", "0")],
-        cwd=tmp_path, env={**env, "PYTHONUNBUFFERED": "1"},
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    process = start_up(tmp_path, 0, log)
     try:
         wait_for(lambda: successes(tmp_path) >= 3, 20, interval=0.2,
                  message="three runs of the interval task")  # fmt: skip
@@ -150,9 +144,7 @@ def test_up_runs_everything_on_the_embedded_defaults_and_stops_cleanly(tmp_path:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        reap(process)
     output = log.read_text()
     assert "watch  | " in output and "beat   | " in output and "worker | " in output
     assert output.rstrip().endswith("up     | stopped")
@@ -167,10 +159,18 @@ def clean_env() -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def tick_tasks(directory: Path) -> None:
+    """``directory/tasks.d`` holding the interval task ``tick``."""
+    (directory / "tasks.d").mkdir()
+    (directory / "tasks.d" / "tick.yaml").write_text(TICK)
+
+
+def reap(process: subprocess.Popen[bytes], tree: Iterable[psutil.Process] = ()) -> None:
+    """Kill ``process`` if it still runs, then whatever is left of ``tree``."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    kill_all(tree)
 
 
 def start_up(directory: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -214,8 +214,7 @@ def kill_all(processes: Iterable[psutil.Process]) -> None:
 
 @pytest.mark.e2e
 def test_kill_9_of_up_leaves_no_child_alive_and_the_next_up_starts(tmp_path: Path) -> None:
-    (tmp_path / "tasks.d").mkdir()
-    (tmp_path / "tasks.d" / "tick.yaml").write_text(TICK)
+    tick_tasks(tmp_path)
     port = free_port()
     first = start_up(tmp_path, port, tmp_path / "first.log")
     tree: list[psutil.Process] = []
@@ -261,10 +260,7 @@ def test_kill_9_of_up_leaves_no_child_alive_and_the_next_up_starts(tmp_path: Pat
                 second.kill()
                 second.wait()
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-        kill_all(tree)
+        reap(first, tree)
     output = (tmp_path / "first.log").read_text()
     assert "lifeline | process" in output and "its children are stopped" in output
     assert "Traceback" not in (tmp_path / "second.log").read_text()
@@ -298,10 +294,7 @@ def test_watchdog_kills_a_child_that_ignores_the_parent_death_signal(tmp_path: P
         wait_for(lambda: not alive(tree), 10, interval=0.1,
                  message=f"the stubborn child and its child to end: {alive(tree)}")  # fmt: skip
     finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
-        kill_all(tree)
+        reap(parent, tree)
     assert "its children are stopped (1 killed after 1 s)" in log.read_text()
 
 
@@ -354,8 +347,7 @@ def test_up_on_a_full_state_directory_says_so_in_one_line(tmp_path: Path) -> Non
 
 @pytest.mark.e2e
 def test_up_keeps_running_through_a_full_disk_under_its_state(tmp_path: Path) -> None:
-    (tmp_path / "tasks.d").mkdir()
-    (tmp_path / "tasks.d" / "tick.yaml").write_text(TICK)
+    tick_tasks(tmp_path)
     log = tmp_path / "up.log"
     with tmpfs(tmp_path / ".reconciler", 8192) as state:
         up = start_up(tmp_path, 0, log)
@@ -380,9 +372,6 @@ def test_up_keeps_running_through_a_full_disk_under_its_state(tmp_path: Path) ->
             up.send_signal(signal.SIGTERM)
             assert up.wait(40) == 0
         finally:
-            if up.poll() is None:
-                up.kill()
-                up.wait()
-            kill_all(tree)
+            reap(up, tree)
     output = log.read_text()
     assert "exited unexpectedly" not in output and "Traceback" not in output

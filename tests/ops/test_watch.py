@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
@@ -15,6 +16,7 @@ from sqlalchemy.engine import make_url
 from reconciler.ops.watch import Watcher, WatchOptions
 from reconciler.store.database import Database
 from reconciler.store.tables import ApplyRecord, Task
+from tests.conftest import opened
 from tests.factories import task_yaml, write_tasks
 from tests.support import Process, TcpProxy, reconcile_argv, wait_for
 from tests.test_apply import git
@@ -38,19 +40,25 @@ def names(db: Database) -> dict[str, str]:
 
 @pytest.fixture
 def sqlite_db(sqlite_url: str) -> Iterator[Database]:
-    db = Database.open(sqlite_url)
-    yield db
-    db.dispose()
+    yield from opened(sqlite_url)
+
+
+@contextlib.contextmanager
+def watching(tmp_path: Path, db: Database, url: str, *extra: str) -> Iterator[tuple[Path, Process]]:
+    """``reconcile watch`` on a tasks directory of task ``a``: the directory and the
+    process, once ``a`` is applied."""
+    tasks = tmp_path / "tasks.d"
+    write_tasks(tasks, ["a"])
+    with watch(tmp_path, tasks, url, *extra) as proc:
+        wait_for(lambda: names(db) == {"a": "1"}, 30, message="first apply")
+        yield tasks, proc
 
 
 @pytest.mark.e2e
 def test_applies_at_start_and_on_change_and_stops_on_sigterm(
     tmp_path: Path, sqlite_url: str, sqlite_db: Database
 ) -> None:
-    tasks = tmp_path / "tasks.d"
-    write_tasks(tasks, ["a"])
-    with watch(tmp_path, tasks, sqlite_url) as proc:
-        wait_for(lambda: names(sqlite_db) == {"a": "1"}, 30, message="first apply")
+    with watching(tmp_path, sqlite_db, sqlite_url) as (tasks, proc):
         write_tasks(tasks, ["b"])
         wait_for(lambda: names(sqlite_db) == {"a": "1", "b": "1"}, 30, message="b applied")
         wait_for(lambda: "applied: 1 created (b); 1 unchanged, in " in proc.output(), 10)
@@ -67,10 +75,7 @@ def test_applies_at_start_and_on_change_and_stops_on_sigterm(
 def test_invalid_state_keeps_the_last_good_one_and_the_next_valid_is_applied(
     tmp_path: Path, sqlite_url: str, sqlite_db: Database
 ) -> None:
-    tasks = tmp_path / "tasks.d"
-    write_tasks(tasks, ["a"])
-    with watch(tmp_path, tasks, sqlite_url) as proc:
-        wait_for(lambda: names(sqlite_db) == {"a": "1"}, 30)
+    with watching(tmp_path, sqlite_db, sqlite_url) as (tasks, proc):
         # One "commit": a valid edit of a, plus a broken new file.
         (tasks / "a.yaml").write_text(task_yaml("a", crontab="0 5 * * *"))
         (tasks / "b.yaml").write_text(task_yaml("b", crontab="61 * * * *"))
@@ -85,10 +90,7 @@ def test_invalid_state_keeps_the_last_good_one_and_the_next_valid_is_applied(
 
 @pytest.mark.e2e
 def test_resync_reverts_drift(tmp_path: Path, sqlite_url: str, sqlite_db: Database) -> None:
-    tasks = tmp_path / "tasks.d"
-    write_tasks(tasks, ["a"])
-    with watch(tmp_path, tasks, sqlite_url, "--resync-interval", "0.5"):
-        wait_for(lambda: names(sqlite_db) == {"a": "1"}, 30)
+    with watching(tmp_path, sqlite_db, sqlite_url, "--resync-interval", "0.5"):
         with sqlite_db.session() as session:
             session.execute(update(Task).where(Task.name == "a").values(enabled=False))
 
@@ -102,28 +104,22 @@ def test_resync_reverts_drift(tmp_path: Path, sqlite_url: str, sqlite_db: Databa
 @pytest.mark.e2e
 @pytest.mark.postgres
 def test_survives_the_database_going_away_and_applies_the_pending_change(
-    tmp_path: Path, postgres_url: str
+    tmp_path: Path, postgres_url: str, postgres_db: Database
 ) -> None:
-    direct = Database.open(postgres_url)
+    direct = postgres_db
     target = make_url(postgres_url)
-    tasks = tmp_path / "tasks.d"
-    write_tasks(tasks, ["a"])
-    try:
-        with TcpProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
-            proxied = target.set(port=proxy.port).render_as_string(hide_password=False)
-            with watch(tmp_path, tasks, proxied, "--max-backoff", "1") as proc:
-                wait_for(lambda: names(direct) == {"a": "1"}, 30, message="first apply")
-                proxy.cut()
-                write_tasks(tasks, ["b"])
-                wait_for(lambda: "database unavailable, retrying" in proc.output(), 30)
-                assert names(direct) == {"a": "1"}
-                proxy.restore()
-                wait_for(lambda: names(direct) == {"a": "1", "b": "1"}, 30, message="after outage")
-                wait_for(lambda: "database is reachable again" in proc.output(), 10)
-                assert proc.output().count("database unavailable, retrying") == 1
-                assert proc.popen.poll() is None
-    finally:
-        direct.dispose()
+    with TcpProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
+        proxied = target.set(port=proxy.port).render_as_string(hide_password=False)
+        with watching(tmp_path, direct, proxied, "--max-backoff", "1") as (tasks, proc):
+            proxy.cut()
+            write_tasks(tasks, ["b"])
+            wait_for(lambda: "database unavailable, retrying" in proc.output(), 30)
+            assert names(direct) == {"a": "1"}
+            proxy.restore()
+            wait_for(lambda: names(direct) == {"a": "1", "b": "1"}, 30, message="after outage")
+            wait_for(lambda: "database is reachable again" in proc.output(), 10)
+            assert proc.output().count("database unavailable, retrying") == 1
+            assert proc.popen.poll() is None
 
 
 @pytest.mark.e2e

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from reconciler.errors import DatabaseUnavailable, LockTimeout
 from reconciler.store import scheduling, stall
@@ -21,17 +19,7 @@ from reconciler.store import tasks as store
 from reconciler.store.database import Database
 from reconciler.store.deadlines import BEAT, COMMAND, ROLES, SERVE, WATCH, Deadlines
 from reconciler.store.reads.reader import for_reading, read
-from tests.faultproxy import FaultProxy
-
-
-def through(url: str, proxy: FaultProxy) -> str:
-    return make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
-
-
-@pytest.fixture
-def proxy() -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", 5432) as running:
-        yield running
+from tests.faultproxy import FaultProxy, through
 
 
 @pytest.mark.postgres

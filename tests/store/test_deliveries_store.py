@@ -6,6 +6,7 @@ worker starts it: whether the delivery may run, and what the row says afterwards
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -27,7 +28,7 @@ from reconciler.store.deliveries import (
 )
 from reconciler.store.executions import LOST_REASON
 from reconciler.store.tables import TaskExecution
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import FaultProxy, through
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 ID = "0b7c8d2e-0000-4000-8000-0000000000c1"
@@ -178,64 +179,57 @@ def test_of_simultaneous_deliveries_exactly_one_claims(postgres_url: str) -> Non
     database.dispose()
 
 
-def proxied(postgres_url: str, proxy: FaultProxy) -> str:
-    port = postgres_url.rsplit(":", 1)[1].split("/", 1)[0]
-    return postgres_url.replace(f":{port}/", f":{proxy.port}/")
-
-
-def postgres_port(postgres_url: str) -> int:
-    return int(postgres_url.rsplit(":", 1)[1].split("/", 1)[0])
+@contextlib.contextmanager
+def claims_through(proxy: FaultProxy, postgres_url: str) -> Iterator[DeliveryClaims]:
+    """A worker's claims over ``proxy``, each waiting 1.5 s for an answer at most."""
+    claims = DeliveryClaims(through(postgres_url, proxy), wait=1.5)
+    try:
+        yield claims
+    finally:
+        claims.close()
 
 
 @pytest.mark.postgres
-def test_a_stalled_database_bounds_the_wait_and_claims_resume_after(postgres_url: str) -> None:
-    database = Database.open(postgres_url)
-    put_row(database, "pending")
-    with FaultProxy("127.0.0.1", postgres_port(postgres_url)) as proxy:
-        claims = DeliveryClaims(proxied(postgres_url, proxy), wait=1.5)
-        try:
-            # Connected, and the claim prepared on the server (for these parameter types).
-            warm_up = Delivery("warm-up", 0, False)
-            assert claims.claim(warm_up).outcome == UNRECORDED
-            proxy.pause("down")  # the server gets the claim; its answer never comes back
-            began = time.monotonic()
-            first = claims.claim(delivery())
-            waited = time.monotonic() - began
-            began = time.monotonic()
-            second = claims.claim(delivery())
-            second_waited = time.monotonic() - began
-            assert (first.outcome, second.outcome) == (UNAVAILABLE, UNAVAILABLE)
-            assert first.reason is not None and "no answer" in first.reason
-            assert 1.0 <= waited < 3.0
-            assert second_waited < 0.1  # the stall is known: the next claim does not wait
-            proxy.resume()
-            # The server ran the first claim: once claims resume, they see it started.
-            deadline = time.monotonic() + 10
-            while (outcome := claims.claim(delivery()).outcome) == UNAVAILABLE:
-                assert time.monotonic() < deadline, "claims did not resume"
-                time.sleep(0.05)
-            assert outcome == DUPLICATE
-        finally:
-            claims.close()
-    after = row(database)
+def test_a_stalled_database_bounds_the_wait_and_claims_resume_after(
+    postgres_url: str, postgres_db: Database, proxy: FaultProxy
+) -> None:
+    put_row(postgres_db, "pending")
+    with claims_through(proxy, postgres_url) as claims:
+        # Connected, and the claim prepared on the server (for these parameter types).
+        warm_up = Delivery("warm-up", 0, False)
+        assert claims.claim(warm_up).outcome == UNRECORDED
+        proxy.pause("down")  # the server gets the claim; its answer never comes back
+        began = time.monotonic()
+        first = claims.claim(delivery())
+        waited = time.monotonic() - began
+        began = time.monotonic()
+        second = claims.claim(delivery())
+        second_waited = time.monotonic() - began
+        assert (first.outcome, second.outcome) == (UNAVAILABLE, UNAVAILABLE)
+        assert first.reason is not None and "no answer" in first.reason
+        assert 1.0 <= waited < 3.0
+        assert second_waited < 0.1  # the stall is known: the next claim does not wait
+        proxy.resume()
+        # The server ran the first claim: once claims resume, they see it started.
+        deadline = time.monotonic() + 10
+        while (outcome := claims.claim(delivery()).outcome) == UNAVAILABLE:
+            assert time.monotonic() < deadline, "claims did not resume"
+            time.sleep(0.05)
+        assert outcome == DUPLICATE
+    after = row(postgres_db)
     assert (after.claimed_attempt, after.duplicates) == (0, 1)
-    database.dispose()
 
 
 @pytest.mark.postgres
-def test_a_refusal_whose_count_gets_no_answer_is_still_a_refusal(postgres_url: str) -> None:
-    database = Database.open(postgres_url)
-    put_row(database, "started")
-    with FaultProxy("127.0.0.1", postgres_port(postgres_url)) as proxy:
-        claims = DeliveryClaims(proxied(postgres_url, proxy), wait=1.5)
-        try:
-            claims.start()
-            stalled = proxy.pause_after(b"SET duplicates", "down")
-            result = claims.claim(delivery())
-            assert stalled.is_set()
-            assert (result.outcome, result.status) == (DUPLICATE, None)
-            assert result.reason is not None and "no answer" in result.reason
-        finally:
-            claims.close()
-    assert row(database).duplicates == 1  # the server counted it; only the answer was lost
-    database.dispose()
+def test_a_refusal_whose_count_gets_no_answer_is_still_a_refusal(
+    postgres_url: str, postgres_db: Database, proxy: FaultProxy
+) -> None:
+    put_row(postgres_db, "started")
+    with claims_through(proxy, postgres_url) as claims:
+        claims.start()
+        stalled = proxy.pause_after(b"SET duplicates", "down")
+        result = claims.claim(delivery())
+        assert stalled.is_set()
+        assert (result.outcome, result.status) == (DUPLICATE, None)
+        assert result.reason is not None and "no answer" in result.reason
+    assert row(postgres_db).duplicates == 1  # the server counted it; only the answer was lost

@@ -6,11 +6,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
 
 from reconciler.store import leases, outbox, scheduling
 from reconciler.store.database import Database
-from reconciler.store.tables import BeatHeartbeat
 from tests.beatsupport import at, delete_task, executions, put_task, spec, task_row, wait_lapsed
 
 T0 = at("2026-01-05T10:00:00Z")
@@ -228,19 +226,6 @@ def test_two_beats_taking_over_at_once_never_both_get_a_row(postgres_url: str) -
         assert taken(db, leases.Lease("beat-d", 10)) == []
     finally:
         db.dispose()
-
-
-def test_the_heartbeat_is_one_row_per_beat_updated_in_place(db: Database) -> None:
-    with db.session() as session:
-        scheduling.heartbeat(session, "beat-1", "host", 10, T0, T0)
-    with db.session() as session:
-        scheduling.heartbeat(session, "beat-1", "host", 10, T0, T0 + seconds(5))
-        scheduling.heartbeat(session, "beat-2", "host", 11, T0, T0 + seconds(1))
-    with db.session() as session:
-        beats = {
-            b.instance: b.last_tick_at for b in session.execute(select(BeatHeartbeat)).scalars()
-        }
-    assert beats == {"beat-1": T0 + seconds(5), "beat-2": T0 + seconds(1)}
 
 
 def test_changes_are_read_by_the_marker(db: Database) -> None:

@@ -7,6 +7,7 @@ real worker.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -61,20 +62,43 @@ def test_arguments_keep_json_and_turn_the_rest_into_reprs() -> None:
     assert tracking.describe_error(KeyError()) == "KeyError"
 
 
+def add_rows(url: str, *rows: Task | TaskExecution) -> None:
+    database = Database.open(url)
+    with database.session() as session:
+        session.add_all(rows)
+    database.dispose()
+
+
+def managed(name: str, args: list[Any], deleted_at: dt.datetime | None = None) -> Task:
+    """The row of managed task ``name`` (Celery task ``t.<name>``)."""
+    celery_name = f"t.{name}"
+    return Task(
+        name=name, owner="ops", type="async", task=celery_name,
+        spec={"name": name, "task": celery_name, "args": args, "kwargs": {}},
+        content_hash="0" * 64, created_at=T0, updated_at=T0, deleted_at=deleted_at,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def one_task_app(name: str, returns: int, database_url: str) -> Iterator[Celery]:
+    """An app whose one task ``t.<name>`` returns ``returns``, tracked into ``database_url``."""
+    celery = Celery(name, broker="memory://", set_as_current=False)
+    celery.conf.task_ignore_result = True
+
+    @celery.task(name=f"t.{name}", shared=False)
+    def task() -> int:
+        return returns
+
+    tracking.install(celery, database_url=database_url)
+    try:
+        yield celery
+    finally:
+        tracking.uninstall(celery)
+
+
 @pytest.fixture
 def app(sqlite_url: str) -> Iterator[Celery]:
-    database = Database.open(sqlite_url)
-    with database.session() as session:
-        for name, celery_name in (("report", "t.report"), ("old", "t.old")):
-            session.add(
-                Task(
-                    name=name, owner="ops", type="async", task=celery_name,
-                    spec={"name": name, "task": celery_name, "args": [], "kwargs": {}},
-                    content_hash="0" * 64, created_at=T0, updated_at=T0,
-                    deleted_at=T0 if name == "old" else None,
-                )
-            )  # fmt: skip
-    database.dispose()
+    add_rows(sqlite_url, managed("report", []), managed("old", [], deleted_at=T0))
     celery = Celery("tracking-test", broker="memory://", set_as_current=False)
     celery.conf.update(task_ignore_result=True, broker_connection_retry_on_startup=True)
 
@@ -157,20 +181,10 @@ def test_a_database_that_is_away_is_logged_and_never_fails_the_task(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("reconciler.tracking.writer.RETRY_FOR", 0.3)
-    celery = Celery("away", broker="memory://", set_as_current=False)
-    celery.conf.task_ignore_result = True
-
-    @celery.task(name="t.away", shared=False)
-    def away() -> int:
-        return 42
-
-    tracking.install(celery, database_url="postgresql://nobody@127.0.0.1:1/nothing")
-    try:
-        with caplog.at_level(logging.WARNING, logger="reconciler.tracking"):
-            result = celery.tasks["t.away"].apply(task_id="away-1")
-            assert tracking.install(celery).flush(10)
-    finally:
-        tracking.uninstall(celery)
+    away = one_task_app("away", 42, "postgresql://nobody@127.0.0.1:1/nothing")
+    with away as celery, caplog.at_level(logging.WARNING, logger="reconciler.tracking"):
+        result = celery.tasks["t.away"].apply(task_id="away-1")
+        assert tracking.install(celery).flush(10)
     assert result.get() == 42
     messages = [record.getMessage() for record in caplog.records]
     assert any("cannot write to the database" in message for message in messages)
@@ -181,20 +195,10 @@ def test_an_embedded_database_that_does_not_exist_is_not_created(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    celery = Celery("nowhere", broker="memory://", set_as_current=False)
-    celery.conf.task_ignore_result = True
-
-    @celery.task(name="t.nowhere", shared=False)
-    def nowhere() -> int:
-        return 1
-
-    tracking.install(celery, database_url="sqlite:///.reconciler/state.db")
-    try:
-        with caplog.at_level(logging.WARNING, logger="reconciler.tracking"):
-            assert celery.tasks["t.nowhere"].apply(task_id="n-1").get() == 1
-            assert tracking.install(celery).flush(10)
-    finally:
-        tracking.uninstall(celery)
+    nowhere = one_task_app("nowhere", 1, "sqlite:///.reconciler/state.db")
+    with nowhere as celery, caplog.at_level(logging.WARNING, logger="reconciler.tracking"):
+        assert celery.tasks["t.nowhere"].apply(task_id="n-1").get() == 1
+        assert tracking.install(celery).flush(10)
     assert not (tmp_path / ".reconciler").exists()
     assert "the database .reconciler/state.db does not exist" in caplog.text
 
@@ -206,31 +210,20 @@ SCHEDULED = {Header.TRIGGER: "schedule"}
 
 def scheduled_row(url: str, celery_task_id: str, status: str = "pending") -> None:
     """The row as beat writes it before it publishes the message (task ``counted``)."""
-    database = Database.open(url)
-    with database.session() as session:
-        session.add(
-            TaskExecution(
-                task_name="counted", celery_task_id=celery_task_id, trigger="schedule",
-                scheduled_for=T0, status=status, queued_at=T0, args=[1], kwargs={},
-                started_at=None if status == "pending" else T0,
-                finished_at=T0 if status == "success" else None,
-            )
-        )  # fmt: skip
-    database.dispose()
+    add_rows(
+        url,
+        TaskExecution(
+            task_name="counted", celery_task_id=celery_task_id, trigger="schedule",
+            scheduled_for=T0, status=status, queued_at=T0, args=[1], kwargs={},
+            started_at=None if status == "pending" else T0,
+            finished_at=T0 if status == "success" else None,
+        ),
+    )  # fmt: skip
 
 
 def add_counted_task(url: str) -> None:
     """The managed task ``counted`` (Celery task ``t.counted``)."""
-    database = Database.open(url)
-    with database.session() as session:
-        session.add(
-            Task(
-                name="counted", owner="ops", type="async", task="t.counted",
-                spec={"name": "counted", "task": "t.counted", "args": [1], "kwargs": {}},
-                content_hash="0" * 64, created_at=T0, updated_at=T0,
-            )
-        )  # fmt: skip
-    database.dispose()
+    add_rows(url, managed("counted", [1]))
 
 
 @pytest.fixture

@@ -25,13 +25,7 @@ from reconciler.web.server import check_bind, is_loopback
 from reconciler.web.tokens import TokenSet
 from tests.support import Process, reconcile_argv, wait_for
 from tests.webseed import TOKENS, backend_url, seed_standard, seeded_state, tokens_yaml
-
-
-def healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+from tests.webserve import healthy, serving
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         with database.session() as session:
             ids = seed_standard(session)
         database.dispose()
-        port = free_port()
-        argv = reconcile_argv(
-            "serve", "--database-url", url, "--port", str(port), "--tokens-file", str(tokens)
-        )
-        with Process(argv, directory / "serve.log") as process:
-            base = f"http://127.0.0.1:{port}"
-            try:
-                wait_for(lambda: healthy(base), 30, message="serve to answer")  # noqa: B023
-            except AssertionError:
-                raise AssertionError(process.output()) from None
+        with serving(url, directory / "serve.log", "--tokens-file", str(tokens)) as (base, _):
             yield base, ids
 
 
@@ -194,16 +179,8 @@ def test_workers_serve_and_stop_on_sigterm(tmp_path: Path) -> None:
     line (a relative tokens path too), and SIGTERM to the server stops all of them."""
     (tmp_path / "tokens.yaml").write_text(tokens_yaml())
     url = seeded_state(tmp_path)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    argv = reconcile_argv(
-        "serve", "--database-url", url, "--port", str(port), "--tokens-file", "tokens.yaml"
-    )
-    with Process([*argv, "--workers", "2"], tmp_path / "serve.log", cwd=tmp_path) as process:
-        try:
-            wait_for(lambda: healthy(base), 30, message="serve --workers 2 to answer")
-        except AssertionError:
-            raise AssertionError(process.output()) from None
+    options = ("--tokens-file", "tokens.yaml", "--workers", "2")
+    with serving(url, tmp_path / "serve.log", *options, cwd=tmp_path) as (base, process):
         for _ in range(10):  # new connections each time, spread over the workers
             assert get(base, "/api/v1/tasks/daily-report", "alice").status_code == 200
             assert get(base, "/api/v1/tasks/daily-report", "olga").status_code == 404

@@ -15,9 +15,9 @@ import pytest
 from benchmarks.services import free_port
 from reconciler.errors import UsageError
 from reconciler.web.server import resolve_allowed_hosts
-from tests.support import Process, reconcile_argv, wait_for
-from tests.web.test_serve import healthy, run_serve
+from tests.web.test_serve import run_serve
 from tests.webseed import seeded_state
+from tests.webserve import serving
 
 
 @pytest.fixture(scope="module")
@@ -26,28 +26,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
     on the command line, a wildcard in the environment, short header and idle timeouts."""
     directory = tmp_path_factory.mktemp("guard")
     url = seeded_state(directory)
-    port = free_port()
-    argv = reconcile_argv(
-        "serve",
-        "--database-url",
-        url,
-        "--port",
-        str(port),
-        "--allowed-host",
-        "reconciler.example.com",
-        "--header-timeout",
-        "1",
-        "--keep-alive-timeout",
-        "1",
-    )
+    options: tuple[str, ...] = ("--allowed-host", "reconciler.example.com")
+    options += ("--header-timeout", "1", "--keep-alive-timeout", "1")
     env = {"RECONCILER_ALLOWED_HOSTS": "*.corp.example, other.example"}
-    with Process(argv, directory / "serve.log", env=env) as process:
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(lambda: healthy(base), 30, message="serve to answer")
-        except AssertionError:
-            raise AssertionError(process.output()) from None
-        yield base, port
+    with serving(url, directory / "serve.log", *options, env=env) as (base, _):
+        yield base, int(base.rsplit(":", 1)[1])
 
 
 def test_without_tokens_only_loopback_and_allowed_names_are_answered(
@@ -235,26 +218,10 @@ def test_workers_keep_the_host_rule_and_the_header_deadline(tmp_path: Path) -> N
     """With ``--workers 2`` each worker process builds its app from the environment: the
     same allowed names and header timeout as the command line."""
     url = seeded_state(tmp_path)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    argv = reconcile_argv(
-        "serve",
-        "--database-url",
-        url,
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--allowed-host",
-        "reconciler.example.com",
-        "--header-timeout",
-        "1",
-    )
-    with Process(argv, tmp_path / "serve.log", cwd=tmp_path) as process:
-        try:
-            wait_for(lambda: healthy(base), 30, message="serve --workers 2 to answer")
-        except AssertionError:
-            raise AssertionError(process.output()) from None
+    options: tuple[str, ...] = ("--workers", "2", "--allowed-host", "reconciler.example.com")
+    options += ("--header-timeout", "1")
+    with serving(url, tmp_path / "serve.log", *options, cwd=tmp_path) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
         for _ in range(6):  # new connections each time, spread over the workers
             allowed = httpx.get(f"{base}/api/v1/tasks/", headers={"Host": "reconciler.example.com"})
             assert allowed.status_code == 200

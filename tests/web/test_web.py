@@ -174,6 +174,9 @@ def test_one_task_and_its_status(client: TestClient, ids: dict[str, int]) -> Non
         "last_finished_at": "2025-01-01T13:00:03+00:00",
         "last_execution_id": ids["failed"],
         "next_run": "2025-01-02T00:00:00+00:00",
+        "last_success_at": "2025-01-01T12:00:03+00:00",
+        "last_failure_at": "2025-01-01T13:00:03+00:00",
+        "consecutive_failures": 1,
     }
     assert client.get("/api/v1/tasks/nope").status_code == 404
     assert client.get("/api/v1/tasks/nope/status").status_code == 404
@@ -399,7 +402,7 @@ def test_every_query_parameter_a_route_reads_is_in_the_openapi_document(
         [*listed, "status", "since", "until"]
     )
     assert documented("/api/v1/executions") == sorted([*listed, "task", "status", "since", "until"])
-    assert documented("/api/v1/applies") == ["cursor", "limit"]
+    assert documented("/api/v1/applies") == ["cursor", "limit", "outcome"]
     limit = next(p for p in paths["/api/v1/tasks/"]["get"]["parameters"] if p["name"] == "limit")
     assert limit["schema"]["maximum"] == 500 and limit["schema"]["default"] == 50
 
@@ -456,7 +459,8 @@ def test_healthz_metrics_and_page(client: TestClient, ids: dict[str, int]) -> No
     assert 'reconciler_executions{status="started",task="ops-cleanup"} 1.0' in text
     assert 'reconciler_tasks{enabled="false",type="async"} 1.0' in text
     assert 'reconciler_tasks{enabled="true",type="periodic"} 2.0' in text
-    assert 'reconciler_beat_heartbeat_age_seconds{hostname="host",instance="beat-1"}' in text
+    assert 'reconciler_beat_heartbeat_age_seconds{beat="beat-1"}' in text
+    assert "reconciler_beats_alive 0.0" in text
     assert "reconciler_last_apply_timestamp_seconds 1.7357508e+09" in text
     assert 'reconciler_last_apply_tasks{change="deleted"} 1.0' in text
     page = client.get("/")

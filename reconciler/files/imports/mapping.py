@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.core.schedulefields import CRON_FIELDS, check_cron_field
+from reconciler.core.cronsyntax import CRON_FIELDS, check_cron_field
 from reconciler.files.imports.names import slugify
 from reconciler.files.imports.source import json_type
 from reconciler.vocabulary import TaskType

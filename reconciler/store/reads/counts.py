@@ -1,13 +1,18 @@
 """The counts ``/metrics`` reads at scrape time: executions, duplicate deliveries, tasks,
-beat's heartbeats and the last apply."""
+the heartbeats of beats and watch loops, and the last apply."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from reconciler.store import heartbeats as fleet
+from reconciler.store.heartbeats import BeatState, WatchState
 from reconciler.store.reads.reader import plain
-from reconciler.store.tables import ApplyRecord, BeatHeartbeat, Task, TaskExecution
+from reconciler.store.tables import ApplyRecord, Task, TaskExecution
+from reconciler.vocabulary import Outcome
 
 
 def execution_counts(session: Session, *, owner: str | None = None) -> list[tuple[str, str, int]]:
@@ -46,9 +51,23 @@ def task_counts(session: Session, *, owner: str | None = None) -> list[tuple[str
     return [(type_, bool(enabled), count) for type_, enabled, count in rows]
 
 
-def heartbeats(session: Session) -> list[BeatHeartbeat]:
-    return list(session.scalars(select(BeatHeartbeat).order_by(BeatHeartbeat.instance)))
+@dataclass(frozen=True)
+class Fleet:
+    beats: list[BeatState]
+    watches: list[WatchState]
+
+
+def heartbeats(session: Session) -> Fleet:
+    """The heartbeats of the beats and of the watch loops, by name."""
+    return Fleet(fleet.beats(session), fleet.watches(session))
 
 
 def last_apply(session: Session) -> ApplyRecord | None:
-    return session.scalars(select(ApplyRecord).order_by(ApplyRecord.id.desc()).limit(1)).first()
+    """The latest attempt that applied (failed attempts are in the log too)."""
+    stmt = (
+        select(ApplyRecord)
+        .where(ApplyRecord.outcome == Outcome.APPLIED)
+        .order_by(ApplyRecord.id.desc())
+        .limit(1)
+    )
+    return session.scalars(stmt).first()

@@ -7,9 +7,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session, aliased
 
+from reconciler.store.reads.health import health_columns
 from reconciler.store.reads.reader import plain
 from reconciler.store.tables import Task, TaskExecution
 
@@ -66,6 +67,10 @@ class TaskSummary:
     last_status: str | None
     last_run_at: dt.datetime | None
     last_finished_at: dt.datetime | None
+    # Health: the newest success's and failure's finish times, failures since that success.
+    last_success_at: dt.datetime | None = None
+    last_failure_at: dt.datetime | None = None
+    consecutive_failures: int = 0
 
 
 _LastRun = aliased(TaskExecution, name="last_run")
@@ -98,6 +103,11 @@ def get_task(session: Session, name: str, *, owner: str | None = None) -> TaskSu
             .limit(1)
         )
         last = plain(session).execute(own).first() or (None, None, None, None)
+        health: Any = (
+            plain(session).execute(select(*health_columns(literal(name), literal(owner)))).one()
+        )
+    else:
+        health = (row.last_success_at, row.last_failure_at, row.consecutive_failures)
     definition = row.spec or {}
     schedule = {key: definition.get(key) for key in ("crontab", "interval", "at", "timezone")}
     schedule["type"] = row.type
@@ -109,4 +119,7 @@ def get_task(session: Session, name: str, *, owner: str | None = None) -> TaskSu
         last_status=last[1],
         last_run_at=last[2],
         last_finished_at=last[3],
+        last_success_at=health[0],
+        last_failure_at=health[1],
+        consecutive_failures=int(health[2] or 0),
     )

@@ -1,28 +1,7 @@
-"""Plain-row reads on the driver's connection: the endpoint's hot paths.
-
-A page of executions or tasks is one SELECT whose statement is built once per shape
-(``reconciler.store.reads.executions``, ``tasks``). Run through a session and
-SQLAlchemy's result objects it costs three to four times what the driver itself spends
-on it (checking out a session and a connection, wrapping the cursor, making a ``Row`` of
-every row), and that was most of a page request. A ``Reader`` compiles each statement
-once for the engine's dialect (its SQL text, its constant values, the type conversions
-of its parameters and columns), runs it with the driver's own cursor, and returns the
-driver's tuples.
-
-A query is planned apart from running it: the read modules make a ``Read`` (the
-statement, its values, and what to make of the rows), ``Reader.run`` runs it in the
-calling thread (command line, CSV export) and ``Reader.run_async`` on the event loop. On
-PostgreSQL the latter uses psycopg's asynchronous connections, so a page costs no trip
-to a worker thread and back (about a third of a page request's CPU when measured); on
-SQLite, whose driver only blocks, it runs ``run`` in a worker thread.
-
-The conversions are the ones SQLAlchemy would apply (the ``bind_processor`` and
-``result_processor`` of each type's ``dialect_impl``): on PostgreSQL there are none to
-speak of; on SQLite, times and booleans are converted as usual.
-
-Reads that need the ORM (a task's detail, the apply log, the counts) go through
-``read``, a session with the same one retry on a dead connection.
-"""
+"""Plain-row reads on the driver's connection, the endpoint's hot path: each statement is
+compiled once per dialect and run on the driver's cursor, in the calling thread (``run``)
+or on the event loop (``run_async``); reads that need the ORM go through ``read``
+(docs/design/http-read-path.md, "The reader")."""
 
 from __future__ import annotations
 
@@ -222,8 +201,8 @@ class Reader:
 
 class _AsyncConnections:
     """psycopg's asynchronous connections in autocommit, reused newest first, at most
-    ``size`` in use at once; each keeps one cursor for all its reads (a new cursor per
-    read cost about a tenth of the read's CPU in this process, measured).
+    ``size`` in use at once; each keeps one cursor for all its reads (a cursor per read
+    costs a tenth of a read's CPU: docs/design/http-read-path.md, "Cursors").
 
     Deliberately small next to a full pool (psycopg_pool): a connection is made when a
     read needs one and none is idle, so a database that is down fails that read at once

@@ -18,6 +18,7 @@ from reconciler.store.reads.cursors import (
     decode_cursor,
     encode_cursor,
 )
+from reconciler.store.reads.health import health_columns
 from reconciler.store.reads.reader import Read, Reader, Row
 from reconciler.store.reads.records import pg_utc
 from reconciler.store.tables import Task, TaskExecution, UTCDateTime
@@ -49,6 +50,11 @@ class TaskListRow(NamedTuple):
     last_execution_id: int | None
     last_status: str | None
     last_run: dt.datetime | None
+    # Health (``reconciler.store.reads.health``): finish times of the newest success and
+    # failure, and the failures since that success.
+    last_success_at: dt.datetime | None
+    last_failure_at: dt.datetime | None
+    consecutive_failures: int
 
 
 def _viewers_last(column: Any) -> Any:
@@ -70,7 +76,8 @@ def _list_select(postgres: bool, viewer: bool = False) -> Select[Any]:
     the latest execution on the row (migration 0003). With ``viewer``, the last run is
     the viewer's own (``_viewers_last``)."""
     last_queued: Any = _viewers_last(TaskExecution.queued_at) if viewer else Task.last_queued_at
-    times: tuple[Any, ...] = (Task.next_run_at, Task.deleted_at, last_queued)
+    success, failure, failures = health_columns(viewer=bindparam("viewer") if viewer else None)
+    times: tuple[Any, ...] = (Task.next_run_at, Task.deleted_at, last_queued, success, failure)
     if postgres:
         times = tuple(pg_utc(time) for time in times)
     columns = (
@@ -87,6 +94,9 @@ def _list_select(postgres: bool, viewer: bool = False) -> Select[Any]:
         _viewers_last(TaskExecution.id) if viewer else Task.last_execution_id,
         _viewers_last(TaskExecution.status) if viewer else Task.last_status,
         times[2],
+        times[3],
+        times[4],
+        failures,
     )
     return select(*(c.label(key) for c, key in zip(columns, TaskListRow._fields, strict=True)))
 

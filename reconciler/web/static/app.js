@@ -24,6 +24,15 @@ function badge(status) {
   return status ? el("span", { class: `badge status-${status}` }, status) : el("span", { class: "muted" }, "never run");
 }
 
+// A task's health: failures in a row (red), else when it last succeeded (docs/tracking.md).
+function health(task) {
+  const since = task.last_success_at ? `last success ${when(task.last_success_at)}` : "no success yet";
+  if (task.consecutive_failures > 0) {
+    return el("span", { class: "failing", title: since }, `${task.consecutive_failures} failed in a row`);
+  }
+  return el("span", { class: "muted" }, task.last_success_at ? when(task.last_success_at) : "");
+}
+
 function when(iso) {
   if (!iso) return "";
   const date = new Date(iso);
@@ -96,6 +105,7 @@ async function loadTasks(append = false) {
       el("td", {}, el("strong", {}, task.name), el("div", { class: "muted" }, task.description)),
       el("td", {}, task.owner), el("td", {}, task.type), el("td", {}, el("code", {}, task.schedule || "")),
       el("td", {}, task.enabled ? "yes" : "no"), el("td", {}, badge(task.last_status)),
+      el("td", { class: "health" }, health(task)),
       el("td", {}, when(task.last_run)), el("td", {}, when(task.next_run)));
     row.addEventListener("click", () => openTask(task.name));
     body.append(row);
@@ -155,21 +165,63 @@ async function openTask(name) {
   $("#execution-section").hidden = false;
   const task = await api(`/api/v1/tasks/${encodeURIComponent(name)}`);
   $("#task-source").textContent = `${task.task} · from ${task.source.path}:${task.source.line} · updated ${when(task.updated_at)}`;
+  $("#task-health").textContent = [
+    `last success ${when(task.last_success_at) || "never"}`,
+    `last failure ${when(task.last_failure_at) || "never"}`,
+    `${task.consecutive_failures} failure(s) in a row`,
+  ].join(" · ");
+  $("#task-health").classList.toggle("failing", task.consecutive_failures > 0);
   await loadExecutions();
+}
+
+function commit(apply) {
+  return apply.git_commit ? apply.git_commit.slice(0, 7) : "";
+}
+
+function outcome(apply) {
+  const text = apply.outcome === "invalid" ? `invalid: ${apply.error_count} error${apply.error_count === 1 ? "" : "s"}` : apply.outcome;
+  const repeated = apply.attempts > 1 ? ` (${apply.attempts} attempts, last ${when(apply.last_attempt_at)})` : "";
+  return el("span", { class: `outcome outcome-${apply.outcome}` }, text + repeated);
+}
+
+// The banner when the latest attempt did not apply: the schedule is not what the files say.
+async function showSync(items) {
+  const banner = $("#sync-banner");
+  const latest = items[0];
+  if (!latest || latest.outcome === "applied") {
+    banner.hidden = true;
+    return;
+  }
+  let since = latest.applied_at;
+  for (const item of items) {
+    if (item.outcome === "applied") break;
+    since = item.applied_at;
+  }
+  const applied = (await api("/api/v1/applies?outcome=applied&limit=1")).items[0];
+  const what = latest.outcome === "invalid"
+    ? `${latest.error_count} error${latest.error_count === 1 ? "" : "s"}`
+    : `apply ${latest.outcome}`;
+  const at = latest.git_commit ? ` at ${commit(latest)}` : "";
+  const last = applied ? `last applied ${commit(applied) || when(applied.applied_at)}` : "never applied";
+  $("#sync-line").textContent = `OUT OF SYNC: ${what}${at} since ${when(since)}; ${last}`;
+  $("#sync-errors").replaceChildren(...latest.errors.slice(0, 5).map((error) => el("li", {}, error)));
+  banner.hidden = false;
 }
 
 async function loadApplies() {
   const page = await api("/api/v1/applies?limit=20");
+  await showSync(page.items);
   const body = $("#applies tbody");
   body.replaceChildren();
   for (const apply of page.items) {
     const names = (list) => (list.length ? ` (${list.join(", ")})` : "");
-    body.append(el("tr", {},
-      el("td", {}, when(apply.applied_at)), el("td", {}, `${apply.created}${names(apply.created_names)}`),
+    body.append(el("tr", { "data-outcome": apply.outcome },
+      el("td", {}, when(apply.applied_at)), el("td", {}, outcome(apply)),
+      el("td", {}, `${apply.created}${names(apply.created_names)}`),
       el("td", {}, `${apply.updated}${names(apply.updated_names)}`), el("td", {}, `${apply.deleted}${names(apply.deleted_names)}`),
-      el("td", {}, String(apply.unchanged)), el("td", {}, `${apply.git_commit || ""}${apply.git_dirty ? " (dirty)" : ""}`)));
+      el("td", {}, String(apply.unchanged)), el("td", { title: apply.git_commit || "" }, `${commit(apply)}${apply.git_dirty ? " (dirty)" : ""}`)));
   }
-  if (!page.items.length) body.append(el("tr", {}, el("td", { colSpan: 6, class: "muted" }, "No applies recorded.")));
+  if (!page.items.length) body.append(el("tr", {}, el("td", { colSpan: 7, class: "muted" }, "No applies recorded.")));
 }
 
 // CSV links carry the token too: fetch with the header, then save the response.
