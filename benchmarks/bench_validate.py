@@ -47,7 +47,21 @@ CASES: dict[str, tuple[str, ...]] = {
         "type: scheduled\nat: 2031-06-{d:02d}T{h:02d}:{m:02d}:00Z\n",
         "type: async\n",
     ),
+    "spread and a calendar": (
+        'type: periodic\ncrontab: "{m} {h} * * 1-5"\nspread: 10m\nskip_on: [bench-holidays]\n',
+        "type: periodic\ncrontab:\n  minute: {m}\n  hour: '*/{hs}'\n  day_of_week: '0,6'\n"
+        "spread: 5m\nonly_on: [bench-holidays]\n",
+        "type: periodic\ninterval:\n  hours: {hs}\n  minutes: {m}\nspread: 1m\n"
+        "skip_on: [bench-holidays]\n",
+        "type: scheduled\nat: 2031-06-{d:02d}T{h:02d}:{m:02d}:00Z\n",
+        "type: async\n",
+    ),
 }
+CALENDAR = (
+    "kind: calendar\nname: bench-holidays\ndates:\n  - 2031-12-25\n"
+    "  - {from: 2031-12-24, until: 2031-12-31}\n  - {every_year: 05-01}\n"
+)
+"""The calendar the tasks of the calendar case name, written once per tree."""
 _MACROS = ("@daily", "@hourly", "@weekly", "@monthly", "@yearly")
 
 
@@ -86,6 +100,8 @@ def write_tree(root: Path, count: int, case: str = NUMERIC) -> None:
             directory.mkdir(parents=True)
         path = directory / f"task-{index:05d}.yaml"
         path.write_text(task_text(index, case), encoding="utf-8")
+    if any("_on: [bench-holidays]" in form for form in CASES[case]):
+        (root / "calendars.yaml").write_text(CALENDAR, encoding="utf-8")
 
 
 def _clock() -> float:

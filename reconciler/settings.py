@@ -72,6 +72,28 @@ def resolve_beats_expected(given: int | None = None) -> int | None:
     return expected
 
 
+DEFAULT_HISTORY_KEEP_DAYS = 90
+
+
+def resolve_history_keep() -> int:
+    """Days of history kept for tasks whose files and defaults set no ``history``:
+    ``RECONCILER_HISTORY_KEEP`` (``30`` or ``30d``), else 90 (docs/tracking.md, "Retention")."""
+    raw = os.environ.get("RECONCILER_HISTORY_KEEP", "").strip()
+    if not raw:
+        return DEFAULT_HISTORY_KEEP_DAYS
+    number = raw[:-1] if raw.lower().endswith("d") else raw
+    try:
+        days = int(number)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= 36500:
+        raise ConfigError(
+            f"RECONCILER_HISTORY_KEEP: {raw!r} is not a number of days from 1 to 36500 "
+            "(for example 90 or 90d)"
+        )
+    return days
+
+
 @dataclass(frozen=True)
 class Settings:
     tasks_dir: Path

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.beat.health import TickStats
-from reconciler.beat.message import Message, message_for
+from reconciler.beat.message import Message
 from reconciler.beat.refusals import publishable
 from reconciler.beat.specs import SpecCache
 from reconciler.store import leases, outbox
@@ -47,15 +47,15 @@ def take_over(
     send: list[Message] = []
     dropped: dict[str, list[int]] = {}
     for row in rows:
-        spec = found.get(row.task_name)
-        if spec is None:
+        entry = found.get(row.task_name)
+        if entry is None:
             dropped.setdefault("its task is deleted", []).append(row.id)
             continue
         on_time = now - (row.scheduled_for or row.queued_at) <= grace
-        if on_time or (spec.catchup == "once" and latest[row.task_name] == row.id):
+        if on_time or (entry.catchup == "once" and latest[row.task_name] == row.id):
             send.append(
-                message_for(
-                    spec,
+                entry.message(
+                    row.task_name,
                     row.celery_task_id,
                     row.scheduled_for,
                     row.trigger,

@@ -23,11 +23,12 @@ from celery import Celery
 from celery.beat import Scheduler
 
 from reconciler.beat.notifier import Notifier
+from reconciler.beat.pruning import PruneThread, prune_every
 from reconciler.beat.publisher import CeleryPublisher
 from reconciler.beat.ticker import MAX_SLEEP, Ticker
 from reconciler.core.firing import DEFAULT_GRACE
 from reconciler.errors import ConfigError
-from reconciler.settings import process_name, resolve_database_url
+from reconciler.settings import process_name, resolve_database_url, resolve_history_keep
 from reconciler.store import scheduling, stall
 from reconciler.store.database import Database
 from reconciler.store.deadlines import BEAT
@@ -75,8 +76,11 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self._database: Database | None = None
         self._publisher: CeleryPublisher | None = None
         self._notifier: Notifier | None = None
+        self._pruner: PruneThread | None = None
         self._url = database_url(app)
         self._grace = catchup_grace(app)  # a bad setting stops beat at start, with the reason
+        self._prune_every = prune_every()
+        self._history_keep = resolve_history_keep()
         self._name = process_name("RECONCILER_BEAT_NAME")
         self._failing = False
         self._frozen_at = 0
@@ -125,6 +129,10 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         # Alerts are evaluated and sent on a thread of their own: never in a tick.
         self._notifier = Notifier(database)
         self._notifier.start()
+        # The history is pruned on a thread and connections of its own, never in a tick.
+        if self._prune_every > 0:
+            self._pruner = PruneThread(self._url, self._prune_every, self._history_keep)
+            self._pruner.start()
         log.info(
             "beat: scheduling from %s as %s (name %r)",
             _masked(self._url),
@@ -171,6 +179,8 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
     def close(self) -> None:
         if self._notifier is not None:
             self._notifier.stop()
+        if self._pruner is not None:
+            self._pruner.stop()
         if self._ticker is not None:
             # A clean stop leaves no heartbeat behind (docs/beat.md, "Heartbeats and names").
             try:
@@ -185,10 +195,10 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         super().close()
 
     def get_schedule(self) -> dict[str, Any]:
-        """The tasks this beat has fired or seen change recently, by name (not every task)."""
+        """The tasks this beat has fired, by name (not every task): schedule and message."""
         if self._ticker is None:
             return {}
-        return {name: spec.canonical() for name, spec in self._ticker.cached().items()}
+        return {name: entry.summary() for name, entry in self._ticker.cached().items()}
 
     def set_schedule(self, schedule: Any) -> None:
         """The schedule comes from the database; ``beat_schedule`` entries are not used."""

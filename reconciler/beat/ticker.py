@@ -27,12 +27,11 @@ from typing import Any
 
 from reconciler.beat import recovery
 from reconciler.beat.health import Health, TickStats
-from reconciler.beat.message import Message, Publisher, message_for, utcnow
+from reconciler.beat.message import Message, Publisher, utcnow
 from reconciler.beat.refusals import publishable
 from reconciler.beat.sending import LEASE, LEASE_MARGIN, PUBLISH_CHUNK, Sender
-from reconciler.beat.specs import SpecCache
+from reconciler.beat.specs import CachedTask, SpecCache
 from reconciler.core.firing import DEFAULT_GRACE, decide
-from reconciler.core.spec import TaskSpec
 from reconciler.errors import DatabaseUnavailable
 from reconciler.settings import process_name
 from reconciler.store import heartbeats, leases, outbox, scheduling
@@ -192,20 +191,25 @@ class Ticker:
     def _claim(
         self, session: Any, due: list[scheduling.DueSlot], now: dt.datetime
     ) -> list[Message]:
-        specs = self.specs.for_due(session, due)
-        skip_names = [d.name for d in due if d.name in specs and specs[d.name].overlap == "skip"]
+        cached = self.specs.for_due(session, due)
+        skip_names = [d.name for d in due if d.name in cached and cached[d.name].overlap == "skip"]
         running = scheduling.unfinished(session, skip_names)
         claims: list[scheduling.Claim] = []
         fires: dict[int, Message] = {}
         missed: dict[str, int] = {}
         for slot in due:
-            spec = specs.get(slot.name)
-            if spec is None:
+            entry = cached.get(slot.name)
+            if entry is None:
                 # Unreadable spec: park the task instead of failing every tick.
                 claims.append(scheduling.Claim(slot.task_id, slot.slot, None, None))
                 continue
             decision = decide(
-                spec, slot.slot, slot.anchor, now, running=slot.name in running, grace=self.grace
+                entry.schedule,
+                slot.slot,
+                slot.anchor,
+                now,
+                running=slot.name in running,
+                grace=self.grace,
             )
             claims.append(
                 scheduling.Claim(
@@ -220,11 +224,11 @@ class Ticker:
             if decision.missed:
                 missed[slot.name] = decision.missed
             if decision.skipped:
-                log.info("beat: %s slot %s skipped: still running", slot.name, slot.slot)
+                log.info("beat: %s slot %s skipped: %s", slot.name, slot.slot, decision.reason)
             self.stats.missed += decision.missed
             self.stats.skipped += decision.skipped
             if decision.fire is not None:
-                fires[slot.task_id] = message_for(spec, str(uuid.uuid4()), decision.fire)
+                fires[slot.task_id] = entry.message(slot.name, str(uuid.uuid4()), decision.fire)
         if missed:
             self._log_missed(missed)
         moved = scheduling.claim(session, claims)
@@ -319,5 +323,5 @@ class Ticker:
 
     # --- inspection -------------------------------------------------------------------
 
-    def cached(self) -> dict[str, TaskSpec]:
+    def cached(self) -> dict[str, CachedTask]:
         return self.specs.cached()

@@ -10,29 +10,19 @@ import sys
 
 import click
 
-from reconciler.apply import InvalidTasks, reconcile
 from reconciler.cli.options import (
     allow_mass_delete_option,
     echo_json,
     format_option,
     handle_errors,
     lock_timeout_option,
-    settings_options,
-)
-from reconciler.cli.planview import (
-    applied_line,
-    progress_bar,
-    render_json,
-    render_markdown,
-    render_text,
-    use_colour,
+    settings_of,
 )
 from reconciler.settings import Settings
-from reconciler.store.database import Database
 
 
 @click.command("apply")
-@settings_options
+@settings_of("tasks_dir", "database_url")
 @click.option("--dry-run", is_flag=True, help="Validate and print the plan; write nothing.")
 @click.option(
     "--detailed-exitcode",
@@ -52,6 +42,18 @@ def apply(
     output_format: str,
 ) -> None:
     """Validate the task files, plan, and apply the plan in one transaction."""
+    # Imported here: ``reconcile --help`` lists these options without the database layer.
+    from reconciler.apply import InvalidTasks, reconcile
+    from reconciler.cli.planview import (
+        applied_line,
+        progress_bar,
+        render_json,
+        render_markdown,
+        render_text,
+        use_colour,
+    )
+    from reconciler.store.database import Database
+
     db = Database.open(settings.database_url, upgrade=not dry_run, create=not dry_run)
     try:
         result = reconcile(

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from reconciler.cli.options import handle_errors, settings_options
+from reconciler.cli.options import handle_errors, settings_of
 from reconciler.settings import Settings
 from reconciler.store.database import Database, head_revision, known_revision
 
@@ -22,7 +22,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@settings_options
+@settings_of("database_url")
 @handle_errors
 def upgrade(settings: Settings) -> None:
     """Run the migrations up to the newest revision (safe to run concurrently)."""
@@ -36,7 +36,7 @@ def upgrade(settings: Settings) -> None:
 
 
 @db.command("current")
-@settings_options
+@settings_of("database_url")
 @handle_errors
 def current(settings: Settings) -> None:
     """Print the database's schema revision; exit 1 unless it is this version's head."""

@@ -7,20 +7,23 @@ history of a deleted task stays readable.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import sys
 from typing import Any
 
 import click
 
-from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
+from reconciler.cli.fit import time_text
+from reconciler.cli.options import echo_json, format_option, handle_errors, settings_of
+from reconciler.core.zones import zone
 from reconciler.errors import UnknownTask
 from reconciler.settings import Settings
 from reconciler.store.database import Database
 from reconciler.store.reads.executions import execution_page
 from reconciler.store.reads.reader import Reader
 from reconciler.store.reads.records import EXECUTION_KEYS, execution_dict
-from reconciler.store.reads.tasks import task_owner
+from reconciler.store.reads.tasks import task_zone
 from reconciler.vocabulary import Status
 
 TEXT_COLUMNS = ("ID", "QUEUED", "STATUS", "TRIGGER", "DURATION", "RETRIES", "WORKER", "OUTCOME")
@@ -29,8 +32,9 @@ OUTCOME_WIDTH = 60
 
 def load_history(
     settings: Settings, name: str, *, limit: int, status: str | None
-) -> list[dict[str, Any]]:
-    """The newest ``limit`` executions of ``name``; UnknownTask when it has none and no task."""
+) -> tuple[list[dict[str, Any]], str]:
+    """The newest ``limit`` executions of ``name`` and the task's time zone (UTC when no
+    task row is left); UnknownTask when it has no executions and no task."""
     database = Database.open(settings.database_url)
     try:
         reader = Reader(database.engine)
@@ -44,12 +48,13 @@ def load_history(
             rows.extend(execution_dict(record) for record in page)
             if cursor is None:
                 break
-        if not rows and reader.run(task_owner(name)) is None:
+        timezone = reader.run(task_zone(name))
+        if not rows and timezone is None:
             raise UnknownTask(
                 f"no task named {name!r} and no executions recorded under that name; "
                 f"'reconcile status' lists the tasks"
             )
-        return rows
+        return rows, timezone or "UTC"
     finally:
         database.dispose()
 
@@ -76,11 +81,12 @@ def outcome_text(execution: dict[str, Any]) -> str:
     return text if len(text) <= OUTCOME_WIDTH else text[: OUTCOME_WIDTH - 1] + "…"
 
 
-def text_table(executions: list[dict[str, Any]]) -> str:
+def text_table(executions: list[dict[str, Any]], zone: dt.tzinfo) -> str:
+    """One line per execution, its queue time in ``zone`` as ``status`` shows times."""
     rows = [
         (
             str(e["id"]),
-            (e["queued_at"] or "-").replace("+00:00", "Z"),
+            _queued(e["queued_at"], zone),
             e["status"],
             e["trigger"],
             duration_text(e["duration_ms"]),
@@ -96,6 +102,12 @@ def text_table(executions: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _queued(iso_text: str | None, zone: dt.tzinfo) -> str:
+    if iso_text is None:
+        return "-"
+    return time_text(dt.datetime.fromisoformat(iso_text).astimezone(zone))
+
+
 def write_csv(executions: list[dict[str, Any]]) -> None:
     from reconciler.web.csvexport import cell
 
@@ -106,19 +118,21 @@ def write_csv(executions: list[dict[str, Any]]) -> None:
 
 
 @click.command("history")
-@settings_options
+@settings_of("database_url")
 @click.argument("name")
 @click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True,
               help="How many executions to show, newest first.")  # fmt: skip
 @click.option("--status", type=click.Choice([status.value for status in Status]), default=None,
               help="Only executions in this state.")  # fmt: skip
 @format_option("text", "json", "csv")
+@click.option("--utc", is_flag=True,
+              help="Times in UTC, not in the task's time zone.")  # fmt: skip
 @handle_errors
 def history(
-    settings: Settings, name: str, limit: int, status: str | None, output_format: str
+    settings: Settings, name: str, limit: int, status: str | None, output_format: str, utc: bool
 ) -> None:
     """Show the executions of task NAME, newest first (deleted tasks included)."""
-    executions = load_history(settings, name, limit=limit, status=status)
+    executions, timezone = load_history(settings, name, limit=limit, status=status)
     if output_format == "json":
         echo_json(executions)
     elif output_format == "csv":
@@ -127,7 +141,7 @@ def history(
         which = f" with status {status}" if status else ""
         click.echo(f"{name}: no executions{which} recorded yet")
     else:
-        click.echo(text_table(executions))
+        click.echo(text_table(executions, dt.UTC if utc else zone(timezone)))
         failed = next((e for e in executions if e["traceback"]), None)
         if failed is not None:
             click.echo(f"\nLatest traceback (execution {failed['id']}):\n{failed['traceback']}")

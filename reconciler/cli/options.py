@@ -26,39 +26,59 @@ def tasks_dir_option(more_help: str = "") -> Callable[[F], F]:
     )
 
 
-def settings_options(function: F) -> F:
-    """Adds --tasks-dir, --database-url, --broker-url, --app and passes ``settings``."""
+SETTINGS = ("tasks_dir", "database_url", "broker_url", "app")
 
-    @tasks_dir_option()
-    @click.option(
-        "--database-url",
-        default=None,
-        help="SQLAlchemy URL [env RECONCILER_DATABASE_URL; default embedded SQLite]",
-    )
-    @click.option(
-        "--broker-url",
-        default=None,
-        help="Celery broker URL [env RECONCILER_BROKER_URL; default embedded SQLite]",
-    )
-    @click.option(
-        "--app",
-        "app_path",
-        default=None,
-        help="Celery app as module:attr [env RECONCILER_APP; default the demo app]",
-    )
-    @functools.wraps(function)
-    def wrapper(
-        *args: Any,
-        tasks_dir: str | None,
-        database_url: str | None,
-        broker_url: str | None,
-        app_path: str | None,
-        **kwargs: Any,
-    ) -> Any:
-        settings = Settings.resolve(tasks_dir, database_url, broker_url, app_path)
-        return function(*args, settings=settings, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+def settings_of(*used: str) -> Callable[[F], F]:
+    """Adds the options of the settings a command uses (of ``SETTINGS``) and passes
+    ``settings``, the others at their environment's or default value: a command's help
+    lists only what changes what it does."""
+    unknown = set(used) - set(SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)}")
+    options: dict[str, Callable[[F], F]] = {
+        "tasks_dir": tasks_dir_option(),
+        "database_url": click.option(
+            "--database-url",
+            default=None,
+            help="SQLAlchemy URL [env RECONCILER_DATABASE_URL; default embedded SQLite]",
+        ),
+        "broker_url": click.option(
+            "--broker-url",
+            default=None,
+            help="Celery broker URL [env RECONCILER_BROKER_URL; default embedded SQLite]",
+        ),
+        "app": click.option(
+            "--app",
+            "app_path",
+            default=None,
+            help="Celery app as module:attr [env RECONCILER_APP; default the demo app]",
+        ),
+    }
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def wrapper(
+            *args: Any,
+            tasks_dir: str | None = None,
+            database_url: str | None = None,
+            broker_url: str | None = None,
+            app_path: str | None = None,
+            **kwargs: Any,
+        ) -> Any:
+            settings = Settings.resolve(tasks_dir, database_url, broker_url, app_path)
+            return function(*args, settings=settings, **kwargs)
+
+        decorated: Any = wrapper
+        for name in reversed([name for name in SETTINGS if name in used]):
+            decorated = options[name](decorated)
+        return decorated  # type: ignore[no-any-return]
+
+    return decorate
+
+
+settings_options = settings_of(*SETTINGS)
+"""All four settings: --tasks-dir, --database-url, --broker-url, --app."""
 
 
 def format_option(*choices: str, default: str = "text") -> Callable[[F], F]:

@@ -22,6 +22,7 @@ from reconciler.files.schema import render, render_defaults
 )
 @handle_errors
 def schema(document: str) -> None:
-    """Print the JSON Schema of a task file (what schemas/task.schema.json holds), or of
-    the defaults document (schemas/defaults.schema.json)."""
+    """Print the JSON Schema of a task file, or of the defaults document.
+
+    schemas/task.schema.json and schemas/defaults.schema.json hold them (make schema)."""
     click.echo(render() if document == "task" else render_defaults(), nl=False)

@@ -12,14 +12,16 @@ from typing import Any
 
 import click
 
+from reconciler.cli.fit import Column, clip, fit_table, output_width, table_width, time_text
+from reconciler.cli.history import duration_text
 from reconciler.cli.options import (
     beats_expected_option,
     echo_json,
     format_option,
     handle_errors,
-    settings_options,
+    settings_of,
 )
-from reconciler.core.describe import describe
+from reconciler.core.describe import describe, describe_timing, window_ended
 from reconciler.core.spec import TaskSpec, stored_spec
 from reconciler.errors import StoredSpecUnreadable, UnknownTask
 from reconciler.settings import Settings, resolve_beats_expected
@@ -28,30 +30,41 @@ from reconciler.store import tasks as store
 from reconciler.store.database import Database, unavailable_as_error
 from reconciler.store.heartbeats import BeatState
 from reconciler.store.reads.applies import sync_state
+from reconciler.store.reads.stats import daily_stats, stats_dict
+from reconciler.store.rollup import DayStats
+from reconciler.vocabulary import TaskType
 
+# In the order shown; ``keep`` is the order in which they stay on a narrow terminal, and
+# ``least`` how narrow a column may be cut (NAME, SCHEDULE, OWNER, SOURCE, LAST STATUS).
 COLUMNS = (
-    "NAME",
-    "TYPE",
-    "SCHEDULE",
-    "ENABLED",
-    "OWNER",
-    "SOURCE",
-    "NEXT RUN",
-    "LAST QUEUED",
-    "LAST STATUS",
-    "LAST SUCCESS",
+    Column("NAME", keep=0, least=14),
+    Column("TYPE", keep=7),
+    Column("SCHEDULE", keep=1, least=20),
+    Column("ENABLED", keep=4),
+    Column("OWNER", keep=6, least=8),
+    Column("SOURCE", keep=9, least=16),
+    Column("NEXT RUN", keep=2),
+    Column("LAST QUEUED", keep=5),
+    Column("LAST STATUS", keep=3, least=11),
+    Column("LAST SUCCESS", keep=8),
 )
 UNREADABLE = "unreadable: apply the task files again"
+STATS_DAYS = 7  # the days of statistics ``status NAME`` shows
 
 
 @click.command("status")
-@settings_options
+@settings_of("database_url")
 @click.argument("name", required=False)
 @beats_expected_option
 @format_option("text", "json")
+@click.option("--wide", is_flag=True, help="Every column, whole, whatever the terminal's width.")
 @handle_errors
 def status(
-    settings: Settings, name: str | None, beats_expected: int | None, output_format: str
+    settings: Settings,
+    name: str | None,
+    beats_expected: int | None,
+    output_format: str,
+    wide: bool,
 ) -> None:
     """Show the tasks (or the one named) with their latest execution and next run."""
     now = dt.datetime.now(dt.UTC)
@@ -63,6 +76,8 @@ def status(
             beats = heartbeats.beats(session)
             sync = sync_state(session)
             deleted = name is not None and not rows and store.is_deleted(session, name)
+            since = (now - dt.timedelta(days=STATS_DAYS - 1)).date()
+            days = daily_stats(session, name, since) if name is not None and rows else []
     finally:
         db.dispose()
     if name is not None and not rows:
@@ -87,26 +102,52 @@ def status(
                     "beats": [beat_json(beat, now) for beat in beats],
                 },
                 "tasks": [{key: _json(value) for key, value in task.items()} for task in tasks],
+                **({"stats": stats_dict(name, days, since)} if name is not None else {}),
             }
         )
         return
-    click.echo(sync.line(now))
-    for error in sync.errors():
-        click.echo(f"  {error}")
-    click.echo(f"Beats: {beats_text(beats, expected, now)}")
+    # Text fits the terminal, each cut line ending in '…' (docs/cli.md, "reconcile status").
+    width = output_width(wide)
+    lines = [sync.line(now), *(f"  {error}" for error in sync.errors())]
+    lines.append(f"Beats: {beats_text(beats, expected, now)}")
     if name is not None:
-        click.echo("")
-        for key, value in tasks[0].items():
-            click.echo(f"{key + ':':<15} {_text(value)}")
-        return
-    click.echo(f"{len(tasks)} task{'s' if len(tasks) != 1 else ''}")
-    if tasks:
-        click.echo("")
-        click.echo(table(tasks))
-    problems = [task["problem"] for task in tasks if "problem" in task]
-    if problems:
-        click.echo("")
-        click.echo("\n".join(problems))
+        lines.append("")
+        lines.extend(f"{key + ':':<15} {_text(value)}" for key, value in tasks[0].items())
+        lines.extend(["", *stats_lines(days)])
+    else:
+        lines.append(f"{len(tasks)} task{'s' if len(tasks) != 1 else ''}")
+        if tasks:
+            table_lines, hidden = table(tasks, width)
+            lines.extend(["", *table_lines])
+            if hidden:
+                lines.append(f"(not shown: {', '.join(hidden)}; --wide shows all)")
+        problems = [task["problem"] for task in tasks if "problem" in task]
+        if problems:
+            lines.extend(["", *problems])
+    for line in lines:
+        click.echo(clip(line, width))
+
+
+def stats_lines(days: list[DayStats]) -> list[str]:
+    """The last days' statistics (docs/tracking.md, "Statistics"), newest first."""
+    if not days:
+        return [f"No execution finished in the last {STATS_DAYS} days."]
+    lines = [
+        f"Last {STATS_DAYS} days (UTC):",
+        f"  {'DAY':<10}  {'SUCCESS':>7}  {'FAILURE':>7}  {'REVOKED':>7}  {'P50':>8}  "
+        f"{'P95':>8}  {'MAX':>8}",
+    ]
+    for day in reversed(days):
+        lines.append(
+            f"  {day.day.isoformat():<10}  {day.successes:>7}  {day.failures:>7}  "
+            f"{day.revoked:>7}  {_ms(day.duration_p50_ms):>8}  {_ms(day.duration_p95_ms):>8}  "
+            f"{_ms(day.duration_max_ms):>8}"
+        )
+    return lines
+
+
+def _ms(value: float | None) -> str:
+    return duration_text(round(value)) if value is not None else "-"
 
 
 def task_view(row: store.StatusRow) -> dict[str, Any]:
@@ -136,6 +177,15 @@ def task_view(row: store.StatusRow) -> dict[str, Any]:
     }
     if spec is None:
         view["problem"] = problem
+    elif spec.type == TaskType.PERIODIC:
+        timing = describe_timing(spec)
+        if timing:
+            view["schedule"] = f"{view['schedule']}; {timing}"
+        if window_ended(spec, dt.datetime.now(dt.UTC)):
+            view["problem"] = (
+                f"{row.name}: its active window ended ({spec.active.until if spec.active else ''}"
+                f"); it fires no more (move active.until or remove the task)"
+            )
     return view
 
 
@@ -169,17 +219,27 @@ def beat_json(beat: BeatState, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def table(tasks: list[dict[str, Any]]) -> str:
-    keys = ("name", "type", "schedule", "enabled", "owner", "source", "next_run_at", "last_run_at")
-    rows = [
-        [*(_text(task[key]) for key in keys), _status(task), _text(task["last_success_at"])]
+def table(tasks: list[dict[str, Any]], width: int | None) -> tuple[list[str], list[str]]:
+    """The task table within ``width`` and the columns left out. Times shorten first
+    (``03-01 09:00 CET``), then columns go by their ``keep`` and long cells are cut."""
+    rows = _rows(tasks, short=False)
+    if width is not None and table_width(COLUMNS, rows) > width:
+        rows = _rows(tasks, short=True)
+    return fit_table(COLUMNS, rows, width)
+
+
+def _rows(tasks: list[dict[str, Any]], short: bool) -> list[list[str]]:
+    keys = ("name", "type", "schedule", "enabled", "owner", "source")
+    times = ("next_run_at", "last_run_at")
+    return [
+        [
+            *(_text(task[key]) for key in keys),
+            *(time_text(task[key], short) for key in times),
+            _status(task),
+            time_text(task["last_success_at"], short),
+        ]
         for task in tasks
     ]
-    widths = [max(len(r[i]) for r in [list(COLUMNS), *rows]) for i in range(len(COLUMNS))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
-    for r in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    return "\n".join(lines)
 
 
 def _status(task: dict[str, Any]) -> str:
@@ -210,5 +270,5 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S %Z")
+        return time_text(value)
     return str(value)

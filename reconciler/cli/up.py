@@ -84,5 +84,10 @@ def up(
     if serve:
         shown = "any free port (see serve's log)" if port == 0 else f"http://{host}:{port}/"
         notes.insert(1, f"the page and API: {shown}")
-    supervisor = Supervisor(plan_children(settings, options), child_env(settings), notes=notes)
+    supervisor = Supervisor(
+        plan_children(settings, options),
+        child_env(settings),
+        notes=notes,
+        state_files=sqlite_files(settings),
+    )
     sys.exit(supervisor.run())

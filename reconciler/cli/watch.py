@@ -17,7 +17,7 @@ from reconciler.cli.options import (
     allow_mass_delete_option,
     handle_errors,
     lock_timeout_option,
-    settings_options,
+    settings_of,
 )
 from reconciler.ops.watch import Watcher, WatchOptions
 from reconciler.settings import Settings
@@ -29,7 +29,7 @@ STOP_GRACE = 0.5
 
 
 @click.command("watch")
-@settings_options
+@settings_of("tasks_dir", "database_url")
 @click.option(
     "--resync-interval",
     type=click.FloatRange(min=0.1),

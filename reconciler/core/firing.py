@@ -34,7 +34,10 @@ class Decision:
     missed: int = 0
     """Slots dropped by the catch-up policy."""
     skipped: int = 0
-    """Slots dropped because an execution was still unfinished (``overlap: skip``)."""
+    """Slots dropped because an execution was still unfinished (``overlap: skip``) or the
+    slot's date is excluded by a calendar (``skip_on`` / ``only_on``)."""
+    reason: str | None = None
+    """Why the slot was skipped, for beat's log."""
 
 
 def decide(
@@ -52,7 +55,8 @@ def decide(
     ``catchup: skip`` drops every missed slot, ``once`` fires one run for them (for the
     latest missed slot); slots within the grace after them fire as usual on the next
     claims. ``async`` tasks are never missed: they fire once, whenever beat first sees
-    them. ``overlap: skip`` with an unfinished execution turns a fire into a skip.
+    them. ``overlap: skip`` with an unfinished execution turns a fire into a skip, and so
+    does a slot whose date a calendar excludes.
     """
     anchor = anchor or slot
     cutoff = now - grace
@@ -66,8 +70,12 @@ def decide(
         else:
             fire, missed = None, count
     following = slot_after(spec, last, anchor)
+    if fire is not None and spec.timing.calendars:
+        reason = spec.timing.dropped(fire)
+        if reason is not None:
+            return Decision(None, following, missed, 1, reason)
     if fire is not None and running and spec.overlap == "skip":
-        return Decision(None, following, missed, 1)
+        return Decision(None, following, missed, 1, "still running")
     return Decision(fire, following, missed, 0)
 
 
@@ -76,6 +84,9 @@ def latest_missed(
 ) -> tuple[dt.datetime, int]:
     """The latest slot before ``cutoff`` (at or after ``slot < cutoff``) and how many there are."""
     if spec.interval is not None:
+        end = spec.timing.end
+        if end is not None and end < cutoff:
+            cutoff = end  # no slot after the window
         period = spec.interval.timedelta
         steps = (cutoff - slot) // period
         if slot + steps * period >= cutoff:

@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from reconciler.core.durations import format_duration
+from reconciler.core.durations import format_duration, parse_duration
 from reconciler.core.spec import SCHEDULE_FIELDS, TaskSpec
+from reconciler.core.timing import spread_offset
 
 # Denormalised task columns that must agree with the spec; an edit of one of them
 # behind the reconciler's back is drift like an edit of the spec itself. Each is the
@@ -35,7 +36,7 @@ COLUMN_FIELDS = (
 # update's diff, the column's change is that diff's consequence, not drift of its own.
 _DERIVED_FROM = {"schedule_text": ("type", "crontab", "interval", "at")}
 # Nested spec values shown field by field (``options.queue: a -> b``) in a diff.
-_FLATTENED = ("options", "alerts")
+_FLATTENED = ("options", "alerts", "calendars")
 
 
 class Op(enum.Enum):
@@ -266,11 +267,18 @@ def _sourced(changes: tuple[FieldChange, ...], item: SourcedSpec) -> tuple[Field
     if not inherited:
         return changes
     return tuple(
-        FieldChange(c.field, c.old, c.new, f"the defaults at {inherited[top]}")
-        if (top := c.field.split(".")[0]) in inherited
+        FieldChange(c.field, c.old, c.new, _source_text(inherited[key]))
+        if (key := c.field if c.field in inherited else c.field.split(".")[0]) in inherited
         else c
         for c in changes
     )
+
+
+def _source_text(where: str) -> str:
+    """``calendar:PATH:LINE`` for a calendar's entries, else ``PATH:LINE`` of the defaults."""
+    if where.startswith("calendar:"):
+        return f"the calendar at {where.removeprefix('calendar:')}"
+    return f"the defaults at {where}"
 
 
 def diff_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldChange, ...]:
@@ -284,6 +292,9 @@ def diff_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldCh
             changes.append(FieldChange(key, _cron_text(before), _cron_text(after)))
         elif key == "interval":
             changes.append(FieldChange(key, _interval_text(before), _interval_text(after)))
+        elif key == "spread":
+            name = str(new.get("name") or old.get("name") or "")
+            changes.append(FieldChange(key, _spread_text(before, name), _spread_text(after, name)))
         elif key in _FLATTENED and isinstance(before, Mapping) and isinstance(after, Mapping):
             for sub in _ordered_keys(before, after):
                 if before.get(sub) != after.get(sub):
@@ -291,6 +302,14 @@ def diff_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldCh
         else:
             changes.append(FieldChange(key, before, after))
     return tuple(changes)
+
+
+def _spread_text(value: Any, name: str) -> Any:
+    """``10m (offset 4m12s)``: the spread with this task's offset (docs/task-files.md)."""
+    if not isinstance(value, str):
+        return value
+    offset = spread_offset(name, parse_duration(value, allow_zero=True))
+    return f"{value} (offset {format_duration(offset)})"
 
 
 def _hash(canonical: Mapping[str, Any]) -> str:

@@ -14,6 +14,7 @@ import datetime as dt
 
 from reconciler.core.cronmatch import compiled
 from reconciler.core.spec import TaskSpec
+from reconciler.core.timing import Timing
 from reconciler.core.zones import zone_changes
 from reconciler.vocabulary import TaskType
 
@@ -27,21 +28,90 @@ def first_slot(spec: TaskSpec, anchor: dt.datetime) -> dt.datetime | None:
         return anchor
     if spec.type == TaskType.SCHEDULED:
         return spec.at.astimezone(dt.UTC) if spec.at is not None else None
-    if spec.interval is not None:
+    if spec.interval is not None and not spec.timing.moves:
         return anchor + spec.interval.timedelta
     return slot_after(spec, anchor, anchor)
 
 
 def slot_after(spec: TaskSpec, instant: dt.datetime, anchor: dt.datetime) -> dt.datetime | None:
-    """The first slot strictly after ``instant``; None for one-off types and crontabs that
-    never match.
+    """The first slot strictly after ``instant``; None for one-off types, crontabs that
+    never match and a window that has ended.
 
     ``anchor`` is when the schedule started: intervals count from it (anchor + k * interval,
-    k >= 1); crontabs ignore it.
+    k >= 1); crontabs ignore it. ``spread`` and ``active`` are applied here (calendars are
+    not: beat drops a slot on a calendar date when it comes due, counting it as skipped).
     """
     instant = _aware(instant, "instant")
     if spec.type != TaskType.PERIODIC:
         return None
+    timing = spec.timing
+    if not timing.moves:
+        return _plain_after(spec, instant, anchor)
+    if timing.start is not None and instant < timing.start:
+        instant = timing.start - _TICK
+    if timing.spread:
+        slot = _spread_after(spec, timing, instant, anchor)
+    else:
+        slot = _plain_after(spec, instant, anchor)
+    if slot is not None and timing.end is not None and slot >= timing.end:
+        return None
+    return slot
+
+
+_TICK = dt.timedelta(microseconds=1)
+_MEMO_SIZE = 64
+
+
+def _spread_after(
+    spec: TaskSpec, timing: Timing, instant: dt.datetime, anchor: dt.datetime
+) -> dt.datetime | None:
+    """The first spread slot after ``instant``: each plain slot moved by the task's offset,
+    scaled down where the next plain slot is nearer than ``spread`` (never past it).
+
+    Spread slots keep the plain slots' order, and none is more than ``offset`` after its
+    plain slot, so the search starts at the first plain slot after ``instant - offset``,
+    or (beat's case: ``instant`` is a slot given out before) after that slot's plain slot.
+    """
+    offset, spread = timing.offset, timing.spread
+    given = timing.bases if spec.interval is None else None  # intervals: cheap, anchored
+    known = given.get(instant) if given is not None else None
+    if known is not None:
+        base = _next_plain(spec, timing, known, anchor)
+    else:
+        base = _plain_after(spec, instant - offset, anchor)
+    while base is not None:
+        following = _next_plain(spec, timing, base, anchor)
+        moved = offset
+        if following is not None and following - base < spread:
+            gap = following - base
+            moved = dt.timedelta(microseconds=offset // _TICK * (gap // _TICK) // (spread // _TICK))
+        if base + moved > instant:
+            if given is not None:
+                if len(given) >= _MEMO_SIZE:
+                    given.clear()
+                given[base + moved] = base
+            return base + moved
+        base = following
+    return None
+
+
+def _next_plain(
+    spec: TaskSpec, timing: Timing, base: dt.datetime, anchor: dt.datetime
+) -> dt.datetime | None:
+    """The plain slot after ``base``, remembered: beat asks for it again at the next fire."""
+    memo = timing.memo
+    if spec.interval is not None:
+        return _plain_after(spec, base, anchor)  # arithmetic, and it depends on the anchor
+    if base in memo:
+        return memo[base]
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    following = memo[base] = _plain_after(spec, base, anchor)
+    return following
+
+
+def _plain_after(spec: TaskSpec, instant: dt.datetime, anchor: dt.datetime) -> dt.datetime | None:
+    """The schedule's own next slot after ``instant`` (DST rules applied), before spread."""
     if spec.interval is not None:
         anchor = _aware(anchor, "anchor")
         period = spec.interval.timedelta
@@ -52,11 +122,23 @@ def slot_after(spec: TaskSpec, instant: dt.datetime, anchor: dt.datetime) -> dt.
     return compiled(spec.crontab).after(zone_changes(spec.timezone), instant)
 
 
+_MAX_DROPPED = 100_000
+"""``next_fire_times`` stops after passing this many slots dropped by calendars."""
+
+
 def next_fire_times(
-    spec: TaskSpec, start: dt.datetime, count: int, anchor: dt.datetime | None = None
+    spec: TaskSpec,
+    start: dt.datetime,
+    count: int,
+    anchor: dt.datetime | None = None,
+    dropped: list[tuple[dt.datetime, str]] | None = None,
 ) -> list[dt.datetime]:
     """Up to ``count`` fire times strictly after ``start`` (an interval counts from ``anchor``,
-    by default ``start``); a past ``scheduled`` task and an ``async`` one give none."""
+    by default ``start``); a past ``scheduled`` task and an ``async`` one give none.
+
+    Slots a calendar drops are left out, and added to ``dropped`` with the reason when
+    given (at most ``count`` of them).
+    """
     start = _aware(start, "start")
     if spec.type == TaskType.ASYNC or count <= 0:
         return []
@@ -65,9 +147,17 @@ def next_fire_times(
         return [at] if at is not None and at > start else []
     anchor = start if anchor is None else _aware(anchor, "anchor")
     times: list[dt.datetime] = []
+    calendars = spec.timing.calendars
+    passed = 0
     current = slot_after(spec, start, anchor)
-    while current is not None and len(times) < count:
-        times.append(current)
+    while current is not None and len(times) < count and passed < _MAX_DROPPED:
+        reason = spec.timing.dropped(current) if calendars else None
+        if reason is None:
+            times.append(current)
+        else:
+            passed += 1
+            if dropped is not None and len(dropped) < count:
+                dropped.append((current, reason))
         current = slot_after(spec, current, anchor)
     return times
 

@@ -175,6 +175,11 @@ def at_in_utc(at: dt.datetime, timezone: str) -> dt.datetime:
 # --- the schedule in one line ----------------------------------------------------------
 
 _INTERVAL_UNITS = (("days", "d"), ("hours", "h"), ("minutes", "m"), ("seconds", "s"))
+# The shapes of the one-line form besides a crontab's five fields, which
+# ``core.describe.schedule_words`` reads back into words.
+INTERVAL_PREFIX = "every "
+AT_PREFIX = "at "
+ASYNC_TEXT = "once, when applied"
 
 
 def schedule_text(spec: Mapping[str, Any]) -> str | None:
@@ -192,12 +197,12 @@ def schedule_text(spec: Mapping[str, Any]) -> str | None:
         parts = "".join(
             f"{interval[key]}{unit}" for key, unit in _INTERVAL_UNITS if interval.get(key)
         )
-        return f"every {parts}"
+        return f"{INTERVAL_PREFIX}{parts}"
     at = spec.get("at")
     if at:
-        return f"at {at}"
+        return f"{AT_PREFIX}{at}"
     if spec.get("type") == TaskType.ASYNC:
-        return "once, when applied"
+        return ASYNC_TEXT
     return None
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     Field,
     StrictBool,
     StrictInt,
@@ -25,11 +26,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from reconciler.core.alerts import Alerts
+from reconciler.core.calendars import CalendarEntry, check_calendar_refs
 from reconciler.core.cronsyntax import split_cron_expression
+from reconciler.core.retention import History
 from reconciler.core.schedulefields import Crontab, Interval, at_in_utc, schedule_text_of
 from reconciler.core.secretref import reference_problems
+from reconciler.core.timing import Spread, Timing, Window, timing_of, window_end, window_start
 from reconciler.core.values import (
     FieldError,
     FileModel,
@@ -136,6 +141,22 @@ class TaskSpec(FileModel):
     # Left out of the stored spec while unset, so a task that sets none keeps the text it
     # was stored with before the field existed (no update planned for every task).
     alerts: Alerts | None = Field(default=None, exclude_if=_is_none)
+    # Periodic only (docs/task-files.md, "Spread, windows and calendars"); left out while
+    # unset, like ``alerts``.
+    spread: Spread | None = Field(default=None, exclude_if=_is_none)
+    active: Window | None = Field(default=None, exclude_if=_is_none)
+    skip_on: Annotated[list[str], AfterValidator(check_calendar_refs)] | None = Field(
+        default=None, exclude_if=_is_none
+    )
+    only_on: Annotated[list[str], AfterValidator(check_calendar_refs)] | None = Field(
+        default=None, exclude_if=_is_none
+    )
+    # The entries of the calendars named by skip_on / only_on, filled in by the loader
+    # (never written in a task file), so beat needs nothing but the stored spec.
+    calendars: SkipJsonSchema[dict[str, list[CalendarEntry]] | None] = Field(
+        default=None, exclude_if=_is_none
+    )
+    history: History | None = Field(default=None, exclude_if=_is_none)
 
     @field_validator("name")
     @classmethod
@@ -266,7 +287,35 @@ class TaskSpec(FileModel):
             )
         if self.at is not None:
             object.__setattr__(self, "at", at_in_utc(self.at, self.timezone))
+        self._timing_fields()
         return self
+
+    def _timing_fields(self) -> None:
+        """``spread``, ``active``, ``skip_on`` and ``only_on`` are for periodic tasks; a
+        window ends after it starts; a stored spec carries every calendar it names."""
+        for name in ("spread", "active", "skip_on", "only_on"):
+            if getattr(self, name) is not None and self.type != TaskType.PERIODIC:
+                raise FieldError(
+                    f"is for periodic tasks, not {self.type.value!r}",
+                    loc=(name,),
+                    hint=f"remove {name!r}",
+                )
+        active = self.active
+        if active is not None and active.from_ is not None and active.until is not None:
+            zone = self.tz
+            if window_end(active.until, zone) <= window_start(active.from_, zone):
+                raise FieldError(
+                    "ends before it starts", loc=("active", "until"), hint="check from and until"
+                )
+        if self.calendars is not None:
+            named = {*(self.skip_on or ()), *(self.only_on or ())}
+            missing = sorted(named - set(self.calendars))
+            if missing or set(self.calendars) - named:
+                raise FieldError(
+                    "does not match skip_on and only_on",
+                    loc=("calendars",),
+                    hint="apply the task files again",
+                )
 
     # --- derived -------------------------------------------------------------------------
 
@@ -283,6 +332,27 @@ class TaskSpec(FileModel):
     def tz(self) -> ZoneInfo:
         return zone(self.timezone)
 
+    def updated(self, **fields: Any) -> TaskSpec:
+        """A copy with ``fields`` replaced (values already valid), without the cached
+        values derived from the old ones."""
+        copy = self.model_copy(update=fields)
+        for cached in ("timing", "schedule_text"):
+            copy.__dict__.pop(cached, None)
+        return copy
+
+    @functools.cached_property
+    def timing(self) -> Timing:
+        """Spread, window and calendars, computed once per spec (``core.timing``)."""
+        return timing_of(
+            self.name,
+            self.tz,
+            self.spread,
+            self.active,
+            self.skip_on or (),
+            self.only_on or (),
+            self.calendars,
+        )
+
     @functools.cached_property
     def schedule_text(self) -> str | None:
         """``schedule_text`` of this spec's JSON form (the store writes it beside the spec).
@@ -294,7 +364,7 @@ class TaskSpec(FileModel):
         return schedule_text_of(self.type, self.crontab, self.interval, self.at)
 
 
-SCHEDULE_FIELDS = ("type", "crontab", "interval", "at", "timezone", "enabled")
+SCHEDULE_FIELDS = ("type", "crontab", "interval", "at", "timezone", "enabled", "spread", "active")
 """Fields whose change restarts the task's schedule (docs/beat.md, "Schedules")."""
 
 

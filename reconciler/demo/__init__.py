@@ -38,6 +38,12 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 30
 RETRY_COUNTDOWN_SECONDS = 0.2
 """The delay before each retry that ``demo_dynamic_task(retries=N)`` asks for."""
 
+SWEEP_EVERY = 5.0
+"""Seconds between two removals of delivered messages by a consuming broker channel."""
+
+SWEEP_BATCH = 1000
+"""Delivered messages removed per statement; a full batch is followed by the next at once."""
+
 LONG_RUNNING_STEP_SECONDS = 0.1
 """``long_running_task`` sleeps in steps this long, so a revoke or shutdown lands quickly."""
 
@@ -86,9 +92,12 @@ class SQLiteBrokerChannel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
     connection until the pool ran out and the worker died: ``close`` releases it. A
     broker file that cannot be written (disk full, read-only) is logged once and
     polled as an empty queue, instead of a reconnect storm; nothing is taken from it.
+    kombu only hides a message it delivers; the consuming channel removes them
+    (``_sweep``), so the file holds what waits and not every message ever sent.
     """
 
     _unwritable: str | None = None  # the fault last logged, shared by the process
+    _next_sweep = 0.0  # monotonic time of this channel's next removal of delivered messages
 
     def close(self) -> None:
         try:
@@ -101,6 +110,7 @@ class SQLiteBrokerChannel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
             message = super()._get(queue)  # type: ignore[no-untyped-call]
         except Empty:
             self._report(None)
+            self._sweep()
             raise
         except self.connection.connection_errors as exc:
             # Closed, not pooled: SQLite keeps a file it could only open read-only so.
@@ -111,7 +121,38 @@ class SQLiteBrokerChannel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
             self._report(reason)
             raise Empty() from None
         self._report(None)
+        self._sweep()
         return message
+
+    def _sweep(self) -> None:
+        """Remove up to ``SWEEP_BATCH`` delivered messages, at most every ``SWEEP_EVERY`` s.
+
+        A delivered message is never read again: kombu marks it invisible when it hands it
+        over, and the worker keeps it in memory until acked (and puts it back as a new row
+        if it stops before that). A fault is left to the next ``_get`` to report.
+        """
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        model = self.message_cls
+        session = self.session
+        delivered = (
+            session.query(model.id)
+            .filter(model.visible == False)  # noqa: E712 - SQL, not Python
+            .limit(SWEEP_BATCH)
+            .scalar_subquery()
+        )
+        try:
+            removed = (
+                session.query(model)
+                .filter(model.id.in_(delivered))
+                .delete(synchronize_session=False)
+            )
+            session.commit()
+        except self.connection.connection_errors:
+            self._release_session(invalidate=True)
+            removed = 0
+        self._next_sweep = now if removed >= SWEEP_BATCH else now + SWEEP_EVERY
 
     def _release_session(self, *, invalidate: bool = False) -> None:
         session, self._session = self._session, None

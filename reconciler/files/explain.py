@@ -11,11 +11,13 @@ from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, ScalarNode
 
 from reconciler.core.alerts import Alerts, NotifyTarget
+from reconciler.core.calendars import Calendar
 from reconciler.core.defaults import Defaults
 from reconciler.core.diagnostics import Diagnostic
 from reconciler.core.redact import REDACTED, is_secret_key
 from reconciler.core.schedulefields import Crontab, Interval
 from reconciler.core.spec import Options, TaskSpec
+from reconciler.core.timing import Window
 from reconciler.core.values import FieldError, describe_value
 from reconciler.files.locate import Loc, field_name, position, walk
 from reconciler.files.yamlreader import shorten
@@ -27,6 +29,7 @@ _MODELS: dict[Loc, type[BaseModel]] = {
     ("interval",): Interval,
     ("options",): Options,
     ("alerts",): Alerts,
+    ("active",): Window,
 }
 # The models of the defaults document, by location; "*" stands for any key (an owner).
 DEFAULTS_MODELS: dict[Loc, type[BaseModel]] = {
@@ -34,6 +37,7 @@ DEFAULTS_MODELS: dict[Loc, type[BaseModel]] = {
     ("alerts",): Alerts,
     ("notify", "*"): NotifyTarget,
 }
+CALENDAR_MODELS: dict[Loc, type[BaseModel]] = {(): Calendar}
 
 _PATTERN_MESSAGES = {
     "name": "must be lowercase letters, digits, '.', '_' or '-', starting and ending with "
@@ -90,7 +94,9 @@ def _explain(
         return "required field missing", _MISSING_HINTS.get(loc), loc
     if kind == "extra_forbidden":
         model = _model_at(models, loc[:-1])
-        known = sorted(model.model_fields) if model else []
+        fields = model.model_fields if model else {}
+        # ``calendars`` is filled in by the loader from the calendar documents, not written.
+        known = sorted(f.alias or name for name, f in fields.items() if name != "calendars")
         close = difflib.get_close_matches(str(last), known, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}?" if close else None
         if hint is None and known:

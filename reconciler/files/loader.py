@@ -12,7 +12,7 @@ import dataclasses
 import datetime as dt
 import difflib
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,10 @@ from yaml.nodes import MappingNode
 
 from reconciler.core.alerts import effective
 from reconciler.core.diagnostics import Diagnostic
+from reconciler.core.retention import effective as effective_history
 from reconciler.files.discovery import file_error, read_text, task_files
 from reconciler.files.locate import Loc, position, walk
-from reconciler.files.taskfile import LoadedDefaults, LoadedTask, load_file
+from reconciler.files.taskfile import LoadedCalendar, LoadedDefaults, LoadedTask, load_file
 from reconciler.files.yamlreader import compose
 
 
@@ -36,6 +37,7 @@ class LoadResult:
     files: int
     missing_root: bool = False
     defaults: LoadedDefaults | None = None
+    calendars: dict[str, LoadedCalendar] = dataclasses.field(default_factory=dict)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -79,6 +81,7 @@ class _Collector:
         self._vanished = 0
         self._names: dict[str, tuple[str, int, int]] = {}
         self.defaults: LoadedDefaults | None = None
+        self.calendars: dict[str, LoadedCalendar] = {}
 
     def add_file(self, path: str) -> None:
         if os.path.isfile(path):
@@ -118,6 +121,22 @@ class _Collector:
                     "keep one kind: defaults document in the tasks tree and merge the two",
                 )
             )
+        for calendar in outcome.calendars:
+            name = calendar.calendar.name
+            if name in self.calendars:
+                earlier = self.calendars[name]
+                self.diagnostics.append(
+                    Diagnostic(
+                        calendar.path,
+                        *calendar.name_at,
+                        "name",
+                        f"calendar {name!r} is already defined at {earlier.path}:"
+                        f"{earlier.name_at[0]}:{earlier.name_at[1]}",
+                        "calendar names are unique across all files; rename or merge one",
+                    )
+                )
+                continue
+            self.calendars[name] = calendar
         for task, (line, column) in outcome.tasks:
             first = self._names.get(task.spec.name)
             if first is not None:
@@ -142,26 +161,114 @@ class _Collector:
             self._read(path)
             if self.progress is not None:
                 self.progress(done, total)
+        tasks = with_calendars(
+            with_defaults(self.tasks, self.defaults), self.calendars, self.diagnostics
+        )
         diagnostics = sorted(self.diagnostics, key=Diagnostic.sort_key)
-        tasks = with_defaults(self.tasks, self.defaults)
         return LoadResult(
-            tasks, diagnostics, total - self._vanished, self.missing_root, self.defaults
+            tasks,
+            diagnostics,
+            total - self._vanished,
+            self.missing_root,
+            self.defaults,
+            self.calendars,
         )
 
 
 def with_defaults(tasks: list[LoadedTask], defaults: LoadedDefaults | None) -> list[LoadedTask]:
-    """Each task with its effective alerts, noting those taken from the defaults."""
-    default = defaults.defaults.alerts if defaults and defaults.defaults else None
+    """Each task with its effective alerts and history, noting those taken from the defaults."""
+    given = defaults.defaults if defaults and defaults.defaults else None
+    default_alerts = given.alerts if given else None
+    default_history = given.history if given else None
     resolved: list[LoadedTask] = []
     for task in tasks:
+        update: dict[str, Any] = {}
+        inherited: list[tuple[str, str]] = []
         own = task.spec.alerts
-        alerts = effective(own, default)
+        alerts = effective(own, default_alerts)
         if alerts != own:
-            task = dataclasses.replace(task, spec=task.spec.model_copy(update={"alerts": alerts}))
+            update["alerts"] = alerts
         if own is None and alerts is not None and defaults is not None:
-            where = f"{defaults.path}:{defaults.line}"
-            task = dataclasses.replace(task, inherited=(("alerts", where),))
+            inherited.append(("alerts", f"{defaults.path}:{defaults.line}"))
+        own_history = task.spec.history
+        history = effective_history(own_history, default_history)
+        if history != own_history:
+            update["history"] = history
+        if own_history is None and history is not None and defaults is not None:
+            inherited.append(("history", f"{defaults.path}:{defaults.line}"))
+        if given and given.spread and task.spec.spread is None and task.spec.type == "periodic":
+            update["spread"] = given.spread
+            assert defaults is not None  # ``given`` is its document
+            inherited.append(("spread", f"{defaults.path}:{defaults.line}"))
+        if update:
+            task = dataclasses.replace(task, spec=task.spec.updated(**update))
+        if inherited:
+            task = dataclasses.replace(task, inherited=tuple(inherited))
         resolved.append(task)
+    return resolved
+
+
+def with_calendars(
+    tasks: list[LoadedTask],
+    calendars: Mapping[str, LoadedCalendar],
+    diagnostics: list[Diagnostic],
+) -> list[LoadedTask]:
+    """Each task with the entries of the calendars it names carried into its spec.
+
+    A task naming an unknown calendar is an error at that name (and the task is left
+    out); a calendar no task names is a warning at its name.
+    """
+    used: set[str] = set()
+    resolved: list[LoadedTask] = []
+    entries = {name: loaded.calendar.entries for name, loaded in calendars.items()}
+    for task in tasks:
+        spec = task.spec
+        named = [
+            (kind, i, name)
+            for kind in ("skip_on", "only_on")
+            for i, name in enumerate(getattr(spec, kind) or ())
+        ]
+        if not named:
+            resolved.append(task)
+            continue
+        unknown = [(kind, i, name) for kind, i, name in named if name not in calendars]
+        for kind, i, name in unknown:
+            line, column = field_position(task, (kind, i))
+            close = difflib.get_close_matches(name, sorted(calendars), n=1, cutoff=0.6)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else "define it in a kind: calendar document under the tasks directory"
+            )
+            diagnostics.append(
+                Diagnostic(
+                    task.path, line, column, f"{kind}[{i}]", f"unknown calendar {name!r}", hint
+                )
+            )
+        used.update(name for _, _, name in named if name in calendars)
+        if unknown:
+            continue
+        carried = {name: entries[name] for _, _, name in named}
+        sources = tuple(
+            (f"calendars.{name}", f"calendar:{calendars[name].where}") for _, _, name in named
+        )
+        resolved.append(
+            dataclasses.replace(
+                task, spec=spec.updated(calendars=carried), inherited=task.inherited + sources
+            )
+        )
+    for name, calendar in calendars.items():
+        if name not in used:
+            diagnostics.append(
+                Diagnostic(
+                    calendar.path,
+                    *calendar.name_at,
+                    "name",
+                    f"calendar {name!r} is used by no task",
+                    "name it in a task's skip_on or only_on, or remove it",
+                    severity="warning",
+                )
+            )
     return resolved
 
 

@@ -45,6 +45,15 @@ DESCRIPTIONS: dict[str, str] = {
     "labels": "Free string labels.",
     "alerts": "When the owner wants to hear about the task: on_failure, failures_in_a_row, "
     "success_within, max_duration, missed. Replaces the defaults document's alerts as a whole.",
+    "spread": "periodic only: move each slot by a fixed offset in [0, spread) taken from the "
+    "task's name (e.g. 10m); never past the next slot.",
+    "history": "How long its executions are kept: {keep_days: 1-36500, keep_last: 0-1000000}; "
+    "the latest success, latest failure and unfinished executions always stay. Replaces the "
+    "defaults document's history as a whole.",
+    "active": "periodic only: {from, until}, a date or date and time in 'timezone'; no slot "
+    "outside (either end may be left out).",
+    "skip_on": "periodic only: names of kind: calendar documents; no slot on their dates.",
+    "only_on": "periodic only: names of kind: calendar documents; slots only on their dates.",
 }
 
 DEFAULTS_SCHEMA_ID = "urn:celery-reconciler:schemas:defaults"
@@ -53,6 +62,9 @@ DEFAULTS_DESCRIPTIONS: dict[str, str] = {
     "alerts": "The alerts of every task that has no 'alerts' of its own.",
     "notify": "Where each owner's alerts go: {OWNER: {webhook_url_env: NAME, format: json|slack}}"
     "; the URL is read from the environment variable NAME.",
+    "spread": "The spread of every periodic task that has no 'spread' of its own (0s: none).",
+    "history": "The history retention of every task that has no 'history' of its own "
+    "({keep_days, keep_last}; default 90 days).",
 }
 ALERT_DESCRIPTIONS: dict[str, str] = {
     "on_failure": "Alert on every failed execution (after Celery's own retries).",

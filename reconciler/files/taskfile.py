@@ -11,13 +11,14 @@ from typing import Any
 from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from reconciler.core.calendars import CALENDAR_KIND, Calendar
 from reconciler.core.cronmatch import never_fires
 from reconciler.core.defaults import DEFAULTS_KIND, Defaults
 from reconciler.core.diagnostics import Diagnostic
 from reconciler.core.spec import TaskSpec
 from reconciler.core.values import describe_value
 from reconciler.files.discovery import MAX_PATH, file_error, read_text
-from reconciler.files.explain import DEFAULTS_MODELS, diagnostics_for, overlaps
+from reconciler.files.explain import CALENDAR_MODELS, DEFAULTS_MODELS, diagnostics_for, overlaps
 from reconciler.files.locate import Loc, field_name, path_of, position, walk
 from reconciler.files.yamlreader import (
     MAX_ALIAS_EXPANSION,
@@ -57,6 +58,20 @@ class LoadedDefaults:
         return f"{self.path}:{self.line}:{self.column}"
 
 
+@dataclass(frozen=True)
+class LoadedCalendar:
+    """A valid calendar document, where it starts and where its name is written."""
+
+    calendar: Calendar
+    path: str
+    line: int
+    name_at: tuple[int, int]
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
 @dataclass
 class FileOutcome:
     """What one file holds: its valid tasks (with where their name is written) and diagnostics."""
@@ -64,6 +79,7 @@ class FileOutcome:
     tasks: list[tuple[LoadedTask, tuple[int, int]]] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     defaults: list[LoadedDefaults] = field(default_factory=list)
+    calendars: list[LoadedCalendar] = field(default_factory=list)
 
 
 def _load_document(
@@ -108,8 +124,24 @@ def _load_document(
         outcome.diagnostics.append(
             Diagnostic(path, p_line, p_column, field_name(loc), problem.message, problem.hint)
         )
+    if data.get("kind") == CALENDAR_KIND:
+        _load_calendar(root, data, path, outcome, problem_locs)
+        return
     if "kind" in data:
         _load_defaults(root, data, path, outcome, problem_locs)
+        return
+    if "calendars" in data:
+        node, key_node, _ = walk(root, ("calendars",))
+        outcome.diagnostics.append(
+            Diagnostic(
+                path,
+                *position(key_node or node),
+                "calendars",
+                "unknown field (a task names its calendars in skip_on or only_on)",
+                "write skip_on: [NAME] or only_on: [NAME]; the calendar is a kind: calendar "
+                "document",
+            )
+        )
         return
     try:
         spec = TaskSpec.model_validate(data)
@@ -143,9 +175,10 @@ def _load_defaults(
                 line,
                 column,
                 "kind",
-                f"must be {DEFAULTS_KIND!r}, got {describe_value(data['kind'])}",
-                "write kind: defaults for the defaults of all tasks; a document without "
-                "kind is a task",
+                f"must be {DEFAULTS_KIND!r} or {CALENDAR_KIND!r}, got "
+                f"{describe_value(data['kind'])}",
+                "write kind: defaults for the defaults of all tasks, kind: calendar for a "
+                "calendar; a document without kind is a task",
             )
         )
         return
@@ -158,6 +191,28 @@ def _load_defaults(
                 outcome.diagnostics.append(diagnostic)
     valid = defaults if not problem_locs else None
     outcome.defaults.append(LoadedDefaults(valid, path, *position(root)))
+
+
+def _load_calendar(
+    root: MappingNode,
+    data: dict[str, Any],
+    path: str,
+    outcome: FileOutcome,
+    problem_locs: list[Loc],
+) -> None:
+    """Validate a ``kind: calendar`` document into ``outcome``: the calendar, or why not."""
+    try:
+        calendar = Calendar.model_validate(data)
+    except ValidationError as exc:
+        for diagnostic, loc in diagnostics_for(exc, root, path, CALENDAR_MODELS):
+            if not any(overlaps(loc, refused) for refused in problem_locs):
+                outcome.diagnostics.append(diagnostic)
+        return
+    if problem_locs:
+        return
+    name_node, _, _ = walk(root, ("name",))
+    line, _ = position(root)
+    outcome.calendars.append(LoadedCalendar(calendar, path, line, position(name_node)))
 
 
 def _warning(root: MappingNode, path: str, name: str, message: str, hint: str) -> Diagnostic:

@@ -4,7 +4,8 @@
 runs them with shared settings in the environment, prefixes each line of their output
 with the child's name, stops them all on SIGINT/SIGTERM, and stops everything (exit 1)
 when one of them dies on its own. The children end with it however it ends
-(``reconciler.ops.lifeline``). Used by ``reconciler.cli.up``.
+(``reconciler.ops.lifeline``). ``Checkpoints`` keeps the write-ahead logs of the embedded
+SQLite files from growing. Used by ``reconciler.cli.up``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import errno
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,11 +28,17 @@ from typing import IO
 
 from reconciler.ops.lifeline import END, lifeline_argv, watchdog_argv
 from reconciler.settings import Settings
+from reconciler.store.database import checkpoint_sqlite
 
 STOP_TIMEOUT = 20.0
 """Seconds children get to stop after SIGTERM (a worker finishes its running tasks)."""
 
 COLOURS = ("36", "35", "33", "32", "34", "31")
+
+CHECKPOINT_EVERY = 60.0
+"""Seconds between two checkpoints of the embedded SQLite files' write-ahead logs."""
+CHECKPOINT_WAIT = 1.0
+"""Seconds a checkpoint waits for readers and writers (writers wait behind it meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,49 @@ def unwritable_state(files: Sequence[Path]) -> str | None:
     return None
 
 
+class Checkpoints:
+    """Cuts the write-ahead logs of the embedded SQLite files every ``every`` seconds, on
+    a thread of ``up``'s own (docs/demo.md): the processes reading the state file all the
+    time could otherwise keep SQLite from ever restarting the log. A failure is reported
+    once, through ``say``, and tried again at the next round."""
+
+    def __init__(
+        self, files: Sequence[Path], say: Callable[[str], None], every: float = CHECKPOINT_EVERY
+    ) -> None:
+        self.files = list(files)
+        self.say = say
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="up-checkpoints", daemon=True)
+        self._failing: dict[Path, str] = {}
+
+    def start(self) -> None:
+        if self.files:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(CHECKPOINT_WAIT + 5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.round()
+
+    def round(self) -> None:
+        for path in self.files:
+            try:
+                checkpoint_sqlite(path, CHECKPOINT_WAIT)
+            except sqlite3.Error as exc:
+                if self._failing.get(path) != str(exc):
+                    self.say(f"checkpoint of {path} failed ({exc}); trying again in "
+                             f"{self.every:g} s")  # fmt: skip
+                self._failing[path] = str(exc)
+            else:
+                if self._failing.pop(path, None) is not None:
+                    self.say(f"checkpoint of {path} works again")
+
+
 @dataclass
 class Running:
     spec: ChildSpec
@@ -172,8 +223,10 @@ class Supervisor:
         colour: bool | None = None,
         stop_timeout: float = STOP_TIMEOUT,
         notes: Sequence[str] = (),
+        state_files: Sequence[Path] = (),
     ) -> None:
         self.specs = list(children)
+        self.checkpoints = Checkpoints(state_files, lambda line: self.say("up", line))
         self.notes = list(notes)
         self.env = env
         self.out = out or sys.stdout
@@ -241,6 +294,7 @@ class Supervisor:
             self.say("up", f"started {spec.name} (pid {process.pid}): {' '.join(spec.argv)}")
         for note in self.notes:
             self.say("up", note)
+        self.checkpoints.start()
 
     def request_stop(self, reason: str) -> None:
         if not self._stop.is_set():
@@ -257,6 +311,7 @@ class Supervisor:
 
     def stop(self) -> None:
         """SIGTERM every child still running, wait, then SIGKILL what is left."""
+        self.checkpoints.stop()
         alive = [r for r in self.running if r.process.poll() is None]
         for running in alive:
             # The child itself, not its group: a Celery worker stops its own pool

@@ -152,6 +152,31 @@ def _write_ahead_log(cursor: sqlite3.Cursor, busy: float) -> None:
             time.sleep(0.01)
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """What ``PRAGMA wal_checkpoint`` answered: ``busy`` when it could not finish (readers
+    or a writer held on past its wait), else the log was copied into the file and cut."""
+
+    busy: bool
+    frames: int
+
+
+def checkpoint_sqlite(path: Path, wait: float) -> Checkpoint | None:
+    """Copy the write-ahead log of the SQLite file ``path`` into it and cut the log to zero
+    bytes (``wal_checkpoint(TRUNCATE)``), waiting at most ``wait`` seconds for readers and
+    writers (new writers wait behind it meanwhile). SQLite's own checkpoints never shrink
+    the log, and cannot restart it while readers keep using it. None when there is no file;
+    a file not in WAL mode is left as it is. Raises ``sqlite3.Error``."""
+    if not path.exists():
+        return None
+    connection = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=wait)
+    try:
+        busy, frames, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        connection.close()
+    return Checkpoint(bool(busy), max(int(frames), 0))
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

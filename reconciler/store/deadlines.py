@@ -59,6 +59,10 @@ def _ms(seconds: float) -> str:
 # stalled mid-claim loses its session, and its row locks, after 3 s idle in transaction,
 # and the other beat fires those slots on its next tick.
 BEAT = Deadlines("beat", connect=2, statement=3, lock=2, idle_in_transaction=3, busy=5)
+# Beat's pruner, on its own connections: a day's roll-up of the statistics is one statement
+# over that day's executions (minutes at millions a day); its deletes are short and never
+# wait on a lock for long.
+PRUNE = Deadlines("prune", connect=2, statement=600, lock=2, idle_in_transaction=60, busy=5)
 # Watch applies in batches of 1,000 rows (each statement well under a second at 100,000
 # tasks); its apply lock waits --lock-timeout, set per transaction (store.tasks.lock).
 WATCH = Deadlines("watch", connect=3, statement=10, lock=10, idle_in_transaction=30, busy=30)

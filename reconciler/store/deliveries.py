@@ -152,17 +152,38 @@ def claim(connection: Any, delivery: Delivery) -> Claim:
 
 
 class _DriverStatements:
-    """The statements as SQL text for psycopg, run on its cursor: a claim is on every
-    task's path, and SQLAlchemy's execution machinery cost as much as the round trip
-    (docs/design/worker-claim.md). The claim is prepared on the server."""
+    """The statements as SQL text, prepared when the connection opens and run on libpq's
+    connection with psycopg's wait (so its deadlines hold): a claim is on every task's
+    path, and SQLAlchemy's machinery cost as much as the round trip
+    (docs/design/worker-claim.md)."""
+
+    NAMES = {True: b"reconciler_claim_redelivered", False: b"reconciler_claim"}
 
     def __init__(self, dialect: Any) -> None:
-        self.claim = {key: str(stmt.compile(dialect=dialect)) for key, stmt in _STATEMENTS.items()}
+        from psycopg import generators  # PostgreSQL only
+
+        self.execute = generators.execute  # waits for a statement's results
+        positional = {"%(b_celery_task_id)s": "$1", "%(b_retries)s": "$2"}
+        self.claim: dict[bool, bytes] = {}
+        for key, stmt in _STATEMENTS.items():
+            sql = str(stmt.compile(dialect=dialect))
+            for named, number in positional.items():
+                sql = sql.replace(named, number)
+            self.claim[key] = sql.encode()
         self.duplicate = str(_DUPLICATE.compile(dialect=dialect))
 
+    def prepare(self, connection: Any) -> None:
+        """Prepare the claims on a new psycopg ``connection`` (in autocommit)."""
+        for key, name in self.NAMES.items():
+            connection.pgconn.send_prepare(name, self.claim[key])
+            _checked(connection, connection.wait(self.execute(connection.pgconn)))
+
     def run(self, cursor: Any, delivery: Delivery) -> Claim:
-        cursor.execute(self.claim[delivery.redelivered], _params(delivery), prepare=True)
-        if cursor.rowcount:
+        connection = cursor.connection
+        pgconn = connection.pgconn
+        params = [delivery.celery_task_id.encode(), str(delivery.retries).encode()]
+        pgconn.send_query_prepared(self.NAMES[delivery.redelivered], params)
+        if _checked(connection, connection.wait(self.execute(pgconn))).command_tuples:
             return Claim(CLAIMED)
         try:
             cursor.execute(self.duplicate, {"b_celery_task_id": delivery.celery_task_id})
@@ -170,6 +191,16 @@ class _DriverStatements:
         except Exception as exc:
             raise Uncounted(f"{type(exc).__name__}: {exc}") from exc
         return _refused(None if row is None else row[0])
+
+
+def _checked(connection: Any, results: list[Any]) -> Any:
+    """The one result of a statement run on libpq's connection; its error raised."""
+    from psycopg import errors, pq
+
+    (result,) = results
+    if result.status != pq.ExecStatus.COMMAND_OK:
+        raise errors.error_from_result(result, encoding=connection.info.encoding)
+    return result
 
 
 # --- claims for a worker process ----------------------------------------------------------
@@ -255,6 +286,11 @@ class DeliveryClaims:
         if self._driver is not None:
             raw = self._engine.raw_connection()
             raw.driver_connection.autocommit = True
+            try:
+                self._driver.prepare(raw.driver_connection)
+            except BaseException:
+                raw.invalidate()
+                raise
             current = (raw, raw.driver_connection.cursor())
         else:
             sqlalchemy_connection = self._engine.connect()

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterable, Sequence
+import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    DateTime,
     Table,
     and_,
     case,
@@ -23,15 +27,13 @@ from sqlalchemy import (
     literal_column,
     null,
     or_,
-    select,
-    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from reconciler.store.tables import ChangeMarker, Task, TaskExecution
+from reconciler.store.tables import TaskExecution
 from reconciler.vocabulary import FINISHED, Status, Trigger
 
 # The order of an execution's life, within one attempt (``retries`` counts attempts):
@@ -88,7 +90,9 @@ class ExecutionUpdate:
             "status": self.status,
             "args": self.args,
             "kwargs": self.kwargs,
-            "queued_at": self.at,
+            # A row first written by its start or end (its pending step still on its
+            # way) was queued no later than it started.
+            "queued_at": self.at if self.started_at is None else min(self.at, self.started_at),
             "started_at": self.started_at if self.status != Status.PENDING else None,
             "finished_at": self.at if final else None,
             "duration_ms": self.duration_ms,
@@ -217,14 +221,14 @@ def apply_updates(session: Session, updates: Iterable[ExecutionUpdate]) -> None:
     The guard in each statement makes the outcome independent of the order in which
     batches from different processes reach the database: a row only moves forward.
     """
-    ordered = sorted(_coalesced(list(updates)), key=lambda update: update.order)
+    ordered = sorted(coalesced(list(updates)), key=lambda update: update.order)
     connection = session.connection()
     driver = _driver_upserts(connection.dialect)
     raw: Any = connection.connection.driver_connection
     cursor = raw.cursor() if driver is not None else None
     for status, group in itertools.groupby(ordered, key=lambda update: update.status):
-        # One prepared statement, executed for every row in one pipeline (psycopg);
-        # only the step that counts of each execution is sent.
+        # Only the step that counts of each execution is sent; on psycopg, one prepared
+        # statement per chunk (its rows as one JSON document), elsewhere one executemany.
         rows = _one_per_execution(status, list(group))
         statement = _upsert_statement(session, status)
         # In chunks: each waits for the server without the GIL, so a worker process
@@ -238,21 +242,30 @@ def apply_updates(session: Session, updates: Iterable[ExecutionUpdate]) -> None:
 
 
 class _DriverUpserts:
-    """The upserts as SQL text on psycopg's cursor, each row's values converted by the
-    columns' own types: SQLAlchemy's execution machinery cost as much per row as the
-    rest of the write (docs/design/tracking-writes.md)."""
+    """The upserts as SQL text on psycopg's cursor: SQLAlchemy's execution machinery cost
+    as much per row as the rest of the write. A chunk is one statement whose rows come
+    from one JSON document (``json_to_recordset``): the server plans, runs and fires the
+    statement's trigger once per chunk instead of once per row, and the client encodes
+    the chunk in one ``json.dumps`` (docs/design/tracking-writes.md). Each value is
+    converted by its column's own type first, JSON columns to the text SQLAlchemy sends."""
 
     def __init__(self, dialect: Any) -> None:
         table: Table = TaskExecution.__table__  # type: ignore[assignment]
         keys = list(ExecutionUpdate("", Status.PENDING, dt.datetime.now(dt.UTC)).params())
         self.dialect = dialect
         self.keys = keys
-        self.convert = [
-            (key, processor)
-            for key in keys
-            if (processor := table.c[key].type.dialect_impl(dialect).bind_processor(dialect))
-            is not None
-        ]
+        self.convert: list[tuple[str, Any]] = []
+        self.times: list[str] = []
+        for key in keys:
+            type_ = table.c[key].type
+            if isinstance(type_, JSON):
+                self.convert.append((key, dialect._json_serializer or json.dumps))
+                continue
+            processor = type_.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.convert.append((key, processor))
+            if isinstance(getattr(type_, "impl", type_), DateTime):
+                self.times.append(key)  # sent as ISO 8601 text, read as timestamptz
         # Columns the insert fills from their Python-side default, as SQLAlchemy would.
         self.defaults: dict[str, Any] = {}
         for column in table.c:
@@ -264,14 +277,36 @@ class _DriverUpserts:
     def run(self, cursor: Any, status: str, statement: Any, rows: list[dict[str, Any]]) -> None:
         sql = self.sql.get(status)
         if sql is None:
-            sql = self.sql[status] = str(
-                statement.compile(dialect=self.dialect, column_keys=self.keys)
-            )
+            compiled = str(statement.compile(dialect=self.dialect, column_keys=self.keys))
+            sql = self.sql[status] = _from_json(compiled)
         for row in rows:
             for key, processor in self.convert:
                 row[key] = processor(row[key])
+            for key in self.times:
+                if row[key] is not None:
+                    row[key] = row[key].isoformat()
             row.update(self.defaults)
-        cursor.executemany(sql, rows)
+        cursor.execute(sql, (json.dumps(rows, ensure_ascii=False),), prepare=True)
+
+
+_BOUND = re.compile(r"%\((\w+)\)s::([A-Z ]+)")
+
+
+def _from_json(sql: str) -> str:
+    """``INSERT ... VALUES (%(a)s::T, ...) ON CONFLICT ...`` with its rows read from one
+    JSON array of objects instead, without the RETURNING nothing reads. JSON columns
+    arrive as their text, cast as the VALUES form casts it."""
+    head, values_, rest = sql.partition(" VALUES (")
+    values, conflict, tail = rest.partition(") ON CONFLICT ")
+    bound = _BOUND.findall(values)
+    if not values_ or not conflict or ", ".join(f"%({k})s::{t}" for k, t in bound) != values:
+        raise ValueError(f"unexpected upsert statement: {sql}")
+    picked = ", ".join(f"r.{key}::{type_}" for key, type_ in bound)
+    record = ", ".join(f"{key} {'TEXT' if type_ == 'JSON' else type_}" for key, type_ in bound)
+    tail = tail.partition(" RETURNING ")[0]
+    return (
+        f"{head} SELECT {picked} FROM json_to_recordset(%s::JSON) AS r({record}) ON CONFLICT {tail}"
+    )
 
 
 _DRIVER: dict[Any, _DriverUpserts] = {}
@@ -300,7 +335,7 @@ def _one_per_execution(status: str, group: list[ExecutionUpdate]) -> list[Execut
     return list(chosen.values())
 
 
-def _coalesced(updates: list[ExecutionUpdate]) -> list[ExecutionUpdate]:
+def coalesced(updates: list[ExecutionUpdate]) -> list[ExecutionUpdate]:
     """Drop the steps a final step of the same batch makes moot (it carries their fields).
 
     A fast task's ``started`` and ``success`` usually reach one batch together: writing
@@ -342,48 +377,3 @@ def reap_lost(session: Session, now: dt.datetime) -> int:
     )
     result = session.execute(statement)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True)
-class ManagedTask:
-    """A task row as tracking needs it: to name executions published outside the reconciler."""
-
-    name: str
-    celery_name: str
-    live: bool
-
-
-def managed_tasks(session: Session) -> tuple[int, list[ManagedTask]]:
-    """Every task row (deleted ones too) with the change marker it was read at."""
-    seq = session.scalar(select(ChangeMarker.seq).where(ChangeMarker.id == 1)) or 0
-    rows = session.execute(select(Task.name, Task.task, Task.deleted_at).order_by(Task.name))
-    return int(seq), [ManagedTask(name, celery, deleted is None) for name, celery, deleted in rows]
-
-
-def change_seq(session: Session) -> int:
-    """The change marker alone: cheap enough to poll before re-reading ``managed_tasks``."""
-    return int(session.scalar(select(ChangeMarker.seq).where(ChangeMarker.id == 1)) or 0)
-
-
-def pick_by_arguments(
-    session: Session, names: Sequence[str], args: list[Any], kwargs: dict[str, Any]
-) -> str | None:
-    """Among several tasks sharing one Celery task, the one defined with these arguments."""
-    rows = session.execute(select(Task.name, Task.spec).where(Task.name.in_(names)))
-    matches = sorted(
-        name
-        for name, spec in rows
-        if list(spec.get("args") or []) == list(args) and dict(spec.get("kwargs") or {}) == kwargs
-    )
-    return matches[0] if matches else None
-
-
-def relax_commit(session: Session) -> None:
-    """Let this transaction's commit return before its WAL reaches disk (PostgreSQL).
-
-    Tracking writes from a background thread and already loses its queue if the worker
-    is killed; waiting for the disk would cost more than it protects. A database crash
-    may lose the last moments of tracking, never a half-written row.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit = off"))

@@ -29,6 +29,8 @@ class TaskState:
     at: str | None  # a scheduled task's ``at`` as stored in its spec
     source: str
     secret_env: tuple[str, ...] = ()  # variables its ``{secret_env: NAME}`` values name
+    active_until: str | None = None  # a periodic task's ``active.until`` as stored
+    timezone: str = "UTC"
 
 
 def live_tasks(session: Session) -> list[TaskState]:
@@ -59,6 +61,10 @@ def live_tasks(session: Session) -> list[TaskState]:
             at=_at(row.spec) if row.type == TaskType.SCHEDULED else None,
             source=f"{row.source_path}:{row.source_line}" if row.source_path else "",
             secret_env=_secret_env(row.spec),
+            active_until=_active_until(row.spec),
+            timezone=str(row.spec.get("timezone") or "UTC")
+            if isinstance(row.spec, dict)
+            else "UTC",
         )
         for row in session.execute(query)
     ]
@@ -68,6 +74,12 @@ def _secret_env(spec: Any) -> tuple[str, ...]:
     if not isinstance(spec, dict):
         return ()
     return tuple(referenced_names([spec.get("args"), spec.get("kwargs")]))
+
+
+def _active_until(spec: Any) -> str | None:
+    active = spec.get("active") if isinstance(spec, dict) else None
+    until = active.get("until") if isinstance(active, dict) else None
+    return str(until) if until is not None else None
 
 
 def _at(spec: Any) -> str | None:

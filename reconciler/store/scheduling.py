@@ -104,6 +104,25 @@ def changed_specs(session: Session, since: int) -> list[SpecRow]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class ChangedTask:
+    """A task touched by an apply, without its spec: ``changed_specs`` for a cache that
+    re-reads only the specs it holds."""
+
+    name: str
+    change_seq: int
+    live: bool
+
+
+def changed_tasks(session: Session, since: int) -> Iterator[ChangedTask]:
+    """Names and versions of the tasks touched by applies after marker value ``since``,
+    one at a time (an apply may have touched every task)."""
+    c = _tasks.c
+    query = select(c.name, c.change_seq, c.deleted_at).where(c.change_seq > since)
+    for name, seq, deleted in session.execute(query):
+        yield ChangedTask(name, int(seq), deleted is None)
+
+
 def specs_by_name(session: Session, names: Sequence[str]) -> list[SpecRow]:
     query = select(_tasks.c.name, _tasks.c.spec, _tasks.c.change_seq, _tasks.c.deleted_at).where(
         _tasks.c.name.in_(list(names))

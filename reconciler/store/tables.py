@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     Index,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -193,7 +195,44 @@ class TaskExecution(Base):
             postgresql_where=text(OUTCOMES),
             sqlite_where=text(OUTCOMES),
         ),
+        # Finished rows by finish time, for the daily statistics' roll-up (migration 0010).
+        Index(
+            "ix_task_executions_finished_at",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+            sqlite_where=text("finished_at IS NOT NULL"),
+        ),
     )
+
+
+class TaskStatsDay(Base):
+    """One task's executions that finished on one UTC day: counts by final status and the
+    duration's percentiles, kept a year whatever the history's retention (migration 0010,
+    docs/design/retention.md)."""
+
+    __tablename__ = "task_stats_daily"
+
+    task_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True, index=True)
+    successes: Mapped[int] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer)
+    revoked: Mapped[int] = mapped_column(Integer)
+    duration_p50_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    duration_p95_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    duration_max_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class HistoryRetention(Base):
+    """One row: the days before ``rolled_up_until`` are in ``task_stats_daily``; pruners
+    take turns holding it locked; ``pruning`` tells SQLite's delete triggers to stand
+    aside for the pruner's own deletes (migration 0010)."""
+
+    __tablename__ = "history_retention"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rolled_up_until: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    pruning: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    last_pass_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ApplyRecord(Base):

@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     insert,
+    inspect,
     select,
     text,
     update,
@@ -330,6 +331,27 @@ def status_rows(session: Session, name: str | None = None) -> list[StatusRow]:
     if name is not None:
         query = query.where(tasks.c.name == name)
     return [StatusRow(**row._mapping) for row in session.execute(query)]
+
+
+@dataclass(frozen=True)
+class StoredSchedule:
+    """Where beat stands with a task: its stored spec, schedule anchor and next slot."""
+
+    spec: Any
+    schedule_anchor: dt.datetime | None
+    next_run_at: dt.datetime | None
+
+
+def stored_schedule(session: Session, name: str) -> StoredSchedule | None:
+    """The live task ``name`` as beat reads it; None when there is none (or no schema yet)."""
+    if not inspect(session.get_bind()).has_table("tasks"):
+        return None
+    row = session.execute(
+        select(tasks.c.spec, tasks.c.schedule_anchor, tasks.c.next_run_at).where(
+            tasks.c.name == name, tasks.c.deleted_at.is_(None)
+        )
+    ).first()
+    return None if row is None else StoredSchedule(row.spec, row.schedule_anchor, row.next_run_at)
 
 
 def is_deleted(session: Session, name: str) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.store.executions import ManagedTask, change_seq, managed_tasks, pick_by_arguments
+from reconciler.store.managed import ManagedTask, change_seq, managed_tasks, pick_by_arguments
 
 CATALOG_MAX_AGE = 30.0  # re-read the managed tasks at least this often
 CATALOG_RECHECK = 0.2  # the change marker (did any task change?) is read at most this often

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reconciler.store.executions import ExecutionUpdate, apply_updates, relax_commit
+from reconciler.store.executions import ExecutionUpdate, apply_updates, coalesced
 from reconciler.tracking.catalog import Catalog
 
 logger = logging.getLogger("reconciler.tracking")
@@ -119,7 +119,13 @@ class Writer:
 
             extra: dict[str, Any] = {}
             if not self.database_url.startswith("sqlite"):
-                extra = {"pool_size": 1, "max_overflow": 1}
+                # Commits return before their WAL reaches the disk (the queue dies with the
+                # worker anyway; docs/design/tracking-writes.md), set once per connection.
+                extra = {
+                    "pool_size": 1,
+                    "max_overflow": 1,
+                    "connect_args": {"options": "-c synchronous_commit=off"},
+                }
             engine = make_engine(self.database_url, deadlines=TRACKING, **extra)
             self._database = session_factory(engine)
         return self._database
@@ -156,7 +162,6 @@ class Writer:
                 with self._open().begin() as session:
                     updates = self._resolve(session, steps)
                     if updates:
-                        relax_commit(session)
                         apply_updates(session, updates)
             except Exception as exc:
                 if not self._failing:
@@ -183,8 +188,12 @@ class Writer:
 
     def _resolve(self, session: Any, steps: list[Step]) -> list[ExecutionUpdate]:
         self._catalog.refresh(session)
+        # Steps a final step of the batch makes moot are dropped before they are resolved.
+        kept = {id(update) for update in coalesced([step.update for step in steps])}
         updates = []
         for step in steps:
+            if id(step.update) not in kept:
+                continue
             update = step.update
             name = self._catalog.resolve(
                 session, step.celery_name, update.args, update.kwargs, live=step.published

@@ -27,6 +27,7 @@ from reconciler.store.reads.counts import (
 )
 from reconciler.store.reads.health import task_health
 from reconciler.store.reads.reader import ReadSession, read
+from reconciler.store.reads.stats import latest_days
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -229,4 +230,40 @@ def render(database: Database, owner: str | None) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(database, owner))
     data: bytes = generate_latest(registry)
-    return data + task_health_text(database, owner)
+    return data + task_health_text(database, owner) + task_stats_text(database, owner)
+
+
+STATS_FAMILIES = (
+    ("reconciler_task_day_executions", "gauge",
+     "Executions that finished on the last complete UTC day, by final status"),
+    ("reconciler_task_day_duration_seconds", "gauge",
+     "Duration of the last complete UTC day's successes and failures (quantile 0.5, 0.95, 1)"),
+)  # fmt: skip
+
+
+def task_stats_text(database: Database, owner: str | None) -> bytes:
+    """Each task's statistics of the last rolled-up day (docs/http-api.md, "Metrics"), read
+    from the daily statistics: one row per task, whatever the history's size."""
+
+    counts: list[str] = []
+    durations: list[str] = []
+    for name, task_owner, day in read(database, lambda session: latest_days(session, owner)):
+        labels = f'owner="{_escaped(task_owner)}",task="{_escaped(name)}"'
+        for status, value in (
+            ("success", day.successes),
+            ("failure", day.failures),
+            ("revoked", day.revoked),
+        ):
+            counts.append(f'{{{labels},status="{status}"}} {value}\n')
+        for quantile, ms in (
+            ("0.5", day.duration_p50_ms),
+            ("0.95", day.duration_p95_ms),
+            ("1", day.duration_max_ms),
+        ):
+            if ms is not None:
+                durations.append(f'{{{labels},quantile="{quantile}"}} {ms / 1000!r}\n')
+    out = []
+    for (name, kind, help_), lines in zip(STATS_FAMILIES, (counts, durations), strict=True):
+        out.append(f"# HELP {name} {help_}\n# TYPE {name} {kind}\n")
+        out.extend(name + line for line in lines)
+    return "".join(out).encode()

@@ -41,7 +41,7 @@ class TaskItem(BaseModel):
     type: TaskType
     task: str = Field(description="The Celery task it runs")
     enabled: bool
-    schedule: str | None = Field(description="crontab expression, interval or time")
+    schedule: str | None = Field(description="The schedule in words, as the CLI shows it")
     timezone: str | None
     next_run: str | None = Field(description="The next slot, UTC; null when none is left")
     last_run: str | None = Field(description="Queue time of the latest execution")
@@ -72,6 +72,10 @@ class TaskDetail(TaskItem):
     last_finished_at: str | None
     skipped_count: int
     missed_count: int
+    spread_offset: str | None = Field(
+        default=None,
+        description="With 'spread': this task's fixed offset (e.g. 2m23s) added to each slot",
+    )
 
 
 class TaskStatus(BaseModel):
@@ -86,6 +90,26 @@ class TaskStatus(BaseModel):
     last_success_at: str | None
     last_failure_at: str | None
     consecutive_failures: int
+
+
+class StatsDay(BaseModel):
+    day: str = Field(description="The UTC day the executions finished on")
+    successes: int
+    failures: int
+    revoked: int
+    duration_p50_ms: float | None = Field(description="Of the successes and failures")
+    duration_p95_ms: float | None
+    duration_max_ms: int | None
+
+
+class TaskStats(BaseModel):
+    name: str
+    since: str
+    successes: int
+    failures: int
+    revoked: int
+    duration_max_ms: int | None
+    days: list[StatsDay] = Field(description="Oldest first; days without executions left out")
 
 
 class Apply(BaseModel):

@@ -9,13 +9,15 @@ are ``{"items": [...], "next_cursor": ...}``; task and execution lists also stre
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from reconciler.core.retention import STATS_KEEP_DAYS
 from reconciler.core.spec import NAME_PATTERN
 from reconciler.errors import ConfigError
 from reconciler.store.database import Database
@@ -28,6 +30,7 @@ from reconciler.store.reads.executions import (
 )
 from reconciler.store.reads.reader import Reader, ReadSession, read
 from reconciler.store.reads.records import EXECUTION_KEYS, EXECUTION_TEXT_KEYS
+from reconciler.store.reads.stats import daily_stats, stats_dict
 from reconciler.store.reads.tasks import iter_tasks, task_owner, task_page
 from reconciler.web import models
 from reconciler.web.auth import Principal, principal
@@ -215,6 +218,21 @@ def task(request: Request, name: str, who: Principal = Depends(principal)) -> Re
 @router.get("/tasks/{name}/status", response_model=models.TaskStatus, summary="Task status")
 def status(request: Request, name: str, who: Principal = Depends(principal)) -> Response:
     return _json(task_status(_task(request, name, who)))
+
+
+@router.get("/tasks/{name}/stats", response_model=models.TaskStats, summary="Task statistics")
+def stats(
+    request: Request,
+    name: str,
+    days: int = Query(30, ge=1, le=STATS_KEEP_DAYS, description="How many days back"),
+    who: Principal = Depends(principal),
+) -> Response:
+    """Per UTC day, the executions that finished by final status and the duration's p50,
+    p95 and max; kept a year, whatever the history's retention."""
+    _task(request, name, who)
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days - 1)).date()
+    found = _read(request, lambda session: daily_stats(session, name, since))
+    return _json(stats_dict(name, found, since))
 
 
 async def _executions(

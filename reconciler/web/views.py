@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.core.describe import schedule_words
+from reconciler.core.durations import format_duration, parse_duration
 from reconciler.core.redact import redact_definition
 from reconciler.core.schedulefields import schedule_text
 from reconciler.core.times import iso
+from reconciler.core.timing import spread_offset
 from reconciler.store.reads.applies import attempted_at
 from reconciler.store.reads.detail import TaskSummary
 from reconciler.store.reads.tasks import TaskListRow
@@ -36,8 +39,11 @@ TASK_CSV_COLUMNS = (
 
 
 def task_item(row: TaskListRow) -> dict[str, Any]:
-    """A task as lists show it: the row's fields are the API's keys."""
-    return row._asdict()
+    """A task as lists show it: the row's fields are the API's keys, the schedule in the
+    words the CLI shows."""
+    item = row._asdict()
+    item["schedule"] = schedule_words(row.schedule, row.timezone)
+    return item
 
 
 def task_detail(summary: TaskSummary) -> dict[str, Any]:
@@ -51,7 +57,7 @@ def task_detail(summary: TaskSummary) -> dict[str, Any]:
         "type": task.type,
         "task": task.task,
         "enabled": task.enabled,
-        "schedule": schedule_text(spec),
+        "schedule": schedule_words(schedule_text(spec), spec.get("timezone")),
         "timezone": spec.get("timezone"),
         "next_run": iso(task.next_run_at),
         "last_run": iso(summary.last_run_at),
@@ -69,7 +75,18 @@ def task_detail(summary: TaskSummary) -> dict[str, Any]:
         "last_finished_at": iso(summary.last_finished_at),
         "skipped_count": task.skipped_count or 0,
         "missed_count": task.missed_count or 0,
+        "spread_offset": _spread_offset(task.name, summary.definition.get("spread")),
     }
+
+
+def _spread_offset(name: str, spread: Any) -> str | None:
+    """The offset ``spread`` gives this task (docs/task-files.md), as a duration."""
+    if not isinstance(spread, str):
+        return None
+    try:
+        return format_duration(spread_offset(name, parse_duration(spread, allow_zero=True)))
+    except ValueError:
+        return None
 
 
 def task_status(summary: TaskSummary) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def test_text_shows_one_line_per_execution_and_the_latest_traceback(url: str) ->
     assert lines[0].split() == [
         "ID", "QUEUED", "STATUS", "TRIGGER", "DURATION", "RETRIES", "WORKER", "OUTCOME"
     ]  # fmt: skip
-    assert lines[1].split()[1:4] == ["2026-03-01T12:04:00Z", "started", "schedule"]
+    assert lines[1].split()[1:6] == ["2026-03-01", "12:04:00", "UTC", "started", "schedule"]
     assert "ValueError: no rows" in lines[3] and "2.5 s" in lines[3]
     assert '{"rows": 3}' in lines[4]
     assert "Latest traceback" in result.output and "boom" in result.output

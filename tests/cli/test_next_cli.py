@@ -74,6 +74,13 @@ def test_json(tasks: Path) -> None:
         "line": 1,
         "from": "2026-03-28T13:00:00+01:00",
         "next": ["2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"],
+        "anchor": None,
+        "spread": None,
+        "spread_offset": None,
+        "active": None,
+        "skip_on": [],
+        "only_on": [],
+        "skipped": [],
     }
 
 
@@ -152,11 +159,23 @@ def test_unknown_name_suggests_close_names(tasks: Path) -> None:
     )
 
 
-def test_invalid_files_print_the_diagnostics_and_exit_1(tasks: Path) -> None:
+def test_errors_in_other_files_are_a_warning_count(tasks: Path) -> None:
     (tasks / "broken.yaml").write_text(
         f"name: broken\n{HEADER}type: periodic\ncrontab: '61 * * * *'\n"
     )
-    result = run(tasks, "nightly")
+    result = run(tasks, "nightly", "-n", "1", "--from", "2026-01-01")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"warning: 1 error in other task files under {tasks} (reconcile validate lists them)\n"
+    )
+    assert result.stdout.splitlines()[-1] == "  2026-01-01T02:30:00+01:00  Thu"
+
+
+def test_an_invalid_task_itself_prints_the_diagnostics_and_exits_1(tasks: Path) -> None:
+    (tasks / "broken.yaml").write_text(
+        f"name: broken\n{HEADER}type: periodic\ncrontab: '61 * * * *'\n"
+    )
+    result = run(tasks, "broken")
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert lines[0].startswith(f"error: {tasks / 'broken.yaml'}:5:")

@@ -93,7 +93,7 @@ def test_overlap_skip_drops_the_slot_while_an_execution_is_unfinished() -> None:
     task = spec(interval={"seconds": 10}, overlap="skip")
     slot = at("2026-01-01T10:00:00Z")
     decision = decide(task, slot, slot, slot, running=True)
-    assert decision == Decision(None, at("2026-01-01T10:00:10Z"), skipped=1)
+    assert decision == Decision(None, at("2026-01-01T10:00:10Z"), skipped=1, reason="still running")
 
 
 def test_overlap_allow_fires_even_while_an_execution_is_unfinished() -> None:
@@ -106,7 +106,9 @@ def test_overlap_skip_with_catchup_once_counts_both() -> None:
     task = spec(crontab="0 * * * *", catchup="once", overlap="skip")
     slot = at("2026-01-01T10:00:00Z")
     decision = decide(task, slot, slot, at("2026-01-01T13:30:00Z"), running=True)
-    assert decision == Decision(None, at("2026-01-01T14:00:00Z"), missed=3, skipped=1)
+    assert decision == Decision(
+        None, at("2026-01-01T14:00:00Z"), missed=3, skipped=1, reason="still running"
+    )
 
 
 def test_interval_catch_up_stays_on_the_anchor_grid() -> None:

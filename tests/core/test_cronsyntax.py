@@ -372,7 +372,7 @@ def test_stored_text_is_the_numeric_form() -> None:
         ("0 0 * * SAT-SUN", "At 00:00, only on Saturday and Sunday (UTC)"),
         ("0 0 * * 1-7/2", "At 00:00, only on Monday, Wednesday, Friday, and Sunday (UTC)"),
         ("0 0 * * MON-SUN", "At 00:00 (UTC)"),
-        ("0 0 13 * FRI", "At 00:00, on day 13 of the month, or on Friday (UTC)"),
+        ("0 0 13 * FRI", "At 00:00, on day 13 of the month, or only on Friday (UTC)"),
         ("0 0 1 * THU-SUN", "At 00:00, on day 1 of the month, or Thursday through Sunday (UTC)"),
         ("0 12 * JAN,JUL SUN", "At 12:00, only on Sunday, only in January and July (UTC)"),
         ("@yearly", "At 00:00, on day 1 of the month, only in January (UTC)"),

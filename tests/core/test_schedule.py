@@ -264,7 +264,7 @@ DESCRIBE_ROWS = [
     (cron("*/15 * * * *"), "Every 15 minutes (UTC)"),
     (cron("0 9 * * 0"), "At 09:00, only on Sunday (UTC)"),
     (cron("0 9 * * 1-5"), "At 09:00, Monday through Friday (UTC)"),
-    (cron("0 0 13 * 5"), "At 00:00, on day 13 of the month, or on Friday (UTC)"),
+    (cron("0 0 13 * 5"), "At 00:00, on day 13 of the month, or only on Friday (UTC)"),
     (
         cron("0 0 1,15 * 1-5"),
         "At 00:00, on day 1 and 15 of the month, or Monday through Friday (UTC)",

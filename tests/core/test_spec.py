@@ -99,7 +99,16 @@ def test_options_for_apply_async() -> None:
 
 
 def test_schedule_fields() -> None:
-    assert SCHEDULE_FIELDS == ("type", "crontab", "interval", "at", "timezone", "enabled")
+    assert SCHEDULE_FIELDS == (
+        "type",
+        "crontab",
+        "interval",
+        "at",
+        "timezone",
+        "enabled",
+        "spread",
+        "active",
+    )
 
 
 def test_spec_is_frozen() -> None:

@@ -196,14 +196,16 @@ def test_one_defaults_document_per_tree(tasks: Path) -> None:
     ("document", "expected"),
     [
         (
-            "kind: calendar\nname: x\n",
-            "1:7: kind: must be 'defaults', got a string ('calendar') (hint: write kind: defaults "
-            "for the defaults of all tasks; a document without kind is a task)",
+            "kind: holidays\nname: x\n",
+            "1:7: kind: must be 'defaults' or 'calendar', got a string ('holidays') (hint: write "
+            "kind: defaults for the defaults of all tasks, kind: calendar for a calendar; a "
+            "document without kind is a task)",
         ),
         (
             "kind: [defaults]\n",
-            "1:7: kind: must be 'defaults', got a list (hint: write kind: defaults for the "
-            "defaults of all tasks; a document without kind is a task)",
+            "1:7: kind: must be 'defaults' or 'calendar', got a list (hint: write kind: defaults "
+            "for the defaults of all tasks, kind: calendar for a calendar; a document without "
+            "kind is a task)",
         ),
         (
             "kind: defaults\nalert: {missed: true}\n",
@@ -211,7 +213,7 @@ def test_one_defaults_document_per_tree(tasks: Path) -> None:
         ),
         (
             "kind: defaults\nname: x\n",
-            "2:1: name: unknown field (hint: known fields: alerts, kind, notify)",
+            "2:1: name: unknown field (hint: known fields: alerts, history, kind, notify, spread)",
         ),
         (
             "kind: defaults\nalerts: {failures_in_a_row: 0}\n",

@@ -101,27 +101,43 @@ def imported_files(project: Path) -> dict[str, str]:
 # --- every payload form --------------------------------------------------------------------
 
 
-def test_once_immediate_becomes_async(project: Path) -> None:
+def test_once_immediate_becomes_async_held_back_with_a_readable_name(project: Path) -> None:
     result = run_import(project, ONCE_IMMEDIATE, "--owner", "demo")
     assert result.exit_code == 0, result.output
-    name = slugify("测试任务", "test_celery")
-    assert re.fullmatch(r"test_celery-[0-9a-f]{8}", name)
-    assert imported_files(project) == {
-        f"{name}.yaml": SCHEMA_LINE + "# Imported from the old web app, where it was called "
-        "'测试任务'.\n"
-        f"name: {name}\n"
-        "description: 这是一个测试任务\n"
-        "owner: demo\n"
-        "type: async\n"
-        "task: app.worker.test_celery\n"
-        "args: [Hello World]\n"
-        "enabled: true\n"
-    }
+    assert (
+        imported_files(project)
+        == {
+            "ceshirenwu.yaml": SCHEMA_LINE + "# Imported from the old web app, where it was called "
+            "'测试任务'.\n"
+            "# enabled: false because this one-off may already have run in the old system; set it "
+            "to true to run it (again).\n"
+            "name: ceshirenwu\n"
+            "description: 这是一个测试任务\n"  # it holds the old name already: searchable
+            "owner: demo\n"
+            "type: async\n"
+            "task: app.worker.test_celery\n"
+            "args: [Hello World]\n"
+            "enabled: false\n"
+            "labels: {imported-from: web-api, original-name: 测试任务}\n"
+        }
+    )
     assert result.stdout == (
-        f"+ {name} (async) -> tasks.d/imported/{name}.yaml\n"
-        f"    note: name '测试任务' is not a valid identity; it became '{name}'\n"
+        "+ ceshirenwu (async) -> tasks.d/imported/ceshirenwu.yaml\n"
+        "    note: name '测试任务' is not kept as it is; it became 'ceshirenwu'\n"
+        "    note: one-off that may already have run: written enabled: false "
+        "(--enable-one-offs keeps it enabled)\n"
+        "Written disabled, as they may already have run: ceshirenwu (set enabled: true in a "
+        "file to run that one-off).\n"
         "Imported 1 task. Check them with `reconcile validate`, then commit them.\n"
     )
+
+
+def test_enable_one_offs_keeps_them_enabled(project: Path) -> None:
+    result = run_import(project, ONCE_IMMEDIATE, "--owner", "demo", "--enable-one-offs")
+    assert result.exit_code == 0, result.output
+    (text,) = imported_files(project).values()
+    assert "enabled: true\n" in text
+    assert "may already have run" not in text + result.stdout
 
 
 def test_once_scheduled_becomes_scheduled_in_utc(project: Path) -> None:
@@ -130,7 +146,7 @@ def test_once_scheduled_becomes_scheduled_in_utc(project: Path) -> None:
     (text,) = imported_files(project).values()
     assert text.endswith(
         "type: scheduled\ntask: app.worker.long_running_task\nargs: [60]\nenabled: true\n"
-        "at: 2030-12-02T15:00:00Z\n"
+        "at: 2030-12-02T15:00:00Z\nlabels: {imported-from: web-api, original-name: 定时任务}\n"
     )
 
 
@@ -139,7 +155,10 @@ def test_periodic_crontab_becomes_a_crontab_string(project: Path) -> None:
     assert result.exit_code == 0, result.output
     (text,) = imported_files(project).values()
     assert "owner: billing\n" in text
-    assert text.endswith("args: [Daily Task]\nenabled: true\ncrontab: 0 1 * * *\n")
+    assert text.endswith(
+        "args: [Daily Task]\nenabled: true\ncrontab: 0 1 * * *\n"
+        "labels: {imported-from: web-api, original-name: 每日任务}\n"
+    )
 
 
 def test_periodic_interval(project: Path) -> None:
@@ -156,8 +175,11 @@ def test_periodic_interval(project: Path) -> None:
         "kwargs: {check: health}\n"
         "enabled: false\n"
         "interval: {minutes: 5}\n"
+        "labels: {imported-from: web-api, original-name: Frequent Task}\n"
     }
-    assert "    note: its original name is kept as the description\n" in result.stdout
+    assert "    note: name 'Frequent Task' is not kept as it is; it became 'frequent-task'\n" in (
+        result.stdout
+    )
 
 
 def test_plain_types_a_list_response_and_overfull_intervals(project: Path) -> None:
@@ -197,7 +219,9 @@ def test_plain_types_a_list_response_and_overfull_intervals(project: Path) -> No
     assert (specs["sync"].interval.hours, specs["sync"].interval.minutes) == (1, 30)
     assert specs["sync"].args == [1, 2]
     assert specs["sync"].kwargs == {"deep": {"x": [True, None]}}
-    assert "note" not in result.stdout
+    assert specs["ping"].enabled is False  # a one-off that may have run already
+    assert specs["sync"].labels == {"imported-from": "web-api"}
+    assert "note" not in result.stdout.replace("ping.yaml\n    note: one-off", "")
 
 
 def test_every_written_file_loads_as_meant(project: Path) -> None:
@@ -251,13 +275,48 @@ def test_slugify(old: str, new: str) -> None:
     assert slugify(old) == new
 
 
-def test_slugify_keeps_different_unreadable_names_apart() -> None:
-    first, second = slugify("测试任务", "test_celery"), slugify("每日任务", "test_celery")
-    assert first != second
-    assert first == slugify("测试任务", "test_celery")  # stable across runs
-    assert re.fullmatch(r"report-[0-9a-f]{8}", slugify("报表 Report", "x"))
-    assert slugify("!!!").startswith("task-")
-    assert len(slugify("x" * 300)) == 128
+def test_slugify_spells_chinese_in_pinyin_and_shortens() -> None:
+    assert slugify("测试任务", "test_celery") == "ceshirenwu"
+    assert slugify("每日报告 Daily", "x") == "meiribaogao-daily"
+    assert slugify("报表 Report", "x") == "baobiao-report"
+    assert slugify("!!!") == "task"
+    assert slugify("🙂", "app.tasks.ping") == "app.tasks.ping"
+    long = slugify("Nightly export of the accounting ledger " * 4)
+    assert len(long) <= 64 and not long.endswith("-")
+    assert long.startswith("nightly-export-of-the-accounting-ledger-nightly")
+    assert len(slugify("x" * 300)) == 64
+
+
+def test_a_suffix_only_where_two_old_names_meet(project: Path) -> None:
+    payloads = [
+        {**DAILY, "name": "每日报告"},
+        {**DAILY, "name": "每日 报告"},
+        {**DAILY, "name": "meiribaogao"},
+        {**DAILY, "name": "周报"},
+    ]
+    result = run_import(project, payloads, "--owner", "demo", "--format", "json")
+    assert result.exit_code == 0, result.output
+    names = [item["name"] for item in json.loads(result.stdout)["imported"]]
+    # the valid old name keeps itself; the two that spell the same get -2 and -3
+    assert names == ["meiribaogao-2", "meiri-baogao", "meiribaogao", "zhoubao"]
+
+
+def test_names_map(project: Path) -> None:
+    (project / "names.yaml").write_text("每日任务: daily-at-one\n", encoding="utf-8")
+    result = run_import(project, [DAILY], "--owner", "demo", "--names", "names.yaml")
+    assert result.exit_code == 0, result.output
+    assert list(imported_files(project)) == ["daily-at-one.yaml"]
+    loaded = load_directory(project / "tasks.d").tasks[0].spec
+    assert loaded.labels == {"imported-from": "web-api", "original-name": "每日任务"}
+    assert loaded.description == "每日任务: 每天凌晨1点执行"
+    (project / "names.yaml").write_text("没有: x\nbad: [1\n", encoding="utf-8")
+    result = run_import(project, [DAILY], "--owner", "demo", "--names", "names.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: names.yaml:3:1: not valid YAML: ")
+    (project / "names.yaml").write_text("没有: x\n", encoding="utf-8")
+    result = run_import(project, [DAILY], "--owner", "demo", "--names", "names.yaml")
+    assert result.exit_code == 1
+    assert "  --names: '没有' is not the name of any imported entry\n" in result.stderr
 
 
 @settings(max_examples=200, deadline=None)
@@ -293,6 +352,7 @@ def test_name_taken_by_an_existing_task_or_twice_in_the_import(project: Path) ->
         {**DAILY, "name": "Daily"},
         {**DAILY, "name": "Nightly"},
         {**DAILY, "name": "NIGHTLY"},
+        {**DAILY, "name": "Nightly"},
     ]
     result = run_import(project, payloads, "--owner", "demo")
     assert result.exit_code == 1
@@ -300,7 +360,7 @@ def test_name_taken_by_an_existing_task_or_twice_in_the_import(project: Path) ->
         "error: old.json: 2 problems; nothing was written\n"
         "  payload[0].name: the task 'daily' already exists in "
         f"{Path('tasks.d') / 'mine.yaml'}; rename one of them\n"
-        "  payload[2].name: 'NIGHTLY' becomes the task 'nightly', as payload[1] does; "
+        "  payload[3].name: 'Nightly' becomes the task 'nightly', as payload[1] does; "
         "give one of them another name\n"
     )
     assert imported_files(project) == {}

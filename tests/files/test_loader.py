@@ -337,9 +337,9 @@ RULES: list[tuple[str, str, list[str]]] = [
         "unknown field far from any",
         ASYNC + "zzz: 1\n",
         [
-            "5:1: zzz: unknown field (hint: known fields: alerts, args, at, catchup, crontab, "
-            "description, enabled, interval, kwargs, labels, name, options, overlap, owner, "
-            "task, timezone, type)"
+            "5:1: zzz: unknown field (hint: known fields: active, alerts, args, at, catchup, "
+            "crontab, description, enabled, history, interval, kwargs, labels, name, only_on, "
+            "options, overlap, owner, skip_on, spread, task, timezone, type)"
         ],
     ),
     (

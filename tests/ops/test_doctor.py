@@ -81,12 +81,12 @@ def test_the_task_checks_find_overdue_disabled_and_past_scheduled_tasks(
     checks = by_name(sqlite_settings)
     assert list(checks) == [
         "database", "sync", "broker", "workers", "registered", "beat", "watch", "overdue",
-        "queues", "disabled", "secret_env", "scheduled",
+        "queues", "disabled", "secret_env", "scheduled", "window",
     ]  # fmt: skip
     assert {name: c.status for name, c in checks.items()} == {
         "database": "ok", "sync": "warn", "broker": "ok", "workers": "warn", "registered": "fail",
         "beat": "ok", "watch": "ok", "overdue": "fail", "queues": "ok", "disabled": "warn",
-        "secret_env": "ok", "scheduled": "warn",
+        "secret_env": "ok", "scheduled": "warn", "window": "ok",
     }  # fmt: skip
     assert checks["overdue"].details == ["late: due 5 min ago"]
     assert checks["disabled"].details == ["off (tasks.d/off.yaml:1)"]
@@ -94,6 +94,21 @@ def test_the_task_checks_find_overdue_disabled_and_past_scheduled_tasks(
     assert checks["registered"].details == ["unknown: app.nowhere (tasks.d/unknown.yaml:1)"]
     assert "cannot broadcast" in checks["workers"].message
     assert not healthy(list(checks.values()))
+
+
+def test_a_task_whose_active_window_ended_is_a_warning(sqlite_settings: Settings) -> None:
+    database = Database.open(sqlite_settings.database_url)
+    beat_ticked(database, NOW - dt.timedelta(seconds=2))
+    window = {"timezone": "Europe/Berlin", "active": {"until": "2026-06-01T13:00"}}
+    add_task(database, "ended", spec_extra=window)  # 13:00 in Berlin is 11:00 UTC
+    later = {"timezone": "UTC", "active": {"from": "2026-01-01", "until": "2026-06-01"}}
+    add_task(database, "today", spec_extra=later)  # a date as until: the whole day
+    add_task(database, "off", enabled=False, spec_extra=window)
+    database.dispose()
+    check = by_name(sqlite_settings)["window"]
+    assert check.status == "warn"
+    assert check.details == ["ended: active until 2026-06-01T13:00 (Europe/Berlin)"]
+    assert check.message == "1 task(s) have an active window that has ended and will not run"
 
 
 def test_unset_secret_env_variables_of_enabled_tasks_are_a_warning(

@@ -18,11 +18,10 @@ from reconciler.store.executions import (
     LOST_REASON,
     ExecutionUpdate,
     apply_updates,
-    managed_tasks,
-    pick_by_arguments,
     reap_lost,
     upsert,
 )
+from reconciler.store.managed import managed_tasks, pick_by_arguments
 from reconciler.store.tables import Task, TaskExecution
 from reconciler.vocabulary import Status
 

@@ -99,9 +99,9 @@ def test_task_list_shows_last_status_and_next_run(client: TestClient, ids: dict[
     assert report["last_execution_id"] == ids["failed"]
     assert report["last_run"] == "2025-01-01T13:00:00+00:00"
     assert report["next_run"] == "2025-01-02T00:00:00+00:00"
-    assert report["schedule"] == "0 1 * * *"
+    assert report["schedule"] == "At 01:00 (UTC)"  # the words the CLI shows
     assert body["items"][0]["last_status"] is None
-    assert body["items"][0]["schedule"] == "once, when applied"
+    assert body["items"][0]["schedule"] == "once, as soon as it is applied"
     assert client.get("/api/v1/tasks").json() == body  # without the trailing slash too
 
 

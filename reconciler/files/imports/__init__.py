@@ -1,5 +1,8 @@
-"""``reconcile import``: the old web API's task payloads as task files (docs/import.md).
+"""``reconcile import``: other schedulers' tasks as task files (docs/import.md).
 
-``source`` reads the JSON file, ``names`` and ``mapping`` turn each payload into a task
-document, ``render`` writes its YAML text, and ``plan`` checks them all, then writes.
+``source`` reads the old web API's JSON file and the ``--names`` map; ``mapping`` turns
+each web API payload, ``entries`` each entry of Celery's ``beat_schedule``,
+django-celery-beat or RedBeat (read by ``reconciler.celeryapp`` and
+``reconciler.store.importsources``) into a task document; ``names`` makes readable
+identities, ``render`` writes the YAML text, and ``plan`` checks them all, then writes.
 """

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.core.cronsyntax import CRON_FIELDS, check_cron_field
-from reconciler.files.imports.names import slugify
 from reconciler.files.imports.source import json_type
 from reconciler.vocabulary import TaskType
 
@@ -81,9 +80,11 @@ class Payload:
     data: Mapping[str, Any]
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    label: str = ""
+    """How messages name it: ``payload[2]`` unless a source says otherwise."""
 
     def where(self, name: str | None = None) -> str:
-        return f"payload[{self.index}]" + (f".{name}" if name else "")
+        return (self.label or f"payload[{self.index}]") + (f".{name}" if name else "")
 
     def problem(self, name: str | None, message: str) -> None:
         self.problems.append(f"{self.where(name)}: {message}")
@@ -117,13 +118,7 @@ def payload_to_document(payload: Payload, owner: str | None) -> dict[str, Any] |
         _note_unused_schedule(payload, task_type)
     if payload.problems or original is None or task is None or task_type is None:
         return None
-    name = slugify(original, fallback=task.rsplit(".", 1)[-1])
-    if name != original:
-        payload.notes.append(f"name {original!r} is not a valid identity; it became {name!r}")
-        if not description:
-            description = original
-            payload.notes.append("its original name is kept as the description")
-    document: dict[str, Any] = {"name": name}
+    document: dict[str, Any] = {"name": original}
     if description:
         document["description"] = description
     document["owner"] = task_owner
@@ -310,6 +305,11 @@ def _interval_seconds(payload: Payload) -> int:
     if total > MAX_INTERVAL_SECONDS:
         payload.problem(None, "the interval_* fields add up to more than 365 days")
     return total
+
+
+def interval_parts(total: int) -> dict[str, int] | None:
+    """``total`` seconds as interval parts, or None past the longest interval."""
+    return _interval(total) if 0 < total <= MAX_INTERVAL_SECONDS else None
 
 
 def _interval(total: int) -> dict[str, int]:

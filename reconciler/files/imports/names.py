@@ -1,39 +1,58 @@
-"""Old display names as task identities: ``Daily Report`` -> ``daily-report`` (docs/import.md)."""
+"""Old display names as task identities: ``Daily Report`` -> ``daily-report``, ``每日报告``
+-> ``meiribaogao`` (docs/import.md, "Rules")."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
+
+from pypinyin import Style, lazy_pinyin
 
 from reconciler.core.spec import NAME_PATTERN, RESERVED_NAMES
 
 _NAME_RE = re.compile(NAME_PATTERN)
-_HASH_LENGTH = 8
+READABLE_LENGTH = 64
+"""Names made from an old name are cut to this, at a word boundary where one is near."""
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 
 def slugify(name: str, fallback: str = "task") -> str:
     """A valid task identity for an old display name, e.g. ``Daily Report`` -> ``daily-report``.
 
-    Accents are dropped (``Café`` -> ``cafe``). When other characters cannot be kept
-    (Chinese, emoji), a short hash of the original name is appended, so two different
-    old names never become the same identity; an empty result starts from ``fallback``.
+    Chinese characters become pinyin without tones, one word per run of characters
+    (``测试任务`` -> ``ceshirenwu``); accents are dropped (``Café`` -> ``cafe``); other
+    characters become ``-``. A name with nothing left starts from ``fallback``. Two old
+    names may give the same identity: the import adds a suffix only then.
     """
     if _NAME_RE.match(name) and name not in RESERVED_NAMES:
         return name
-    decomposed = unicodedata.normalize("NFKD", name)
-    kept = "".join(ch for ch in decomposed if ch.isascii())
-    lost = any(not ch.isascii() and not unicodedata.combining(ch) for ch in decomposed)
-    slug = _clean(kept)
+    spelled = _HAN.sub(
+        lambda match: " " + "".join(lazy_pinyin(match.group(0), style=Style.NORMAL)) + " ", name
+    )
+    decomposed = unicodedata.normalize("NFKD", spelled)
+    slug = _clean("".join(ch for ch in decomposed if ch.isascii()))
     if not slug:
-        slug, lost = _clean(fallback) or "task", True
-    suffix = ""
-    if lost:
-        suffix = "-" + hashlib.sha256(name.encode()).hexdigest()[:_HASH_LENGTH]
-    elif slug in RESERVED_NAMES:
-        suffix = "-task"
-    slug = slug[: 128 - len(suffix)].rstrip("._-") + suffix
+        slug = _clean(fallback) or "task"
+    slug = _shorten(slug)
+    if slug in RESERVED_NAMES:
+        slug += "-task"
     return slug
+
+
+def with_suffix(name: str, number: int) -> str:
+    """``name`` with ``-2``, ``-3``... kept within the length limit."""
+    suffix = f"-{number}"
+    return name[: 128 - len(suffix)].rstrip("._-") + suffix
+
+
+def _shorten(slug: str) -> str:
+    if len(slug) <= READABLE_LENGTH:
+        return slug
+    cut = slug[:READABLE_LENGTH]
+    boundary = max(cut.rfind("-"), cut.rfind("_"), cut.rfind("."))
+    if boundary >= READABLE_LENGTH // 2:
+        cut = cut[:boundary]
+    return cut.rstrip("._-")
 
 
 def _clean(text: str) -> str:

@@ -3,8 +3,9 @@ file rendered and read back with the loader, before the first file is written.""
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,23 @@ from pydantic import ValidationError
 
 from reconciler.core.spec import TaskSpec
 from reconciler.errors import ReconcilerError, UsageError
+from reconciler.files.imports.entries import entry_to_document
 from reconciler.files.imports.mapping import SPEC_TO_PAYLOAD, Payload, payload_to_document
+from reconciler.files.imports.names import slugify, with_suffix
 from reconciler.files.imports.render import render, schema_comment
 from reconciler.files.imports.source import json_type, read_payloads
 from reconciler.files.loader import load_directory, load_paths
 
 IMPORT_SUBDIR = "imported"
 """Imported files go to this folder of the tasks directory."""
+
+SOURCES = {
+    "web-api": "the old web app",
+    "beat-schedule": "Celery's beat_schedule",
+    "django-celery-beat": "django-celery-beat",
+    "redbeat": "RedBeat",
+}
+"""``--from`` choices, and how a file's comment names each."""
 
 
 class ImportProblems(ReconcilerError):
@@ -44,29 +55,58 @@ class ImportedTask:
     path: Path
     text: str
     notes: tuple[str, ...] = ()
+    where: str = ""
+    held: bool = False
+    """A one-off that may already have run, written ``enabled: false``."""
+    last_run_at: dt.datetime | None = None
+    """When the old scheduler last ran it, where the source keeps it."""
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How ``reconcile import`` maps entries (docs/import.md)."""
+
+    kind: str = "web-api"
+    owner: str | None = None
+    names: Mapping[str, str] | None = None
+    enable_one_offs: bool = False
+    drop_unsupported: bool = False
+    default_zone: str = "UTC"
 
 
 def plan_import(
-    payloads: Sequence[Any], *, tasks_dir: Path, owner: str | None, source: str
+    payloads: Sequence[Any],
+    *,
+    tasks_dir: Path,
+    owner: str | None,
+    source: str,
+    options: ImportOptions | None = None,
+    now: dt.datetime | None = None,
 ) -> list[ImportedTask]:
     """Check every payload and render its file; raise ImportProblems listing every problem."""
+    options = replace(options or ImportOptions(), owner=owner)
     target_dir = tasks_dir / IMPORT_SUBDIR
     if owner is None:
-        _require_owner(payloads, source)
+        _require_owner(payloads, source, options.kind)
     problems: list[str] = []
     documents: list[tuple[Payload, dict[str, Any]]] = []
     for index, data in enumerate(payloads):
         if not isinstance(data, dict):
             problems.append(f"payload[{index}]: is a JSON {json_type(data)}, not an object")
             continue
-        payload = Payload(index, data)
-        document = payload_to_document(payload, owner)
+        payload = Payload(index, data, label=str(data.get("where") or ""))
+        document = _document(payload, options)
         problems += payload.problems
         if document is not None:
             documents.append((payload, document))
+    existing: dict[str, str] = {}
+    if tasks_dir.is_dir():
+        existing = {loaded.spec.name: loaded.path for loaded in load_directory(tasks_dir).tasks}
+    problems += _name(documents, existing, options.names or {})
+    held = _hold_one_offs(documents, options, now or dt.datetime.now(dt.UTC))
     comment = schema_comment(target_dir)
-    tasks = _checked(documents, problems, target_dir, comment)
-    problems += _collisions(tasks, tasks_dir)
+    tasks = _checked(documents, problems, target_dir, comment, options.kind, held)
+    problems += _collisions(tasks, existing)
     if problems:
         raise ImportProblems(source, problems)
     problems, tasks = _read_back(tasks)
@@ -75,8 +115,88 @@ def plan_import(
     return tasks
 
 
-def _require_owner(payloads: Sequence[Any], source: str) -> None:
+def _document(payload: Payload, options: ImportOptions) -> dict[str, Any] | None:
+    if options.kind == "web-api":
+        return payload_to_document(payload, options.owner)
+    return entry_to_document(
+        payload,
+        options.owner,
+        default_zone=options.default_zone,
+        drop_unsupported=options.drop_unsupported,
+    )
+
+
+def _name(
+    documents: list[tuple[Payload, dict[str, Any]]],
+    existing: Mapping[str, str],
+    names: Mapping[str, str],
+) -> list[str]:
+    """Give each document its identity: the ``--names`` map's, the old name when valid, else
+    a readable one; a suffix only where two different old names would meet."""
+    problems = [
+        f"--names: {old!r} is not the name of any imported entry"
+        for old in names
+        if old not in {document["name"] for _, document in documents}
+    ]
+    wanted: list[tuple[Payload, dict[str, Any], str, bool]] = []
+    for payload, document in documents:
+        original = document["name"]
+        if original in names:
+            wanted.append((payload, document, names[original], True))
+        else:
+            fallback = str(document["task"]).rsplit(".", 1)[-1]
+            wanted.append((payload, document, slugify(original, fallback), False))
+    # Names given or kept as they were come first: a made-up name yields to them.
+    fixed = {name for _, document, name, given in wanted if given or name == document["name"]}
+    taken = set(existing) | fixed
+    originals: dict[str, str] = {}
+    for payload, document, name, given in wanted:
+        original = document["name"]
+        made = not given and name != original
+        if made and (name in fixed or originals.get(name, original) != original):
+            number = 2
+            while with_suffix(name, number) in taken:
+                number += 1
+            name = with_suffix(name, number)
+        originals.setdefault(name, original)
+        taken.add(name)
+        document["name"] = name
+        document["_original"] = original
+        if name != original:
+            how = "--names gives" if given else "it became"
+            payload.notes.append(f"name {original!r} is not kept as it is; {how} {name!r}")
+    return problems
+
+
+def _hold_one_offs(
+    documents: list[tuple[Payload, dict[str, Any]]], options: ImportOptions, now: dt.datetime
+) -> set[int]:
+    """One-offs that may already have run in the old system (``async``, or ``scheduled`` in the
+    past) are written disabled, unless ``--enable-one-offs``; their payload indexes."""
+    held: set[int] = set()
+    if options.enable_one_offs:
+        return held
+    for payload, document in documents:
+        at = document.get("at")
+        past = isinstance(at, dt.datetime) and at.astimezone(dt.UTC) <= now
+        one_off = document["type"] == "async" or (document["type"] == "scheduled" and past)
+        if one_off and document.get("enabled", True) is True:
+            document["enabled"] = False
+            held.add(payload.index)
+            payload.notes.append(
+                "one-off that may already have run: written enabled: false "
+                "(--enable-one-offs keeps it enabled)"
+            )
+    return held
+
+
+def _require_owner(payloads: Sequence[Any], source: str, kind: str) -> None:
     """Without --owner, every payload must name its owner; the old web app's never do."""
+    if kind != "web-api":
+        raise UsageError(
+            f"{source}: {SOURCES.get(kind, kind)} keeps no owner: pass --owner NAME, the team "
+            f"that may read the tasks' history"
+        )
     ownerless = [
         f"payload[{index}]"
         for index, data in enumerate(payloads)
@@ -99,46 +219,92 @@ def _checked(
     problems: list[str],
     target_dir: Path,
     comment: str,
+    kind: str,
+    held: set[int],
 ) -> list[ImportedTask]:
     tasks: list[ImportedTask] = []
+    field_names = SPEC_TO_PAYLOAD if kind == "web-api" else {}
     for payload, document in documents:
+        original = str(document.pop("_original"))
+        _keep_origin(document, original, kind)
         try:
             spec = TaskSpec.model_validate(document)
         except ValidationError as exc:
             for error in exc.errors():
                 loc = error["loc"]
-                key = SPEC_TO_PAYLOAD.get(str(loc[0])) if loc else None
+                key = field_names.get(str(loc[0]), str(loc[0])) if loc else None
                 message = str(error["msg"]).removeprefix("Value error, ")
                 payload.problem(key, message)
             problems += payload.problems
             continue
-        original = str(payload.data["name"]).strip()
         header = [comment]
+        where = SOURCES.get(kind, kind)
+        if payload.label:
+            where += f" ({payload.label})"
         if spec.name != original:
-            header.append(f"# Imported from the old web app, where it was called {original!r}.")
+            header.append(f"# Imported from {where}, where it was called {original!r}.")
+        else:
+            header.append(f"# Imported from {where}.")
+        if payload.index in held:
+            header.append(
+                "# enabled: false because this one-off may already have run in the old "
+                "system; set it to true to run it (again)."
+            )
         text = render(document, header)
         path = target_dir / f"{spec.name}.yaml"
-        tasks.append(ImportedTask(payload.index, original, spec, path, text, tuple(payload.notes)))
+        tasks.append(
+            ImportedTask(
+                payload.index,
+                original,
+                spec,
+                path,
+                text,
+                tuple(payload.notes),
+                where=payload.where(),
+                held=payload.index in held,
+                last_run_at=_last_run(payload),
+            )
+        )
     return tasks
 
 
-def _collisions(tasks: Sequence[ImportedTask], tasks_dir: Path) -> list[str]:
+def _last_run(payload: Payload) -> dt.datetime | None:
+    value = payload.data.get("last_run_at")
+    return value if isinstance(value, dt.datetime) and value.tzinfo is not None else None
+
+
+def _keep_origin(document: dict[str, Any], original: str, kind: str) -> None:
+    """Where it came from, as a label; a changed name kept where the page and the API
+    search (the description) and as a label."""
+    labels = {"imported-from": kind}
+    if document["name"] != original:
+        labels["original-name"] = " ".join(original.split())[:200]
+        description = document.get("description") or ""
+        if original not in description:
+            document["description"] = f"{original}: {description}" if description else original
+            # the description comes right after the name in a task file
+            order = ["name", "description"]
+            rest = {key: value for key, value in document.items() if key not in order}
+            reordered = {key: document[key] for key in order} | rest
+            document.clear()
+            document.update(reordered)
+    document["labels"] = labels
+
+
+def _collisions(tasks: Sequence[ImportedTask], existing: Mapping[str, str]) -> list[str]:
     """Files that exist already, names used twice in the import or by an existing task."""
     problems: list[str] = []
-    first_index: dict[str, int] = {}
-    existing: dict[str, str] = {}
-    if tasks_dir.is_dir():
-        existing = {loaded.spec.name: loaded.path for loaded in load_directory(tasks_dir).tasks}
+    first: dict[str, ImportedTask] = {}
     for task in tasks:
         name = task.spec.name
-        where = f"payload[{task.index}].name"
-        if name in first_index:
+        where = f"{task.where}.name"
+        if name in first:
             problems.append(
-                f"{where}: {task.original_name!r} becomes the task {name!r}, as payload"
-                f"[{first_index[name]}] does; give one of them another name"
+                f"{where}: {task.original_name!r} becomes the task {name!r}, as "
+                f"{first[name].where} does; give one of them another name"
             )
             continue
-        first_index[name] = task.index
+        first[name] = task
         if task.path.exists() or task.path.is_symlink():
             problems.append(
                 f"{where}: {task.path} already exists; it is never overwritten (move it away, "
@@ -172,13 +338,13 @@ def _read_back(tasks: Sequence[ImportedTask]) -> tuple[list[str], list[ImportedT
                 notes[task.index].append(f"{field_name}: {diagnostic.message}")
                 continue
             problems.append(
-                f"payload[{task.index}]: the written file would not load: line {diagnostic.line}: "
+                f"{task.where}: the written file would not load: line {diagnostic.line}: "
                 f"{diagnostic.field}: {diagnostic.message}"
             )
         for loaded in result.tasks:
             task = files[loaded.path]
             if loaded.spec != task.spec:
-                problems.append(f"payload[{task.index}]: the written file reads back differently")
+                problems.append(f"{task.where}: the written file reads back differently")
     return problems, [replace(task, notes=tuple(notes[task.index])) for task in tasks]
 
 
@@ -200,8 +366,13 @@ def write_tasks(tasks: Sequence[ImportedTask]) -> None:
         ) from exc
 
 
-def import_file(path: Path, *, tasks_dir: Path, owner: str | None) -> list[ImportedTask]:
-    """The whole of ``reconcile import``: read, check, render, read back, then write."""
-    tasks = plan_import(read_payloads(path), tasks_dir=tasks_dir, owner=owner, source=str(path))
+def import_file(
+    path: Path, *, tasks_dir: Path, owner: str | None, options: ImportOptions | None = None
+) -> list[ImportedTask]:
+    """The whole of ``reconcile import`` from a web API file: read, check, render, read back,
+    then write."""
+    tasks = plan_import(
+        read_payloads(path), tasks_dir=tasks_dir, owner=owner, source=str(path), options=options
+    )
     write_tasks(tasks)
     return tasks

@@ -245,6 +245,18 @@ def iter_tasks(reader: Reader, *, batch: int = 500, **filters: Any) -> Iterator[
 _OWNER_OF = select(Task.owner).where(Task.name == bindparam("name"))
 
 
+_ZONE_OF = select(Task.timezone).where(Task.name == bindparam("name"))
+
+
+def task_zone(name: str) -> Read[str | None]:
+    """The time zone of a task row (deleted or not), or None when no task has that name."""
+    return Read(
+        lambda postgres: _ZONE_OF,
+        {"name": name},
+        lambda rows: (rows[0][0] or "UTC") if rows else None,
+    )
+
+
 def task_owner(name: str) -> Read[str | None]:
     """The owner of a task row (deleted or not), or None when no task has that name."""
     return Read(

@@ -171,6 +171,10 @@ async function openTask(name) {
     `${task.consecutive_failures} failure(s) in a row`,
   ].join(" · ");
   $("#task-health").classList.toggle("failing", task.consecutive_failures > 0);
+  const stats = await api(`/api/v1/tasks/${encodeURIComponent(name)}/stats?days=7`);
+  const day = stats.days[stats.days.length - 1];
+  $("#task-stats").textContent = `last 7 days: ${stats.successes} succeeded, ${stats.failures} failed, ${stats.revoked} revoked` +
+    (day && day.duration_p50_ms !== null ? ` · ${day.day}: p50 ${Math.round(day.duration_p50_ms)} ms, p95 ${Math.round(day.duration_p95_ms)} ms, max ${day.duration_max_ms} ms` : "");
   await loadExecutions();
 }
 

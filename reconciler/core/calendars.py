@@ -1,0 +1,227 @@
+"""Calendars as code: ``kind: calendar`` documents and the dates a task's ``skip_on`` /
+``only_on`` name (docs/task-files.md, "Calendars").
+
+A calendar's entries are stored in one canonical JSON shape: a date ``"2026-12-25"``, a
+range ``{"from": "2026-12-24", "until": "2026-12-31"}`` (both days included) or a yearly
+day ``{"every_year": "12-25"}``, sorted and without repeats, so reordering them plans no
+change. Each task carries the entries of the calendars it uses in its stored spec.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
+
+from reconciler.core.values import FieldError, FileModel, check_text, describe_value
+
+CALENDAR_KIND = "calendar"
+CALENDAR_NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
+MAX_ENTRIES = 10_000
+_MONTH_DAY = re.compile(r"(\d{2})-(\d{2})")
+_DATE_HINT = (
+    "write a date like 2026-12-25, {from: 2026-12-24, until: 2026-12-31} or {every_year: 12-25}"
+)
+
+CalendarEntry = str | dict[str, str]
+"""A date, a range or a yearly day, in the stored shape (module docstring)."""
+
+
+def _date(value: Any, loc: tuple[str | int, ...] = ()) -> dt.date:
+    if isinstance(value, dt.datetime):
+        raise FieldError(
+            f"expected a date, got a timestamp ({value.isoformat()})",
+            loc=loc,
+            hint="calendars hold whole days: drop the time",
+        )
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise FieldError(f"{value.strip()!r} is not a date", loc=loc, hint=_DATE_HINT) from None
+    raise FieldError(f"expected a date, got {describe_value(value)}", loc=loc, hint=_DATE_HINT)
+
+
+def _month_day(value: Any) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    found = _MONTH_DAY.fullmatch(text)
+    if found is None:
+        raise FieldError(
+            f"expected a month and day MM-DD, got {describe_value(value)}",
+            loc=("every_year",),
+            hint="write it like 12-25 (December 25) or 05-01",
+        )
+    try:
+        dt.date(2000, int(found[1]), int(found[2]))  # 2000: a leap year, so 02-29 is a day
+    except ValueError:
+        raise FieldError(
+            f"{text!r} is not a day of the year",
+            loc=("every_year",),
+            hint="check the month and day",
+        ) from None
+    return text
+
+
+def _entry(value: Any) -> CalendarEntry:
+    """One entry of ``dates`` in its stored shape, or a FieldError saying how to write it."""
+    if isinstance(value, Mapping):
+        keys = set(value)
+        if keys == {"every_year"}:
+            return {"every_year": _month_day(value["every_year"])}
+        if keys == {"from", "until"}:
+            start = _date(value["from"], ("from",))
+            end = _date(value["until"], ("until",))
+            if end < start:
+                raise FieldError(
+                    f"{end.isoformat()} is before from ({start.isoformat()})",
+                    loc=("until",),
+                    hint="swap them",
+                )
+            return {"from": start.isoformat(), "until": end.isoformat()}
+        unknown = sorted(str(key) for key in keys - {"from", "until", "every_year"})
+        what = f"unknown field {unknown[0]!r}" if unknown else "incomplete entry"
+        raise FieldError(
+            f"{what}: an entry is a date, {{from, until}} or {{every_year}}", hint=_DATE_HINT
+        )
+    return _date(value).isoformat()
+
+
+def _sort_key(entry: CalendarEntry) -> tuple[str, str]:
+    if isinstance(entry, str):
+        return (entry, "")
+    if "every_year" in entry:
+        return ("~" + entry["every_year"], "")
+    return (entry["from"], entry["until"])
+
+
+def canonical_entries(entries: Iterable[CalendarEntry]) -> list[CalendarEntry]:
+    """``entries`` sorted (dates and ranges by their first day, yearly days last), no repeats."""
+    unique: dict[tuple[str, str], CalendarEntry] = {}
+    for entry in entries:
+        unique.setdefault(_sort_key(entry), entry)
+    return [unique[key] for key in sorted(unique)]
+
+
+Entry = Annotated[
+    CalendarEntry,
+    BeforeValidator(_entry),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "string", "format": "date"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "from": {"type": "string", "format": "date"},
+                        "until": {"type": "string", "format": "date"},
+                    },
+                    "required": ["from", "until"],
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
+                    "properties": {"every_year": {"type": "string", "pattern": r"^\d{2}-\d{2}$"}},
+                    "required": ["every_year"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    ),
+]
+
+
+class Calendar(FileModel):
+    """A named set of days that tasks skip (``skip_on``) or keep to (``only_on``)."""
+
+    kind: Literal["calendar"]
+    name: Annotated[str, Field(pattern=CALENDAR_NAME_PATTERN)]
+    description: Annotated[str, Field(max_length=4000)] = ""
+    dates: Annotated[list[Entry], Field(max_length=MAX_ENTRIES)]
+
+    @field_validator("description")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        check_text(value, multiline=True)
+        return value
+
+    @property
+    def entries(self) -> list[CalendarEntry]:
+        return canonical_entries(self.dates)
+
+
+def check_calendar_refs(value: list[str]) -> list[str]:
+    """``skip_on`` / ``only_on``: calendar names, each once."""
+    seen: set[str] = set()
+    for index, name in enumerate(value):
+        if not re.fullmatch(CALENDAR_NAME_PATTERN, name):
+            raise FieldError(
+                f"{name!r} is not a calendar name",
+                loc=(index,),
+                hint="calendar names are lowercase letters, digits, '.', '_' or '-'",
+            )
+        if name in seen:
+            raise FieldError(f"{name!r} is listed twice", loc=(index,), hint="list it once")
+        seen.add(name)
+    return value
+
+
+# --- matching --------------------------------------------------------------------------
+
+_EXPAND_DAYS = 400
+"""Ranges up to this many days are turned into single days; longer ones are kept as ranges."""
+
+
+@dataclass(frozen=True, slots=True)
+class DateSet:
+    """The days of one calendar, for a membership test per slot."""
+
+    days: frozenset[int]
+    yearly: frozenset[tuple[int, int]]
+    ranges: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, entries: Sequence[CalendarEntry]) -> DateSet:
+        days: set[int] = set()
+        yearly: set[tuple[int, int]] = set()
+        ranges: list[tuple[int, int]] = []
+        for entry in entries:
+            if isinstance(entry, str):
+                days.add(dt.date.fromisoformat(entry).toordinal())
+            elif "every_year" in entry:
+                month, day = entry["every_year"].split("-")
+                yearly.add((int(month), int(day)))
+            else:
+                first = dt.date.fromisoformat(entry["from"]).toordinal()
+                last = dt.date.fromisoformat(entry["until"]).toordinal()
+                if last - first < _EXPAND_DAYS:
+                    days.update(range(first, last + 1))
+                else:
+                    ranges.append((first, last))
+        return cls(frozenset(days), frozenset(yearly), tuple(ranges))
+
+    def __contains__(self, day: object) -> bool:
+        if not isinstance(day, dt.date):
+            return False
+        ordinal = day.toordinal()
+        if ordinal in self.days or (day.month, day.day) in self.yearly:
+            return True
+        return any(first <= ordinal <= last for first, last in self.ranges)
+
+
+def entries_text(entries: Sequence[CalendarEntry]) -> str:
+    """The entries in one line: ``2026-12-25, 2026-12-24..2026-12-31, every 05-01``."""
+    parts = []
+    for entry in entries:
+        if isinstance(entry, str):
+            parts.append(entry)
+        elif "every_year" in entry:
+            parts.append(f"every {entry['every_year']}")
+        else:
+            parts.append(f"{entry['from']}..{entry['until']}")
+    return ", ".join(parts)
