@@ -189,6 +189,21 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout
 
 
+def pushed_clone(tmp_path: Path) -> tuple[Path, Path]:
+    """An author's repository whose first commit (``tasks.d/a.yaml``) is pushed to a bare
+    upstream, and a clone of that upstream: ``(author, clone)``."""
+    upstream, author, clone = tmp_path / "upstream.git", tmp_path / "author", tmp_path / "co"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(upstream))
+    git(tmp_path, "clone", "-q", str(upstream), str(author))
+    write_tasks(author / "tasks.d", ["a"])
+    git(author, "checkout", "-q", "-b", "main")
+    git(author, "add", ".")
+    git(author, "commit", "-q", "-m", "first")
+    git(author, "push", "-q", "origin", "main")
+    git(tmp_path, "clone", "-q", "-b", "main", str(upstream), str(clone))
+    return author, clone
+
+
 # --- processes ---------------------------------------------------------------------------
 
 

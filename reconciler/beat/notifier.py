@@ -14,13 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import os
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.beat.background import Background
 from reconciler.beat.message import utcnow
 from reconciler.beat.webhook import SendFailed, body, checked_url, post
 from reconciler.core.alerting import (
@@ -35,7 +34,7 @@ from reconciler.core.alerting import (
 )
 from reconciler.core.alerts import Alerts
 from reconciler.errors import DatabaseUnavailable
-from reconciler.store import alertstate, notify, scheduling, stall
+from reconciler.store import alertstate, notify, scheduling
 from reconciler.store.database import Database, first_line
 
 log = logging.getLogger("reconciler.beat")
@@ -82,7 +81,7 @@ class NotifierStats:
     failing: set[str] = field(default_factory=set)  # webhooks (or owners) whose last send failed
 
 
-class Notifier:
+class Notifier(Background):
     """Evaluates alerts and sends them, on a thread of its own (``start``/``stop``) or a
     round at a time (``run_once``, with an injected clock in tests)."""
 
@@ -95,6 +94,7 @@ class Notifier:
         poster: Poster = post,
         environ: Mapping[str, str] = os.environ,
     ) -> None:
+        super().__init__("reconciler-alerts")
         self.database = database
         self.clock = clock
         self.every = every
@@ -108,36 +108,20 @@ class Notifier:
         self._changed: set[str] = set()  # tasks changed by applies since the last round
         self._last_full: dt.datetime | None = None
         self._last_round: dt.datetime | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failing = False
 
     # --- the thread ----------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="reconciler-alerts", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-                if self._failing:
-                    log.warning("beat: alerts evaluated again")
-                self._failing = False
-            except Exception as exc:
-                if self._stop.is_set() or stall.WATCHDOG.cutoff != math.inf:
-                    return  # beat is stopping: its database waits were cut off
-                if not self._failing:
-                    log.error("beat: alerts not evaluated (retrying): %s", first_line(exc))
-                self.stats.last_error = first_line(exc)
-                self._failing = True
-            self._stop.wait(self.every.total_seconds())
+        self._loop(
+            self.run_once,
+            first=0.0,
+            every=lambda: self.every.total_seconds(),
+            failure="alerts not evaluated",
+            recovery="alerts evaluated again",
+        )
+
+    def _step_failed(self, exc: Exception) -> None:
+        self.stats.last_error = first_line(exc)
 
     # --- one round -------------------------------------------------------------------
 

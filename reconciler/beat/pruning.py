@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 
+from reconciler.beat.background import Background
 from reconciler.errors import ConfigError
 from reconciler.settings import resolve_history_keep
-from reconciler.store import stall
-from reconciler.store.database import Database, first_line
+from reconciler.store.database import Database
 from reconciler.store.deadlines import PRUNE
 from reconciler.store.retention import Pruner, PruneReport
 
@@ -44,52 +43,38 @@ def prune_every() -> float:
     return every
 
 
-class PruneThread:
+class PruneThread(Background):
     """Runs ``Pruner`` passes every ``every`` seconds until stopped."""
 
     def __init__(self, url: str, every: float, default_days: int | None = None) -> None:
+        super().__init__("reconciler-prune")
         self.url = url
         self.every = every
         self.default_days = resolve_history_keep() if default_days is None else default_days
         self.last: PruneReport | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failing = False
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="reconciler-prune", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._database: Database | None = None
 
     def _run(self) -> None:
-        database: Database | None = None
         try:
-            wait = min(self.every, FIRST_AFTER)
-            while not self._stop.wait(wait):
-                wait = self.every
-                try:
-                    if database is None:
-                        database = Database.open(self.url, upgrade=False, deadlines=PRUNE)
-                    self.last = Pruner(database, self.default_days).run(
-                        budget=BUDGET, pause=PAUSE, stop=self._stop
-                    )
-                    if self.last.executions:
-                        log.info(
-                            "beat: pruned %d execution(s) of %d task(s)",
-                            self.last.executions,
-                            len(self.last.tasks),
-                        )
-                    self._failing = False
-                except Exception as exc:
-                    if self._stop.is_set() or stall.WATCHDOG.cutoff != math.inf:
-                        return
-                    if not self._failing:
-                        log.error("beat: history not pruned (retrying): %s", first_line(exc))
-                    self._failing = True
+            self._loop(
+                self._prune,
+                first=min(self.every, FIRST_AFTER),
+                every=lambda: self.every,
+                failure="history not pruned",
+            )
         finally:
-            if database is not None:
-                database.dispose()
+            if self._database is not None:
+                self._database.dispose()
+
+    def _prune(self) -> None:
+        if self._database is None:
+            self._database = Database.open(self.url, upgrade=False, deadlines=PRUNE)
+        self.last = Pruner(self._database, self.default_days).run(
+            budget=BUDGET, pause=PAUSE, stop=self._stop
+        )
+        if self.last.executions:
+            log.info(
+                "beat: pruned %d execution(s) of %d task(s)",
+                self.last.executions,
+                len(self.last.tasks),
+            )

@@ -337,18 +337,7 @@ def _missed(health: Health, seen: str | None) -> list[Fire]:
     }
     if seen is None:
         # First sight: the counts so far are history, recorded without a message.
-        return [
-            Fire(
-                health.name,
-                health.owner,
-                Condition.MISSED,
-                episode,
-                health.anchor,
-                "",
-                details,
-                silent=True,
-            )
-        ]
+        return [_missed_baseline(health, episode, details)]
     before_missed, _, before_skipped = seen.partition("/")
     missed = health.missed_count - _int(before_missed)
     skipped = health.skipped_count - _int(before_skipped)
@@ -356,18 +345,7 @@ def _missed(health: Health, seen: str | None) -> list[Fire]:
         f"{n} slot(s) {what}" for n, what in ((missed, "missed"), (skipped, "skipped")) if n > 0
     ]
     if not parts:  # counts went down (a hand edit): a new baseline
-        return [
-            Fire(
-                health.name,
-                health.owner,
-                Condition.MISSED,
-                episode,
-                health.anchor,
-                "",
-                details,
-                silent=True,
-            )
-        ]
+        return [_missed_baseline(health, episode, details)]
     details.update(newly_missed=max(missed, 0), newly_skipped=max(skipped, 0))
     return [
         Fire(
@@ -380,6 +358,20 @@ def _missed(health: Health, seen: str | None) -> list[Fire]:
             details,
         )
     ]
+
+
+def _missed_baseline(health: Health, episode: str, details: dict[str, Any]) -> Fire:
+    """The missed counts as they stand, recorded as the baseline without a message."""
+    return Fire(
+        health.name,
+        health.owner,
+        Condition.MISSED,
+        episode,
+        health.anchor,
+        "",
+        details,
+        silent=True,
+    )
 
 
 def _int(text: str) -> int:

@@ -155,15 +155,12 @@ def task_schema() -> dict[str, Any]:
     }
     properties["name"]["not"] = {"enum": ["registered", "executions"]}
     _describe_alerts(generated["$defs"])
-    schema: dict[str, Any] = {
-        "$schema": DRAFT,
-        "$id": SCHEMA_ID,
-        "title": "celery-reconciler task",
-        "description": "One task of a tasks.d/ file (each YAML document is one task).",
-    }
-    for key, value in generated.items():
-        if key not in ("title", "description"):
-            schema[key] = value
+    schema = _document(
+        generated,
+        SCHEMA_ID,
+        "celery-reconciler task",
+        "One task of a tasks.d/ file (each YAML document is one task).",
+    )
     schema["allOf"] = _schedule_rules()
     return schema
 
@@ -171,6 +168,23 @@ def task_schema() -> dict[str, Any]:
 def render() -> str:
     """The schema as the text of ``schemas/task.schema.json``."""
     return json.dumps(task_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _document(
+    generated: dict[str, Any], schema_id: str, title: str, description: str
+) -> dict[str, Any]:
+    """A published schema: its header first, then pydantic's schema but its title and
+    description."""
+    schema: dict[str, Any] = {
+        "$schema": DRAFT,
+        "$id": schema_id,
+        "title": title,
+        "description": description,
+    }
+    for key, value in generated.items():
+        if key not in ("title", "description"):
+            schema[key] = value
+    return schema
 
 
 def _describe_alerts(definitions: dict[str, Any]) -> None:
@@ -187,16 +201,12 @@ def defaults_schema() -> dict[str, Any]:
     for name, text in DEFAULTS_DESCRIPTIONS.items():
         properties[name]["description"] = text
     _describe_alerts(generated["$defs"])
-    schema: dict[str, Any] = {
-        "$schema": DRAFT,
-        "$id": DEFAULTS_SCHEMA_ID,
-        "title": "celery-reconciler defaults",
-        "description": "The kind: defaults document of a tasks.d/ tree (at most one).",
-    }
-    for key, value in generated.items():
-        if key not in ("title", "description"):
-            schema[key] = value
-    return schema
+    return _document(
+        generated,
+        DEFAULTS_SCHEMA_ID,
+        "celery-reconciler defaults",
+        "The kind: defaults document of a tasks.d/ tree (at most one).",
+    )
 
 
 def render_defaults() -> str:

@@ -7,8 +7,8 @@ owner's token sees only its own tasks' numbers; beat and apply gauges are global
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -30,6 +30,15 @@ from reconciler.store.reads.reader import ReadSession, read
 from reconciler.store.reads.stats import latest_days
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _Aged(Protocol):
+    """A beat's or a watch loop's heartbeat: its stable name and how old it is."""
+
+    @property
+    def name(self) -> str: ...
+
+    def age(self, now: dt.datetime) -> dt.timedelta: ...
 
 
 class StoreCollector:
@@ -141,22 +150,20 @@ def fleet_metrics(fleet: Fleet, now: dt.datetime) -> Iterator[Any]:
         yield GaugeMetricFamily(
             "reconciler_beats_expected", "How many beats should be alive", value=expected
         )
-    family = GaugeMetricFamily(
+    yield _ages(
         "reconciler_beat_heartbeat_age_seconds",
         "Seconds since each beat's last tick, by its stable name",
-        labels=["beat"],
+        "beat",
+        fleet.beats,
+        now,
     )
-    for beat in fleet.beats:
-        family.add_metric([beat.name], beat.age(now).total_seconds())
-    yield family
-    family = GaugeMetricFamily(
+    yield _ages(
         "reconciler_watch_heartbeat_age_seconds",
         "Seconds since each watch loop's last heartbeat, by its stable name",
-        labels=["watch"],
+        "watch",
+        fleet.watches,
+        now,
     )
-    for watch in fleet.watches:
-        family.add_metric([watch.name], watch.age(now).total_seconds())
-    yield family
     family = GaugeMetricFamily(
         "reconciler_watch_git_pull_failures",
         "git pull runs of each watch loop that failed in a row (0: the last worked)",
@@ -185,6 +192,16 @@ TASK_FAMILIES = (
     ("reconciler_task_slots_skipped_total", "counter",
      "Slots skipped by the catch-up or overlap policy"),
 )  # fmt: skip
+
+
+def _ages(
+    name: str, documentation: str, label: str, items: Iterable[_Aged], now: dt.datetime
+) -> GaugeMetricFamily:
+    """One gauge of heartbeat ages in seconds, labelled by each beat's or watch's name."""
+    family = GaugeMetricFamily(name, documentation, labels=[label])
+    for item in items:
+        family.add_metric([item.name], item.age(now).total_seconds())
+    return family
 
 
 def task_health_text(

@@ -19,7 +19,7 @@ from reconciler.store.tables import ApplyRecord, Task
 from tests.conftest import opened
 from tests.factories import task_yaml, write_tasks
 from tests.support import Process, TcpProxy, reconcile_argv, wait_for
-from tests.test_apply import git
+from tests.test_apply import git, pushed_clone
 
 
 def watch(tmp_path: Path, tasks: Path, url: str, *extra: str) -> Process:
@@ -126,15 +126,7 @@ def test_survives_the_database_going_away_and_applies_the_pending_change(
 def test_git_pull_applies_what_was_pushed(
     tmp_path: Path, sqlite_url: str, sqlite_db: Database
 ) -> None:
-    upstream, author, checkout = tmp_path / "upstream.git", tmp_path / "author", tmp_path / "co"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(upstream))
-    git(tmp_path, "clone", "-q", str(upstream), str(author))
-    write_tasks(author / "tasks.d", ["a"])
-    git(author, "checkout", "-q", "-b", "main")
-    git(author, "add", ".")
-    git(author, "commit", "-q", "-m", "first")
-    git(author, "push", "-q", "origin", "main")
-    git(tmp_path, "clone", "-q", "-b", "main", str(upstream), str(checkout))
+    author, checkout = pushed_clone(tmp_path)
     with watch(tmp_path, checkout / "tasks.d", sqlite_url, "--git-pull", "1") as proc:
         wait_for(lambda: names(sqlite_db) == {"a": "1"}, 30)
         write_tasks(author / "tasks.d", ["b"])

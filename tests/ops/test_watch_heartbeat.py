@@ -23,9 +23,8 @@ from reconciler.store.heartbeats import WATCH_ALIVE_WITHIN
 from reconciler.store.tables import WatchHeartbeat
 from reconciler.web import metrics
 from tests.beatsupport import Clock
-from tests.factories import write_tasks
 from tests.support import Process, reconcile_argv, wait_for
-from tests.test_apply import git
+from tests.test_apply import git, pushed_clone
 
 UNREACHABLE = "http://127.0.0.1:9/tasks.git"
 """A remote nothing listens on: every pull fails at once."""
@@ -33,15 +32,7 @@ UNREACHABLE = "http://127.0.0.1:9/tasks.git"
 
 def checkout(tmp_path: Path) -> tuple[Path, str]:
     """A clone of a repository holding ``tasks.d/a.yaml``, and its HEAD."""
-    upstream, author, clone = tmp_path / "upstream.git", tmp_path / "author", tmp_path / "co"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(upstream))
-    git(tmp_path, "clone", "-q", str(upstream), str(author))
-    write_tasks(author / "tasks.d", ["a"])
-    git(author, "checkout", "-q", "-b", "main")
-    git(author, "add", ".")
-    git(author, "commit", "-q", "-m", "first")
-    git(author, "push", "-q", "origin", "main")
-    git(tmp_path, "clone", "-q", "-b", "main", str(upstream), str(clone))
+    _, clone = pushed_clone(tmp_path)
     return clone, git(clone, "rev-parse", "HEAD").strip()
 
 

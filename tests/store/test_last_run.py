@@ -9,14 +9,12 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
 from sqlalchemy import delete, func, select, update
 
-from reconciler.store.database import Database, alembic_config
+from reconciler.store.database import Database
 from reconciler.store.executions import ExecutionUpdate, apply_updates, reap_lost
 from reconciler.store.tables import Task, TaskExecution
-from tests.cli.test_list_columns import TASKS_0001, row_0001
-from tests.factories import spec
+from tests.store.oldhistory import downgrade_and_write, seed_at
 from tests.webseed import T0, add_execution, add_task
 
 H = dt.timedelta(hours=1)
@@ -125,54 +123,27 @@ def test_tracking_and_the_reaper_keep_it(db: Database) -> None:
     assert on_rows(db) == in_history(db)
 
 
-EXECUTIONS = sa.table(
-    "task_executions",
-    *(sa.column(name) for name in ("task_name", "celery_task_id", "trigger", "status")),
-    *(sa.column(name) for name in ("args", "kwargs", "retries")),
-    sa.column("queued_at", sa.DateTime(timezone=True)),
-)
-
-
 def test_upgrade_fills_existing_rows_and_downgrade_drops_the_triggers(database_url: str) -> None:
     db = Database.open(database_url, upgrade=False)
     try:
-        with db.engine.begin() as connection:
-            command.upgrade(alembic_config(connection), "0002")
-        with db.engine.begin() as connection:
-            connection.execute(sa.insert(TASKS_0001), [row_0001(spec(n)) for n in ("a", "never")])
-            connection.execute(
-                sa.insert(EXECUTIONS),
-                [
-                    {
-                        "task_name": name,
-                        "celery_task_id": str(uuid.uuid4()),
-                        "trigger": "schedule",
-                        "status": status,
-                        "args": "[]",
-                        "kwargs": "{}",
-                        "retries": 0,
-                        # SQLite keeps times as text, UTC without a zone
-                        "queued_at": T0.replace(tzinfo=None) + i * H,
-                    }
-                    for i, (name, status) in enumerate(
-                        [("a", "success"), ("a", "failure"), ("ghost", "success")]
-                    )
-                ],
-            )
+        seed_at(
+            db,
+            "0002",
+            [
+                (name, status, T0 + i * H, None)
+                for i, (name, status) in enumerate(
+                    [("a", "success"), ("a", "failure"), ("ghost", "success")]
+                )
+            ],
+        )
         assert db.upgrade() is True
         rows = on_rows(db)
         assert rows == in_history(db)
         assert rows["never"] is None and rows["a"] is not None and rows["a"][1] == "failure"
 
-        with db.engine.begin() as connection:
-            command.downgrade(alembic_config(connection), "0002")
-            names = {c["name"] for c in sa.inspect(connection).get_columns("tasks")}
-            assert not names & {"last_execution_id", "last_status", "last_queued_at"}
-            # Without the columns, writes to executions must not touch them any more.
-            connection.execute(
-                update(EXECUTIONS).values(status="revoked").where(EXECUTIONS.c.task_name == "a")
-            )
-            connection.execute(delete(EXECUTIONS).where(EXECUTIONS.c.task_name == "ghost"))
+        # Without the columns, writes to executions must not touch them any more.
+        names = downgrade_and_write(db, "0002", "revoked")
+        assert not names & {"last_execution_id", "last_status", "last_queued_at"}
         assert db.upgrade() is True
         assert on_rows(db) == in_history(db)
         with db.session() as session:

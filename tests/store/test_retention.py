@@ -258,32 +258,20 @@ def test_the_apply_log_alerts_and_old_statistics_have_a_retention_too(db: Databa
     with db.session() as session:
         for n in range(1005):
             add_apply(session, at=T0 + n * dt.timedelta(minutes=1))
-        session.add(
-            Alert(
-                task_name="a",
-                condition="failure",
-                episode="1",
-                owner="o",
-                since=T0,
-                fired_at=T0,
-                summary="s",
-                details={},
-                resolved_at=T0,
+        for episode, resolved_at in (("1", T0), ("2", None)):
+            session.add(
+                Alert(
+                    task_name="a",
+                    condition="failure",
+                    episode=episode,
+                    owner="o",
+                    since=T0,
+                    fired_at=T0,
+                    summary="s",
+                    details={},
+                    resolved_at=resolved_at,
+                )
             )
-        )
-        session.add(
-            Alert(
-                task_name="a",
-                condition="failure",
-                episode="2",
-                owner="o",
-                since=T0,
-                fired_at=T0,
-                summary="s",
-                details={},
-                resolved_at=None,
-            )
-        )
         session.execute(update(ApplyRecord).values(outcome="failed"))
 
     report = pruner(db).run()

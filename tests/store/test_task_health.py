@@ -10,15 +10,12 @@ import random
 import uuid
 from typing import Any
 
-import sqlalchemy as sa
-from alembic import command
 from sqlalchemy import delete, select, update
 
-from reconciler.store.database import Database, alembic_config
+from reconciler.store.database import Database
 from reconciler.store.executions import LOST_REASON, ExecutionUpdate, apply_updates, reap_lost
 from reconciler.store.tables import Task, TaskExecution
-from tests.cli.test_list_columns import TASKS_0001, row_0001
-from tests.factories import spec
+from tests.store.oldhistory import downgrade_and_write, seed_at
 from tests.webseed import T0, add_execution, add_task
 
 M = dt.timedelta(minutes=1)
@@ -218,58 +215,29 @@ def test_every_kind_of_write_keeps_the_health_on_the_task_row(db: Database) -> N
     assert set(on_rows(db).values()) == {(None, None, 0)}
 
 
-EXECUTIONS = sa.table(
-    "task_executions",
-    *(sa.column(name) for name in ("task_name", "celery_task_id", "trigger", "status")),
-    *(sa.column(name) for name in ("args", "kwargs", "retries")),
-    sa.column("queued_at", sa.DateTime(timezone=True)),
-    sa.column("finished_at", sa.DateTime(timezone=True)),
-)
-
-
 HISTORY = [("a", "failure"), ("a", "success"), ("a", "failure"), ("a", "revoked"),
            ("a", "failure"), ("ghost", "failure")]  # fmt: skip
 
 
 def test_upgrade_fills_existing_rows_and_downgrade_drops_the_triggers(database_url: str) -> None:
     db = Database.open(database_url, upgrade=False)
-    naive = T0.replace(tzinfo=None)  # SQLite keeps times as text, UTC without a zone
     try:
-        with db.engine.begin() as connection:
-            command.upgrade(alembic_config(connection), "0006")
-        with db.engine.begin() as connection:
-            connection.execute(sa.insert(TASKS_0001), [row_0001(spec(n)) for n in ("a", "never")])
-            connection.execute(
-                sa.insert(EXECUTIONS),
-                [
-                    {
-                        "task_name": name,
-                        "celery_task_id": str(uuid.uuid4()),
-                        "trigger": "schedule",
-                        "status": status,
-                        "args": "[]",
-                        "kwargs": "{}",
-                        "retries": 0,
-                        "queued_at": naive + i * M,
-                        "finished_at": naive + i * M + M / 2,
-                    }
-                    for i, (name, status) in enumerate(HISTORY)
-                ],
-            )
+        seed_at(
+            db,
+            "0006",
+            [
+                (name, status, T0 + i * M, T0 + i * M + M / 2)
+                for i, (name, status) in enumerate(HISTORY)
+            ],
+        )
         assert db.upgrade() is True
         assert on_rows(db) == in_history(db)
         assert on_rows(db)["a"] == (T0 + M + M / 2, T0 + 4 * M + M / 2, 2)
         assert on_rows(db)["never"] == (None, None, 0)
 
-        with db.engine.begin() as connection:
-            command.downgrade(alembic_config(connection), "0006")
-            names = {c["name"] for c in sa.inspect(connection).get_columns("tasks")}
-            assert not names & {"last_success_at", "last_failure_at", "consecutive_failures"}
-            # Without the columns, writes to executions must not touch them any more.
-            connection.execute(
-                update(EXECUTIONS).values(status="success").where(EXECUTIONS.c.task_name == "a")
-            )
-            connection.execute(delete(EXECUTIONS).where(EXECUTIONS.c.task_name == "ghost"))
+        # Without the columns, writes to executions must not touch them any more.
+        names = downgrade_and_write(db, "0006", "success")
+        assert not names & {"last_success_at", "last_failure_at", "consecutive_failures"}
         assert db.upgrade() is True
         assert on_rows(db) == in_history(db)
         assert on_rows(db)["a"] == (T0 + 4 * M + M / 2, None, 0)
