@@ -212,16 +212,3 @@ class DateSet:
         if ordinal in self.days or (day.month, day.day) in self.yearly:
             return True
         return any(first <= ordinal <= last for first, last in self.ranges)
-
-
-def entries_text(entries: Sequence[CalendarEntry]) -> str:
-    """The entries in one line: ``2026-12-25, 2026-12-24..2026-12-31, every 05-01``."""
-    parts = []
-    for entry in entries:
-        if isinstance(entry, str):
-            parts.append(entry)
-        elif "every_year" in entry:
-            parts.append(f"every {entry['every_year']}")
-        else:
-            parts.append(f"{entry['from']}..{entry['until']}")
-    return ", ".join(parts)

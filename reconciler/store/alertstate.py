@@ -376,9 +376,3 @@ def failed(
         .where(c.id == pending.id, c.next_try_at == pending.claimed_until)
         .values(values)
     )
-
-
-def pending_count(session: Session) -> int:
-    """Alerts owing a message."""
-    query = select(func.count()).select_from(_alerts).where(_alerts.c.next_try_at.is_not(None))
-    return int(session.scalar(query) or 0)

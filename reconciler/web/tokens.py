@@ -54,10 +54,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def tokens_file_from_env() -> str | None:
-    return os.environ.get(ENV_VAR) or None
-
-
 def load_tokens(path: str | os.PathLike[str], *, setting: str = "tokens file") -> TokenSet:
     """Read and check a tokens file; every mistake is a one-line ConfigError that starts
     with ``setting`` and the path and names the entry."""

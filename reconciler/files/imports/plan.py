@@ -18,7 +18,7 @@ from reconciler.files.imports.entries import entry_to_document
 from reconciler.files.imports.mapping import SPEC_TO_PAYLOAD, Payload, payload_to_document
 from reconciler.files.imports.names import slugify, with_suffix
 from reconciler.files.imports.render import render, schema_comment
-from reconciler.files.imports.source import json_type, read_payloads
+from reconciler.files.imports.source import json_type
 from reconciler.files.loader import load_directory, load_paths
 
 IMPORT_SUBDIR = "imported"
@@ -364,15 +364,3 @@ def write_tasks(tasks: Sequence[ImportedTask]) -> None:
         raise ReconcilerError(
             f"cannot write {exc.filename}: {reason}; nothing was imported"
         ) from exc
-
-
-def import_file(
-    path: Path, *, tasks_dir: Path, owner: str | None, options: ImportOptions | None = None
-) -> list[ImportedTask]:
-    """The whole of ``reconcile import`` from a web API file: read, check, render, read back,
-    then write."""
-    tasks = plan_import(
-        read_payloads(path), tasks_dir=tasks_dir, owner=owner, source=str(path), options=options
-    )
-    write_tasks(tasks)
-    return tasks
