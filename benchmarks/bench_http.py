@@ -37,13 +37,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
 import psutil
 import psycopg
 
-from benchmarks.seeding import spec_document
+from benchmarks.seeding import mixed_spec, spec_document
 from benchmarks.services import free_port, fresh_postgres
 from benchmarks.table import print_table
 from reconciler.core.schedulefields import schedule_text
@@ -59,15 +60,13 @@ WORKERS = 2  # server processes: one per core of the 2-core benchmark machine
 TRACEBACK = 'Traceback (most recent call last):\\n  File "job.py", line 3\\nValueError: boom'
 
 
-def _spec(name: str) -> str:
-    spec = spec_document(
-        name,
-        owner=f"team-{hash(name) % 20}",
-        description=f"benchmark task {name}",
-        crontab="*/5 * * * *",
-        kwargs={"region": "eu"},
-    )
-    return json.dumps(spec)
+def _spec(name: str, index: int, mixed: bool) -> str:
+    """Every task on ``*/5 * * * *``, or task ``index`` of a mixed fleet."""
+    owner = f"team-{hash(name) % 20}"
+    fields: dict[str, Any] = {"description": f"benchmark task {name}", "kwargs": {"region": "eu"}}
+    if mixed:
+        return json.dumps(mixed_spec(name, index, owner=owner, **fields))
+    return json.dumps(spec_document(name, owner=owner, crontab="*/5 * * * *", **fields))
 
 
 def _copy(conn: psycopg.Connection, statement: str, lines: Callable[[], list[str]]) -> None:
@@ -77,30 +76,38 @@ def _copy(conn: psycopg.Connection, statement: str, lines: Callable[[], list[str
             copy.write("".join(block[start : start + 50_000]))
 
 
-def seed(url: str) -> None:
-    """10,000 tasks and 1,000,000 executions through COPY (text format)."""
-    names = [f"bench-task-{i:05d}" for i in range(TASKS)]
+def seed(
+    url: str,
+    *,
+    tasks: int = TASKS,
+    executions: int = EXECUTIONS,
+    base: int = 1_735_689_600,
+    mixed: bool = False,
+) -> None:
+    """10,000 tasks and 1,000,000 executions (or as many as given) through COPY (text
+    format); executions 7 s apart from ``base`` (seconds since the epoch; 2025-01-01).
+    ``mixed``: the tasks are ``seeding.mixed_spec``'s fleet, not one crontab's."""
+    names = [f"bench-task-{i:05d}" for i in range(tasks)]
 
     def task_lines() -> list[str]:
         out = []
         for i, name in enumerate(names):
-            spec = _spec(name).replace("\\", "\\\\")
-            owner = json.loads(spec)["owner"]
-            schedule = schedule_text(json.loads(spec))
+            spec = _spec(name, i, mixed).replace("\\", "\\\\")
+            stored = json.loads(spec)
+            owner, schedule, zone = stored["owner"], schedule_text(stored), stored["timezone"]
             next_run = f"2025-01-01 {i % 24:02d}:{i % 60:02d}:00+00"
             out.append(
                 f"{name}\t{owner}\tperiodic\tapp.worker.test_celery\tbenchmark task {name}\t"
                 f"t\t{spec}\t{uuid.uuid4().hex}\ttasks.d/bench.yaml\t{i + 1}\t1\t1\t"
                 "2025-01-01 00:00:00+00\t2025-01-01 00:00:00+00\t\\N\t"
-                f"2025-01-01 00:00:00+00\t{next_run}\t\\N\t0\t0\t{schedule}\tUTC\n"
+                f"2025-01-01 00:00:00+00\t{next_run}\t\\N\t0\t0\t{schedule}\t{zone}\n"
             )
         return out
 
     def execution_lines() -> list[str]:
         out = []
-        base = 1_735_689_600  # 2025-01-01T00:00:00Z
-        for i in range(EXECUTIONS):
-            name = HOT if i % 20 == 0 else names[1 + i % (TASKS - 1)]
+        for i in range(executions):
+            name = HOT if i % 20 == 0 else names[1 + i % (tasks - 1)]
             at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(base + i * 7)) + "+00"
             failed = i % 19 == 0
             status = "failure" if failed else "success"

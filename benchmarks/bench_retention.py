@@ -227,7 +227,9 @@ def main() -> None:
                     if now_gone > gone:
                         first = first or time.time() - 0.5
                         last, gone, idle_since = time.time(), now_gone, time.time()
-                    elif gone and (gone >= EXPIRED or time.time() - idle_since > 10):
+                    # A backend reports its deletes to pg_stat up to 10 s after its last
+                    # transaction: idle a little longer than that means the pass is done.
+                    elif gone and (gone >= EXPIRED or time.time() - idle_since > 15):
                         break
                 time.sleep(3)
             finally:

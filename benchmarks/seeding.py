@@ -48,3 +48,28 @@ def spec_document(
         "catchup": "skip",
         "labels": {},
     }
+
+
+_7M = {"days": 0, "hours": 0, "minutes": 7, "seconds": 0}
+_90M = {"days": 0, "hours": 1, "minutes": 30, "seconds": 0}
+MIXED: tuple[tuple[str | None, dict[str, int] | None, str], ...] = (
+    ("*/5 * * * *", None, "UTC"),
+    ("0 * * * *", None, "UTC"),
+    ("*/15 * * * *", None, "UTC"),
+    ("30 2 * * *", None, "Europe/Berlin"),
+    ("0 9 * * 1-5", None, "America/New_York"),
+    (None, _7M, "UTC"),
+    (None, _90M, "UTC"),
+)
+"""A fleet's schedules (crontab, interval, zone): crontabs in three zones and intervals."""
+
+
+def mixed_spec(name: str, index: int, *, owner: str, **fields: Any) -> dict[str, Any]:
+    """Task ``index`` of a mixed fleet: the ``MIXED`` schedules in turn, every other task
+    with ``spread: 10m`` (each its own offset), so slots are not one schedule's."""
+    crontab, interval, timezone = MIXED[index % len(MIXED)]
+    spec = spec_document(name, owner=owner, crontab=crontab, **fields)
+    spec.update(interval=interval, timezone=timezone)
+    if index % 2:
+        spec["spread"] = "10m"
+    return spec

@@ -56,6 +56,16 @@ def free_redis() -> Iterator[str]:
     raise RuntimeError("every Redis database number (1-15) is held by a test or benchmark")
 
 
+def healthy(base: str) -> bool:
+    """Whether ``reconcile serve`` at ``base`` answers ``/healthz`` just now."""
+    import httpx
+
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on just now."""
     with socket.socket() as sock:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.core.diagnostics import Diagnostic
-from reconciler.core.plan import Change, Plan, make_plan, notify_changes
+from reconciler.core.plan import Change, Plan, RenameRefused, make_plan, notify_changes
 from reconciler.core.redact import redact_text
 from reconciler.core.schedule import first_slot
 from reconciler.errors import DatabaseUnavailable, ReconcilerError, StateRefused
@@ -179,7 +179,11 @@ def _apply_loaded(
             with refusal_as_error(written.names), db.session() as session:
                 store.lock(session, lock_timeout)
                 state = written.state = store.read_current(session)
-                if state.live != seen.live or state.notify != seen.notify:
+                if (state.live, state.notify, state.deleted_names) != (
+                    seen.live,
+                    seen.notify,
+                    seen.deleted_names,
+                ):
                     # Someone applied in between: plan again against the rows as they are now.
                     plan = written.plan = desired_plan(loaded, state)
                 guard(plan, tasks_dir, allow_mass_delete)
@@ -228,13 +232,15 @@ def _culprit(db: Database, written: _Written, moment: dt.datetime) -> str | None
     state = written.state
     if state is None:
         return None
-    suspects = [*written.plan.creates, *written.plan.updates]
-    creates = {id(change) for change in written.plan.creates}
+    plan = written.plan
+    suspects = [*plan.creates, *plan.updates, *plan.renames]
+    creates, renames = {id(c) for c in plan.creates}, {id(c) for c in plan.renames}
 
     def refused(changes: list[Change]) -> bool:
         trial = Plan(
             creates=tuple(c for c in changes if id(c) in creates),
-            updates=tuple(c for c in changes if id(c) not in creates),
+            updates=tuple(c for c in changes if id(c) not in creates | renames),
+            renames=tuple(c for c in changes if id(c) in renames),
         )
         session = db.sessions()
         try:
@@ -296,7 +302,7 @@ def failure_of(error: BaseException) -> tuple[Outcome, list[str]]:
     apply log keeps (redacted by the one policy, docs/security.md)."""
     if isinstance(error, InvalidTasks):
         return Outcome.INVALID, [redact_text(str(d)) for d in error.diagnostics]
-    if isinstance(error, MassDeleteRefused | StateRefused):
+    if isinstance(error, MassDeleteRefused | StateRefused | RenameRefused):
         return Outcome.REFUSED, [redact_text(str(error))]
     if isinstance(error, ReconcilerError):
         return Outcome.FAILED, [redact_text(str(error))]
@@ -309,7 +315,7 @@ def _utcnow() -> dt.datetime:
 
 def desired_plan(loaded: LoadResult, state: store.StoredState) -> Plan:
     """The plan from ``state`` to the loaded files: the tasks, and the defaults' notify."""
-    plan = make_plan(loaded.tasks, state.live)
+    plan = make_plan(loaded.tasks, state.live, state.deleted_names)
     notify = notify_changes(loaded.notify, state.notify)
     return dataclasses.replace(plan, notify=notify) if notify else plan
 

@@ -72,6 +72,21 @@ def resolve_beats_expected(given: int | None = None) -> int | None:
     return expected
 
 
+def resolve_repository_url() -> str | None:
+    """The web address of the task files' git repository, ``RECONCILER_REPOSITORY_URL``
+    (e.g. ``https://github.com/acme/schedules``): the page links each task's source to
+    its commit there (docs/page.md, "A task's page"). None when unset."""
+    raw = os.environ.get("RECONCILER_REPOSITORY_URL", "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("https://", "http://")) or any(c.isspace() for c in raw):
+        raise ConfigError(
+            f"RECONCILER_REPOSITORY_URL: {raw!r} is not a web address; give the repository's "
+            "https:// URL, e.g. https://github.com/acme/schedules"
+        )
+    return raw.rstrip("/")
+
+
 DEFAULT_HISTORY_KEEP_DAYS = 90
 
 

@@ -51,3 +51,8 @@ class Header(StrEnum):
 
     TRIGGER = "reconciler_trigger"  # the execution's trigger: its row exists, claim it
     SLOT = "reconciler_slot"  # the slot time the message fires
+
+
+#: RedBeat's default key prefix (its ``redbeat_key_prefix``), where ``reconcile import``
+#: looks for entries (docs/import.md).
+REDBEAT_PREFIX = "redbeat:"

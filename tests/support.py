@@ -136,11 +136,17 @@ class TcpProxy:
                 continue
             upstream.settimeout(None)
             with self._lock:
+                if not self._open.is_set():  # cut while connecting: cut this one too
+                    client.close()
+                    upstream.close()
+                    continue
                 self._sockets.update((client, upstream))
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
 
     def _pipe(self, src: Any, dst: Any) -> None:
+        import socket
+
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
@@ -148,6 +154,10 @@ class TcpProxy:
             pass
         finally:
             for sock in (src, dst):
+                # Shut down first: close() alone sends nothing while the other direction's
+                # thread still waits in recv() on the socket, so its peer would never know.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     sock.close()
             with self._lock:
@@ -157,8 +167,8 @@ class TcpProxy:
     def cut(self) -> None:
         import socket
 
-        self._open.clear()
         with self._lock:
+            self._open.clear()
             sockets, self._sockets = list(self._sockets), set()
         for sock in sockets:
             with contextlib.suppress(OSError):

@@ -91,6 +91,31 @@ def test_validate_locates_unknown_calendars_bad_dates_and_unused_calendars(
     ]
 
 
+def test_loaded_tasks_share_their_calendar_and_drop_its_dates(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.d"
+    write(
+        tasks,
+        {
+            "calendars/de.yaml": HOLIDAYS,
+            "a.yaml": task_yaml("a", crontab="0 9 * * *", skip_on=["de-holidays"]),
+            "b.yaml": task_yaml("b", crontab="0 9 * * *", skip_on=["de-holidays"]),
+        },
+    )
+    a, b = (task.spec for task in load_directory(tasks, NOW).tasks)
+    assert a.calendars is b.calendars  # one mapping, not a copy per task
+    assert a.canonical()["calendars"] == {
+        "de-holidays": [
+            {"from": "2026-12-24", "until": "2026-12-26"},
+            "2026-12-25",
+            {"every_year": "05-01"},
+        ]
+    }
+    assert a.timing.skip[0][1] is b.timing.skip[0][1]  # one date set for the calendar
+    christmas = dt.datetime(2026, 12, 25, 9, tzinfo=dt.UTC)
+    assert a.timing.dropped(christmas) == "2026-12-25 is on calendar de-holidays (skip_on)"
+    assert b.timing.dropped(christmas + dt.timedelta(days=2)) is None
+
+
 def test_calendar_change_plans_an_update_of_every_task_using_it(
     db: Database, tmp_path: Path
 ) -> None:

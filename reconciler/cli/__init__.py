@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "schema": (
         "reconciler.cli.schema",
         "schema",
-        "Print the JSON Schema of a task file, or of the defaults document.",
+        "Print the JSON Schema of a task file, of the defaults document or of a calendar.",
     ),
     "import": (
         "reconciler.cli.importer",

@@ -12,12 +12,9 @@ import tempfile
 from pathlib import Path
 
 import click
-import yaml
 
 from reconciler.cli.options import format_option, handle_errors, tasks_dir_option
-from reconciler.core.promrules import prometheus_rules
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.files.loader import load_directory
 from reconciler.settings import Settings
 
 
@@ -34,6 +31,12 @@ from reconciler.settings import Settings
 @handle_errors
 def alerts(output_format: str, output: str | None, tasks_dir: str | None) -> None:
     """Write the alerting rules of every task's alerts (its own, else the defaults')."""
+    # Imported here: ``reconcile alerts --help`` lists the options without the model (pydantic).
+    import yaml
+
+    from reconciler.core.promrules import prometheus_rules
+    from reconciler.files.loader import load_directory
+
     directory = Settings.resolve(tasks_dir=tasks_dir).tasks_dir
     loaded = load_directory(directory)
     for diagnostic in loaded.diagnostics:

@@ -13,7 +13,6 @@ import click
 
 from reconciler.cli.options import handle_errors, settings_of
 from reconciler.settings import Settings
-from reconciler.store.database import Database, head_revision, known_revision
 
 
 @click.group("db")
@@ -26,6 +25,8 @@ def db() -> None:
 @handle_errors
 def upgrade(settings: Settings) -> None:
     """Run the migrations up to the newest revision (safe to run concurrently)."""
+    from reconciler.store.database import Database, head_revision  # not for --help
+
     database = Database.open(settings.database_url, upgrade=False)
     try:
         changed = database.upgrade()
@@ -40,6 +41,8 @@ def upgrade(settings: Settings) -> None:
 @handle_errors
 def current(settings: Settings) -> None:
     """Print the database's schema revision; exit 1 unless it is this version's head."""
+    from reconciler.store.database import Database, head_revision, known_revision
+
     database = Database.open(settings.database_url, upgrade=False)
     try:
         revision = database.current_revision()

@@ -19,11 +19,6 @@ from reconciler.cli.options import echo_json, format_option, handle_errors, sett
 from reconciler.core.zones import zone
 from reconciler.errors import UnknownTask
 from reconciler.settings import Settings
-from reconciler.store.database import Database
-from reconciler.store.reads.executions import execution_page
-from reconciler.store.reads.reader import Reader
-from reconciler.store.reads.records import EXECUTION_KEYS, execution_dict
-from reconciler.store.reads.tasks import task_zone
 from reconciler.vocabulary import Status
 
 TEXT_COLUMNS = ("ID", "QUEUED", "STATUS", "TRIGGER", "DURATION", "RETRIES", "WORKER", "OUTCOME")
@@ -35,6 +30,13 @@ def load_history(
 ) -> tuple[list[dict[str, Any]], str]:
     """The newest ``limit`` executions of ``name`` and the task's time zone (UTC when no
     task row is left); UnknownTask when it has no executions and no task."""
+    # Imported here: ``reconcile history --help`` lists the options without the database layer.
+    from reconciler.store.database import Database
+    from reconciler.store.reads.executions import execution_page
+    from reconciler.store.reads.reader import Reader
+    from reconciler.store.reads.records import execution_dict
+    from reconciler.store.reads.tasks import task_zone
+
     database = Database.open(settings.database_url)
     try:
         reader = Reader(database.engine)
@@ -109,6 +111,7 @@ def _queued(iso_text: str | None, zone: dt.tzinfo) -> str:
 
 
 def write_csv(executions: list[dict[str, Any]]) -> None:
+    from reconciler.store.reads.records import EXECUTION_KEYS
     from reconciler.web.csvexport import cell
 
     writer = csv.writer(sys.stdout, lineterminator="\n")

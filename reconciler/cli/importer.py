@@ -8,31 +8,22 @@ one-offs it held back, and what to run next.
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler.celeryapp import beat_schedule_entries, load_app
 from reconciler.cli.options import echo_json, format_option, handle_errors, tasks_dir_option
 from reconciler.core.redact import redact_url_credentials
-from reconciler.core.zones import iana_zones, zone_hint
 from reconciler.errors import ConfigError, ReconcilerError, UsageError
-from reconciler.files.imports.plan import (
-    SOURCES,
-    ImportedTask,
-    ImportOptions,
-    plan_import,
-    write_tasks,
-)
-from reconciler.files.imports.source import read_names, read_payloads
+from reconciler.files.imports import SOURCES
 from reconciler.settings import Settings
-from reconciler.store.importsources import (
-    REDBEAT_PREFIX,
-    read_django_celery_beat,
-    read_redbeat,
-    watch_loops_applying,
-)
+from reconciler.vocabulary import REDBEAT_PREFIX
+
+if TYPE_CHECKING:  # the readers (pydantic, SQLAlchemy, Redis, Celery) load when it runs
+    from reconciler.files.imports.plan import ImportedTask
 
 
 @click.command("import")
@@ -86,6 +77,14 @@ from reconciler.store.importsources import (
     metavar="ZONE",
     help="Time zone of crontabs whose source keeps none (RedBeat: the app's timezone).",
 )
+@click.option(
+    "--last-run-from",
+    "last_run_from",
+    default=None,
+    metavar="TIME",
+    help="The last run of periodic tasks whose source keeps none: an ISO 8601 time (no "
+    "offset means UTC) or 'now'; their first run is the slot after it.",
+)
 @tasks_dir_option("; files go to its imported/ folder.")
 @format_option("text", "json")
 @handle_errors
@@ -98,6 +97,7 @@ def import_(
     drop_unsupported: bool,
     key_prefix: str,
     zone: str,
+    last_run_from: str | None,
     tasks_dir: str | None,
     output_format: str,
 ) -> None:
@@ -108,6 +108,11 @@ def import_(
     or a RedBeat Redis URL. Every entry is checked before anything is written; an
     existing file is never overwritten.
     """
+    from reconciler.core.zones import iana_zones, zone_hint
+    from reconciler.files.imports.plan import ImportOptions, plan_import, write_tasks
+    from reconciler.files.imports.source import read_names
+    from reconciler.store.importsources import redbeat_lock, watch_loops_applying
+
     settings = Settings.resolve(tasks_dir=tasks_dir)
     directory = settings.tasks_dir
     options = ImportOptions(
@@ -116,6 +121,7 @@ def import_(
         enable_one_offs=enable_one_offs,
         drop_unsupported=drop_unsupported,
         default_zone=zone,
+        last_run_from=_last_run_from(last_run_from),
     )
     if zone not in iana_zones():
         raise UsageError(f"--timezone: unknown time zone {zone!r} ({zone_hint(zone)})")
@@ -125,6 +131,12 @@ def import_(
             f"NAME, the team that may read the tasks' history"
         )
     payloads, shown = read_source(kind, source, key_prefix)
+    if kind == "redbeat" and redbeat_lock(source, key_prefix) is not None:
+        click.echo(
+            f"note: RedBeat's lock {key_prefix}:lock is held, so its beat still runs: stop it "
+            f"first, or what it sends from now on runs again here (docs/import.md)",
+            err=True,
+        )
     imported = plan_import(
         payloads,
         tasks_dir=directory,
@@ -140,6 +152,8 @@ def import_(
             err=True,
         )
     write_tasks(imported)
+    if imported:
+        _write_schema(imported[0].path.parent)
     if output_format == "json":
         echo_json({"imported": [_as_json(task) for task in imported]})
         return
@@ -164,8 +178,33 @@ def import_(
     )
 
 
+def _last_run_from(text: str | None) -> dt.datetime | None:
+    """``--last-run-from``: ``now`` or an ISO 8601 time (UTC without an offset), not later
+    than now."""
+    if text is None:
+        return None
+    now = dt.datetime.now(dt.UTC)
+    if text.strip().lower() == "now":
+        return now
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--last-run-from: {text!r} is not an ISO 8601 time or 'now' "
+            f"(write it like 2026-03-04T10:00:00Z)"
+        ) from None
+    moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+    if moment > now:
+        raise UsageError(f"--last-run-from: {text} is in the future; give when it last ran")
+    return moment
+
+
 def read_source(kind: str, source: str, key_prefix: str) -> tuple[list[Any], str]:
     """The source's entries, and how messages name the source."""
+    from reconciler.celeryapp import beat_schedule_entries, load_app
+    from reconciler.files.imports.source import read_payloads
+    from reconciler.store.importsources import read_django_celery_beat, read_redbeat
+
     if kind == "web-api":
         return read_payloads(Path(source)), source
     if kind == "beat-schedule":
@@ -184,6 +223,27 @@ def read_source(kind: str, source: str, key_prefix: str) -> tuple[list[Any], str
     if kind == "django-celery-beat":
         return read_django_celery_beat(source), shown
     return read_redbeat(source, key_prefix), shown
+
+
+def _write_schema(file_dir: Path) -> None:
+    """The schema the written files' first line points at, written when missing or stale."""
+    from reconciler.files.imports.render import schema_file, write_schema
+
+    try:
+        written = write_schema(file_dir)
+    except OSError as exc:
+        click.echo(
+            f"note: cannot write {schema_file(file_dir)} ({exc.strerror or exc}), the schema the "
+            f"files' first line names: write it with `reconcile schema > PATH`",
+            err=True,
+        )
+        return
+    if written is not None:
+        click.echo(
+            f"note: wrote {os.path.relpath(written)}, the schema the files' first line names "
+            f"(editors check the fields with it)",
+            err=True,
+        )
 
 
 def _as_json(task: ImportedTask) -> dict[str, object]:

@@ -11,23 +11,19 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import ValidationError
 
 from reconciler.cli.options import echo_json, format_option, handle_errors, settings_of
-from reconciler.core.describe import describe
-from reconciler.core.durations import format_duration
-from reconciler.core.schedule import next_fire_times
-from reconciler.core.spec import SCHEDULE_FIELDS, TaskSpec
 from reconciler.errors import ReconcilerError, UnknownTask, UsageError
-from reconciler.files.loader import LoadResult, load_directory
-from reconciler.files.taskfile import LoadedTask
 from reconciler.settings import Settings
-from reconciler.store import tasks as store
-from reconciler.store.database import Database, unavailable_as_error
 from reconciler.vocabulary import TaskType
+
+if TYPE_CHECKING:  # the model (pydantic) and the database load when it runs, not for --help
+    from reconciler.core.spec import TaskSpec
+    from reconciler.files.loader import LoadResult
+    from reconciler.files.taskfile import LoadedTask
 
 
 @click.command("next")
@@ -81,6 +77,8 @@ def next_(
     output_format: str,
 ) -> None:
     """Show the next fire times of task NAME (or of --cron / --interval), in its time zone."""
+    from reconciler.files.loader import load_directory
+
     directory = settings.tasks_dir
     anchor_note = None
     if cron_text is not None or interval_text is not None:
@@ -122,6 +120,12 @@ def expression_task(
     directory: Path,
 ) -> LoadedTask:
     """A task made of the options alone, so ``next`` answers for an expression."""
+    from pydantic import ValidationError
+
+    from reconciler.core.spec import TaskSpec
+    from reconciler.files.loader import load_directory
+    from reconciler.files.taskfile import LoadedTask
+
     if cron_text is not None and interval_text is not None:
         raise UsageError("give --cron or --interval, not both")
     data: dict[str, Any] = {
@@ -172,6 +176,10 @@ def expression_task(
 def stored_anchor(url: str, spec: TaskSpec) -> tuple[dt.datetime | None, str | None]:
     """The anchor beat counts the task's interval from, when the database holds the task
     with the same schedule; else None and why (the times then count from --from)."""
+    from reconciler.core.spec import SCHEDULE_FIELDS
+    from reconciler.store import tasks as store
+    from reconciler.store.database import Database, unavailable_as_error
+
     if spec.interval is None:
         return None, None
     try:
@@ -184,6 +192,8 @@ def stored_anchor(url: str, spec: TaskSpec) -> tuple[dt.datetime | None, str | N
     except ReconcilerError:
         return None, "from (the database could not be reached)"
     if stored is None or stored.schedule_anchor is None:
+        if spec.last_run is not None:  # the apply that creates it counts from it
+            return spec.last_run, "last_run (the task is not applied yet)"
         return None, "from (the task is not applied yet)"
     held = stored.spec if isinstance(stored.spec, dict) else {}
     mine = spec.canonical()
@@ -255,6 +265,10 @@ def fire_report(
     loaded: LoadedTask, start: dt.datetime, count: int, anchor: dt.datetime | None = None
 ) -> dict[str, Any]:
     """The JSON form: times as ISO 8601 with the offset of the task's zone."""
+    from reconciler.core.describe import describe
+    from reconciler.core.durations import format_duration
+    from reconciler.core.schedule import next_fire_times
+
     spec = loaded.spec
     dropped: list[tuple[dt.datetime, str]] = []
     times = next_fire_times(spec, start, count, anchor, dropped)

@@ -49,8 +49,10 @@ def render_text(plan: Plan, colour: bool = False) -> str:
         lines.append("")
     for change in plan.creates:
         lines.append(style(f"+ {change.name}", "green") + f" ({where(change)})")
-    for change in plan.updates:
-        lines.append(style(f"~ {change.name}", "yellow") + f" ({where(change)})")
+    for change in (*plan.updates, *plan.renames):
+        lines.append(style(f"~ {_title(change)}", "yellow") + f" ({where(change)})")
+        if change.revived:
+            lines.append("    (a deleted task: it comes back under this name with its history)")
         for item in change.fields:
             old = value_text(redact_field(item.field, item.old))
             new = value_text(redact_field(item.field, item.new))
@@ -60,7 +62,15 @@ def render_text(plan: Plan, colour: bool = False) -> str:
         lines.append(style(f"- {change.name}", "red"))
     for notify in plan.notify:
         lines.append(style(f"~ notify {notify.owner}", "yellow") + f": {_target(notify)}")
+    if plan.hints:
+        lines.append("")
+    lines += [f"hint: {hint.text}" for hint in plan.hints]
     return "\n".join(lines)
+
+
+def _title(change: Change) -> str:
+    """``name``, or ``old -> new`` for a rename."""
+    return f"{change.previous} -> {change.name}" if change.previous else change.name
 
 
 def _target(change: NotifyChange) -> str:
@@ -73,7 +83,7 @@ def render_json(plan: Plan) -> dict[str, Any]:
     data = plan.to_dict()
     for created in data["create"]:
         created["spec"] = redact_definition(created["spec"])
-    for updated in data["update"]:
+    for updated in (*data["update"], *data.get("rename", ())):
         updated["changes"] = {
             field: {side: redact_field(field, value) for side, value in change.items()}
             for field, change in updated["changes"].items()
@@ -90,9 +100,9 @@ def render_markdown(plan: Plan) -> str:
     lines += ["| | task | source | changed fields |", "|---|---|---|---|"]
     for change in plan.creates:
         lines.append(f"| + | `{change.name}` | {_cell(where(change))} | (new) |")
-    for change in plan.updates:
-        fields = ", ".join(f"`{item.field}`" for item in change.fields)
-        lines.append(f"| ~ | `{change.name}` | {_cell(where(change))} | {fields} |")
+    for change in (*plan.updates, *plan.renames):
+        fields = ", ".join(f"`{item.field}`" for item in change.fields) or "(renamed)"
+        lines.append(f"| ~ | `{_title(change)}` | {_cell(where(change))} | {fields} |")
     for change in plan.deletes:
         lines.append(f"| - | `{change.name}` | | (deleted) |")
     for notify in plan.notify:
@@ -100,23 +110,25 @@ def render_markdown(plan: Plan) -> str:
     lines += ["", "<details><summary>Diff</summary>", "", "```diff"]
     for change in plan.creates:
         lines.append(f"+ {change.name} ({where(change)})")
-    for change in plan.updates:
-        lines.append(f"! {change.name} ({where(change)})")
+    for change in (*plan.updates, *plan.renames):
+        lines.append(f"! {_title(change)} ({where(change)})")
         for item in change.fields:
             lines.append(f"-     {item.field}: {value_text(redact_field(item.field, item.old))}")
             lines.append(f"+     {item.field}: {value_text(redact_field(item.field, item.new))}")
     for change in plan.deletes:
         lines.append(f"- {change.name}")
     lines += ["```", "", "</details>"]
+    lines += [f"\n> hint: {hint.text}" for hint in plan.hints]
     return "\n".join(lines)
 
 
 def applied_line(plan: Plan) -> str:
     if not plan:
         return "No changes. Nothing applied."
+    renamed = f"{len(plan.renames)} renamed, " if plan.renames else ""
     text = (
         f"Applied: {len(plan.creates)} created, {len(plan.updates)} updated, "
-        f"{len(plan.deletes)} deleted."
+        f"{renamed}{len(plan.deletes)} deleted."
     )
     if plan.notify:
         text += f" Notify: {len(plan.notify)} changed."

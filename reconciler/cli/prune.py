@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler.cli.options import echo_json, format_option, handle_errors, settings_of
 from reconciler.errors import UnknownTask
 from reconciler.settings import Settings, resolve_history_keep
-from reconciler.store.database import Database
-from reconciler.store.retention import Pruner, PruneReport, policies, preview
+
+if TYPE_CHECKING:  # the database layer loads when it runs, not for --help
+    from reconciler.store.retention import Pruner, PruneReport
 
 BUDGET = 3600.0
 TURN = 0.1  # seconds between tries while a beat holds the pruners' lease
@@ -69,6 +70,8 @@ def report_text(report: PruneReport, dry_run: bool) -> str:
 def prune_taking_turns(pruner: Pruner, task: str | None) -> PruneReport:
     """Passes until one ends done or out of time: a pass that found a beat holding the
     lease tries again a moment later, after the beat's transaction."""
+    from reconciler.store.retention import PruneReport
+
     deadline = time.monotonic() + BUDGET
     report = PruneReport()
     while True:
@@ -86,6 +89,9 @@ def prune_taking_turns(pruner: Pruner, task: str | None) -> PruneReport:
 @handle_errors
 def prune(settings: Settings, dry_run: bool, task: str | None, output_format: str) -> None:
     """Remove executions past their retention now (Beat also does it on its own)."""
+    from reconciler.store.database import Database
+    from reconciler.store.retention import Pruner, PruneReport, policies, preview
+
     days = resolve_history_keep()
     database = Database.open(settings.database_url, create=not dry_run, upgrade=not dry_run)
     try:

@@ -8,7 +8,7 @@ times are shown in each task's own time zone.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,18 +21,15 @@ from reconciler.cli.options import (
     handle_errors,
     settings_of,
 )
-from reconciler.core.describe import describe, describe_timing, window_ended
-from reconciler.core.spec import TaskSpec, stored_spec
 from reconciler.errors import StoredSpecUnreadable, UnknownTask
 from reconciler.settings import Settings, resolve_beats_expected
-from reconciler.store import heartbeats
-from reconciler.store import tasks as store
-from reconciler.store.database import Database, unavailable_as_error
-from reconciler.store.heartbeats import BeatState
-from reconciler.store.reads.applies import sync_state
-from reconciler.store.reads.stats import daily_stats, stats_dict
-from reconciler.store.rollup import DayStats
 from reconciler.vocabulary import TaskType
+
+if TYPE_CHECKING:  # the model and the database load when it runs, not for --help
+    from reconciler.core.spec import TaskSpec
+    from reconciler.store.heartbeats import BeatState
+    from reconciler.store.rollup import DayStats
+    from reconciler.store.tasks import StatusRow
 
 # In the order shown; ``keep`` is the order in which they stay on a narrow terminal, and
 # ``least`` how narrow a column may be cut (NAME, SCHEDULE, OWNER, SOURCE, LAST STATUS).
@@ -67,6 +64,12 @@ def status(
     wide: bool,
 ) -> None:
     """Show the tasks (or the one named) with their latest execution and next run."""
+    from reconciler.store import heartbeats
+    from reconciler.store import tasks as store
+    from reconciler.store.database import Database, unavailable_as_error
+    from reconciler.store.reads.applies import sync_state
+    from reconciler.store.reads.stats import daily_stats, stats_dict
+
     now = dt.datetime.now(dt.UTC)
     expected = resolve_beats_expected(beats_expected)
     db = Database.open(settings.database_url)
@@ -150,9 +153,12 @@ def _ms(value: float | None) -> str:
     return duration_text(round(value)) if value is not None else "-"
 
 
-def task_view(row: store.StatusRow) -> dict[str, Any]:
+def task_view(row: StatusRow) -> dict[str, Any]:
     """A task as status shows it. One whose stored definition this version cannot read
     (beat leaves its slots waiting) is shown from its row, times in UTC, with the problem."""
+    from reconciler.core.describe import describe, describe_timing, window_ended
+    from reconciler.core.spec import stored_spec
+
     try:
         spec: TaskSpec | None = stored_spec(row.name, row.spec)
     except StoredSpecUnreadable as exc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import click
 
-from reconciler.celeryapp import load_app, registered_task_names
 from reconciler.cli.options import echo_json, format_option, handle_errors
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.settings import Settings
@@ -39,6 +38,8 @@ def tasks(app_path: str | None, output_format: str) -> None:
 
 def task_names(path: str) -> list[str]:
     """The registered names of the app at ``path``; any failure to load it is a ConfigError."""
+    from reconciler.celeryapp import load_app, registered_task_names  # Celery: not for --help
+
     try:
         return registered_task_names(load_app(path))
     except ReconcilerError:

@@ -7,19 +7,17 @@ Parses the options and calls ``reconciler.beat.manual.trigger``, which writes th
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler.beat.manual import trigger as send_now
-from reconciler.celeryapp import load_app
 from reconciler.cli.options import echo_json, format_option, handle_errors, settings_options
-from reconciler.core.spec import stored_spec
 from reconciler.errors import ReconcilerError, UsageError
 from reconciler.settings import DEFAULT_BROKER_URL, Settings
-from reconciler.store import scheduling
-from reconciler.store.database import Database
 from reconciler.vocabulary import Trigger
+
+if TYPE_CHECKING:  # Celery and the database load when it runs, not for --help
+    from reconciler.store.database import Database
 
 
 def _json_option(flag: str, text: str | None, kind: type) -> Any:
@@ -41,6 +39,9 @@ def _is_disabled(database: Database, name: str) -> bool:
     """True for a live task whose spec says ``enabled: false`` (unknown names are left to
     the trigger itself, which explains them); StoredSpecUnreadable for a definition this
     version cannot read, which beat does not fire either."""
+    from reconciler.core.spec import stored_spec
+    from reconciler.store import scheduling
+
     with scheduling.transaction(database) as session:
         row = scheduling.find_task(session, name)
     return row is not None and not row.deleted and not stored_spec(name, row.spec).enabled
@@ -72,6 +73,10 @@ def trigger(
     """Run task NAME now, outside its schedule; the execution is recorded as manual.
 
     A disabled task is refused unless --force is given."""
+    from reconciler.beat.manual import trigger as send_now
+    from reconciler.celeryapp import load_app
+    from reconciler.store.database import Database
+
     args = _json_option("--args", args_json, list)
     kwargs = _json_option("--kwargs", kwargs_json, dict)
     app = load_app(settings.app)

@@ -13,18 +13,7 @@ import click
 
 from reconciler.cli.options import handle_errors, settings_options
 from reconciler.errors import ConfigError
-from reconciler.ops.doctor import masked
-from reconciler.ops.up import (
-    Supervisor,
-    UpOptions,
-    child_env,
-    plan_children,
-    port_taken,
-    sqlite_files,
-    unwritable_state,
-)
 from reconciler.settings import Settings
-from reconciler.store.database import Database
 
 
 @click.command("up")
@@ -56,6 +45,19 @@ def up(
     loglevel: str,
 ) -> None:
     """Run the watch loop, Beat, a worker and the HTTP endpoint until Ctrl-C or SIGTERM."""
+    # Imported here: ``reconcile up --help`` lists the options without the database layer.
+    from reconciler.ops.doctor import masked
+    from reconciler.ops.up import (
+        Supervisor,
+        UpOptions,
+        child_env,
+        plan_children,
+        port_taken,
+        sqlite_files,
+        unwritable_state,
+    )
+    from reconciler.store.database import Database
+
     if serve and port_taken(host, port):
         raise ConfigError(
             f"port {port} on {host} is already in use (another 'reconcile up' or 'serve'?): "

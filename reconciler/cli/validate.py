@@ -11,21 +11,17 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler.cli.options import format_option, handle_errors
 from reconciler.core.diagnostics import Diagnostic
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.files.loader import (
-    LoadResult,
-    Progress,
-    check_registered,
-    load_directory,
-    load_paths,
-)
 from reconciler.settings import Settings
+
+if TYPE_CHECKING:  # the loader (pydantic, YAML) is imported when it runs, not for --help
+    from reconciler.files.loader import LoadResult, Progress
 
 
 @click.command()
@@ -97,6 +93,8 @@ def run_validation(
     app_path: str | None,
     progress: Progress | None = None,
 ) -> LoadResult:
+    from reconciler.files.loader import check_registered, load_directory, load_paths
+
     if paths:
         result = load_paths(list(paths), progress=progress)
     else:

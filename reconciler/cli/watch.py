@@ -19,10 +19,7 @@ from reconciler.cli.options import (
     lock_timeout_option,
     settings_of,
 )
-from reconciler.ops.watch import Watcher, WatchOptions
 from reconciler.settings import Settings
-from reconciler.store import stall
-from reconciler.store.database import Database
 
 STOP_GRACE = 0.5
 """Seconds an apply in progress has after SIGTERM before its database waits are ended."""
@@ -72,6 +69,11 @@ def watch(
     allow_mass_delete: bool,
 ) -> None:
     """Apply now, then on every change of the task files and every resync interval."""
+    # Imported here: ``reconcile watch --help`` lists the options without the database layer.
+    from reconciler.ops.watch import Watcher, WatchOptions
+    from reconciler.store import stall
+    from reconciler.store.database import Database
+
     # A malformed URL is a usage error to report now, not an outage to wait out.
     Database.open(settings.database_url, upgrade=False).dispose()
     logging.basicConfig(

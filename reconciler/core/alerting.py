@@ -162,6 +162,9 @@ class Watched:
     failures: Sequence[Execution] = ()  # failures not alerted yet, oldest first
     running: Sequence[Execution] = ()  # its started (or retrying) executions
     missed_seen: str | None = None  # the ``missed`` episode last recorded
+    skips_alert: bool = True
+    """Whether a rise of ``skipped_count`` is reported by ``missed``: True for a task with
+    ``overlap: skip``; without it, its skips are slots its calendars drop, by design."""
 
 
 def missed_episode(health: Health) -> str:
@@ -207,7 +210,7 @@ def _task(task: Watched, opened: list[Open], now: dt.datetime, verdict: Verdict)
             if (fire := _too_long(health, run, rules.max_duration, now)) is not None
         ]
     if rules.missed:
-        wanted[Condition.MISSED] = _missed(health, task.missed_seen)
+        wanted[Condition.MISSED] = _missed(health, task.missed_seen, task.skips_alert)
     for condition, fires in wanted.items():
         verdict.fire += fires
         ours = [alert for alert in opened if alert.condition == condition]
@@ -326,7 +329,9 @@ def _too_long(health: Health, run: Execution, limit: dt.timedelta, now: dt.datet
     )
 
 
-def _missed(health: Health, seen: str | None) -> list[Fire]:
+def _missed(health: Health, seen: str | None, skips_alert: bool = True) -> list[Fire]:
+    """A new episode when ``missed_count`` or (``skips_alert``) ``skipped_count`` rose
+    since ``seen``; a rise of skips alone that is not reported keeps ``seen`` as it is."""
     episode = missed_episode(health)
     if seen == episode:
         return []
@@ -341,11 +346,15 @@ def _missed(health: Health, seen: str | None) -> list[Fire]:
     before_missed, _, before_skipped = seen.partition("/")
     missed = health.missed_count - _int(before_missed)
     skipped = health.skipped_count - _int(before_skipped)
+    if not skips_alert:
+        skipped = min(skipped, 0)
     parts = [
         f"{n} slot(s) {what}" for n, what in ((missed, "missed"), (skipped, "skipped")) if n > 0
     ]
-    if not parts:  # counts went down (a hand edit): a new baseline
-        return [_missed_baseline(health, episode, details)]
+    if not parts:
+        if missed < 0 or skipped < 0:  # counts went down (a hand edit): a new baseline
+            return [_missed_baseline(health, episode, details)]
+        return []  # only skips by design (calendar days) since ``seen``: nothing to say
     details.update(newly_missed=max(missed, 0), newly_skipped=max(skipped, 0))
     return [
         Fire(

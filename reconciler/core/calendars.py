@@ -4,15 +4,18 @@
 A calendar's entries are stored in one canonical JSON shape: a date ``"2026-12-25"``, a
 range ``{"from": "2026-12-24", "until": "2026-12-31"}`` (both days included) or a yearly
 day ``{"every_year": "12-25"}``, sorted and without repeats, so reordering them plans no
-change. Each task carries the entries of the calendars it uses in its stored spec.
+change. Each task carries the entries of the calendars it uses in its stored spec; the
+sets they are matched with are shared by every task that names the same entries.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
@@ -173,20 +176,40 @@ def check_calendar_refs(value: list[str]) -> list[str]:
 
 # --- matching --------------------------------------------------------------------------
 
-_EXPAND_DAYS = 400
-"""Ranges up to this many days are turned into single days; longer ones are kept as ranges."""
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True, eq=False)
 class DateSet:
-    """The days of one calendar, for a membership test per slot."""
+    """The days of one calendar, for a membership test per slot: O(1) by a table of the
+    year's days, built the first time a date of that year is asked about.
+
+    One object per distinct calendar (``DateSet.of``), however many tasks name it, so
+    each year's table is built once; a range costs the same whatever its length.
+    """
 
     days: frozenset[int]
+    """Single dates, as ordinals."""
     yearly: frozenset[tuple[int, int]]
+    """``every_year`` days as (month, day)."""
     ranges: tuple[tuple[int, int], ...]
+    """``from``/``until`` as ordinals, both included."""
+    _years: dict[int, tuple[int, bytes]] = field(default_factory=dict, compare=False)
+    """Per year asked about: its first day's ordinal and a byte per day, 1 on the calendar."""
 
     @classmethod
     def of(cls, entries: Sequence[CalendarEntry]) -> DateSet:
+        """The shared set of ``entries``: the same object for equal entries while any
+        task holds it."""
+        key = tuple(
+            entry if isinstance(entry, str) else tuple(sorted(entry.items())) for entry in entries
+        )
+        with _SHARED_LOCK:
+            found = _SHARED.get(key)
+            if found is None:
+                found = _SHARED[key] = cls._build(entries)
+        return found
+
+    @classmethod
+    def _build(cls, entries: Sequence[CalendarEntry]) -> DateSet:
         days: set[int] = set()
         yearly: set[tuple[int, int]] = set()
         ranges: list[tuple[int, int]] = []
@@ -199,16 +222,36 @@ class DateSet:
             else:
                 first = dt.date.fromisoformat(entry["from"]).toordinal()
                 last = dt.date.fromisoformat(entry["until"]).toordinal()
-                if last - first < _EXPAND_DAYS:
-                    days.update(range(first, last + 1))
-                else:
-                    ranges.append((first, last))
+                ranges.append((first, last))
         return cls(frozenset(days), frozenset(yearly), tuple(ranges))
 
     def __contains__(self, day: object) -> bool:
         if not isinstance(day, dt.date):
             return False
-        ordinal = day.toordinal()
-        if ordinal in self.days or (day.month, day.day) in self.yearly:
-            return True
-        return any(first <= ordinal <= last for first, last in self.ranges)
+        known = self._years.get(day.year)
+        if known is None:
+            known = self._years[day.year] = self._year(day.year)
+        first, table = known
+        return table[day.toordinal() - first] == 1
+
+    def _year(self, year: int) -> tuple[int, bytes]:
+        first = dt.date(year, 1, 1).toordinal()
+        last = dt.date(year, 12, 31).toordinal()
+        table = bytearray(last - first + 1)
+        for ordinal in self.days:
+            if first <= ordinal <= last:
+                table[ordinal - first] = 1
+        for month, day in self.yearly:
+            try:
+                table[dt.date(year, month, day).toordinal() - first] = 1
+            except ValueError:  # 02-29 outside a leap year
+                continue
+        for start, end in self.ranges:
+            low, high = max(start, first), min(end, last)
+            if low <= high:
+                table[low - first : high - first + 1] = b"\x01" * (high - low + 1)
+        return first, bytes(table)
+
+
+_SHARED: weakref.WeakValueDictionary[tuple[object, ...], DateSet] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()

@@ -18,7 +18,7 @@ from reconciler.core.timing import Timing
 from reconciler.core.zones import zone_changes
 from reconciler.vocabulary import TaskType
 
-__all__ = ["first_slot", "next_fire_times", "slot_after"]
+__all__ = ["first_slot", "next_fire_times", "plain_slots", "slot_after", "spread_move"]
 
 
 def first_slot(spec: TaskSpec, anchor: dt.datetime) -> dt.datetime | None:
@@ -81,10 +81,7 @@ def _spread_after(
         base = _plain_after(spec, instant - offset, anchor)
     while base is not None:
         following = _next_plain(spec, timing, base, anchor)
-        moved = offset
-        if following is not None and following - base < spread:
-            gap = following - base
-            moved = dt.timedelta(microseconds=offset // _TICK * (gap // _TICK) // (spread // _TICK))
+        moved = spread_move(offset, spread, None if following is None else following - base)
         if base + moved > instant:
             if given is not None:
                 if len(given) >= _MEMO_SIZE:
@@ -93,6 +90,34 @@ def _spread_after(
             return base + moved
         base = following
     return None
+
+
+def spread_move(
+    offset: dt.timedelta, spread: dt.timedelta, gap: dt.timedelta | None
+) -> dt.timedelta:
+    """How far spread moves a plain slot: the task's ``offset``, scaled down where ``gap``
+    (to the next plain slot; None when there is none) is shorter than ``spread``, so that
+    a slot never moves past the next one (docs/task-files.md, "Spread")."""
+    if gap is None or gap >= spread:
+        return offset
+    return dt.timedelta(microseconds=offset // _TICK * (gap // _TICK) // (spread // _TICK))
+
+
+def plain_slots(
+    spec: TaskSpec, start: dt.datetime, until: dt.datetime, anchor: dt.datetime
+) -> list[dt.datetime]:
+    """A periodic schedule's own slots (DST rules applied; before spread, ``active`` and
+    calendars) strictly after ``start`` and before ``until``, then the first one at or
+    after ``until`` if there is one: spread moves each slot by the gap to the next."""
+    start, anchor = _aware(start, "start"), _aware(anchor, "anchor")
+    times: list[dt.datetime] = []
+    current = _plain_after(spec, start, anchor) if spec.type == TaskType.PERIODIC else None
+    while current is not None:
+        times.append(current)
+        if current >= until:
+            break
+        current = _plain_after(spec, current, anchor)
+    return times
 
 
 def _next_plain(
@@ -132,9 +157,11 @@ def next_fire_times(
     count: int,
     anchor: dt.datetime | None = None,
     dropped: list[tuple[dt.datetime, str]] | None = None,
+    until: dt.datetime | None = None,
 ) -> list[dt.datetime]:
     """Up to ``count`` fire times strictly after ``start`` (an interval counts from ``anchor``,
-    by default ``start``); a past ``scheduled`` task and an ``async`` one give none.
+    by default ``start``), and before ``until`` when given; a past ``scheduled`` task and
+    an ``async`` one give none.
 
     Slots a calendar drops are left out, and added to ``dropped`` with the reason when
     given (at most ``count`` of them).
@@ -144,13 +171,15 @@ def next_fire_times(
         return []
     if spec.type == TaskType.SCHEDULED:
         at = first_slot(spec, start)
-        return [at] if at is not None and at > start else []
+        return [at] if at is not None and at > start and (until is None or at < until) else []
     anchor = start if anchor is None else _aware(anchor, "anchor")
     times: list[dt.datetime] = []
     calendars = spec.timing.calendars
     passed = 0
     current = slot_after(spec, start, anchor)
     while current is not None and len(times) < count and passed < _MAX_DROPPED:
+        if until is not None and current >= until:
+            break
         reason = spec.timing.dropped(current) if calendars else None
         if reason is None:
             times.append(current)

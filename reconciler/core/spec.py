@@ -157,6 +157,14 @@ class TaskSpec(FileModel):
         default=None, exclude_if=_is_none
     )
     history: History | None = Field(default=None, exclude_if=_is_none)
+    # Names the task had before (docs/task-files.md, "Renames"): read by the plan, never
+    # stored, so adding or dropping one changes no row.
+    previous_names: list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None = Field(
+        default=None, exclude=True
+    )
+    # When the scheduler it was imported from last ran it (docs/import.md, "Cutting over"):
+    # apply starts the schedule from it when it creates the task; never stored.
+    last_run: dt.datetime | None = Field(default=None, exclude=True)
 
     @field_validator("name")
     @classmethod
@@ -197,6 +205,14 @@ class TaskSpec(FileModel):
                 )
         return value
 
+    @field_validator("previous_names")
+    @classmethod
+    def _distinct_previous(cls, value: list[str] | None) -> list[str] | None:
+        for i, name in enumerate(value or ()):
+            if name in (value or ())[:i]:
+                raise FieldError(f"{name!r} is listed twice", loc=(i,), hint="list it once")
+        return value
+
     @field_validator("crontab", mode="before")
     @classmethod
     def _crontab_string(cls, value: Any) -> Any:
@@ -204,7 +220,7 @@ class TaskSpec(FileModel):
             return split_cron_expression(value)
         return value
 
-    @field_validator("at", mode="before")
+    @field_validator("at", "last_run", mode="before")
     @classmethod
     def _at_is_a_time(cls, value: Any) -> Any:
         # pydantic would read a bare number as a Unix timestamp; the format says ISO 8601.
@@ -287,13 +303,26 @@ class TaskSpec(FileModel):
             )
         if self.at is not None:
             object.__setattr__(self, "at", at_in_utc(self.at, self.timezone))
+        if self.last_run is not None:
+            object.__setattr__(self, "last_run", at_in_utc(self.last_run, self.timezone))
         self._timing_fields()
         return self
 
+    @model_validator(mode="after")
+    def _previous_not_own(self) -> TaskSpec:
+        previous = self.previous_names or []
+        if self.name in previous:
+            raise FieldError(
+                f"{self.name!r} is the task's own name",
+                loc=("previous_names", previous.index(self.name)),
+                hint="list only the names the task had before",
+            )
+        return self
+
     def _timing_fields(self) -> None:
-        """``spread``, ``active``, ``skip_on`` and ``only_on`` are for periodic tasks; a
-        window ends after it starts; a stored spec carries every calendar it names."""
-        for name in ("spread", "active", "skip_on", "only_on"):
+        """``spread``, ``active``, ``skip_on``, ``only_on`` and ``last_run`` are for periodic
+        tasks; a window ends after it starts; a stored spec carries every calendar it names."""
+        for name in ("spread", "active", "skip_on", "only_on", "last_run"):
             if getattr(self, name) is not None and self.type != TaskType.PERIODIC:
                 raise FieldError(
                     f"is for periodic tasks, not {self.type.value!r}",

@@ -44,6 +44,7 @@ _PATTERN_MESSAGES = {
     "a letter or digit, at most 128 characters",
     "task": "must be a Celery task name without spaces",
 }
+_PATTERN_MESSAGES["previous_names"] = _PATTERN_MESSAGES["name"]
 
 _MISSING_HINTS: dict[Loc, str] = {
     ("name",): "add e.g. name: daily-report",
@@ -118,7 +119,8 @@ def _explain(
             loc,
         )
     if kind == "string_pattern_mismatch":
-        message = _PATTERN_MESSAGES.get(str(last), f"must match {ctx.get('pattern')}")
+        field = str(loc[0] if isinstance(last, int) else last)  # a list's item: its field
+        message = _PATTERN_MESSAGES.get(field, f"must match {ctx.get('pattern')}")
         return f"{message}, got {shorten(REDACTED if hidden else value)}", None, loc
     if kind == "string_too_short":
         return "must not be empty", None, loc

@@ -20,8 +20,10 @@ from typing import Any
 from yaml.nodes import MappingNode
 
 from reconciler.core.alerts import effective
+from reconciler.core.calendars import CalendarEntry
 from reconciler.core.diagnostics import Diagnostic
 from reconciler.core.retention import effective as effective_history
+from reconciler.core.spec import TaskSpec
 from reconciler.files.discovery import file_error, read_text, task_files
 from reconciler.files.locate import Loc, position, walk
 from reconciler.files.taskfile import LoadedCalendar, LoadedDefaults, LoadedTask, load_file
@@ -164,6 +166,7 @@ class _Collector:
         tasks = with_calendars(
             with_defaults(self.tasks, self.defaults), self.calendars, self.diagnostics
         )
+        self.diagnostics.extend(previous_name_errors(tasks))
         diagnostics = sorted(self.diagnostics, key=Diagnostic.sort_key)
         return LoadResult(
             tasks,
@@ -221,6 +224,9 @@ def with_calendars(
     used: set[str] = set()
     resolved: list[LoadedTask] = []
     entries = {name: loaded.calendar.entries for name, loaded in calendars.items()}
+    # One mapping per combination of names, shared by the tasks that name it (read only).
+    shared: dict[tuple[str, ...], dict[str, list[CalendarEntry]]] = {}
+    sources: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
     for task in tasks:
         spec = task.spec
         named = [
@@ -248,15 +254,15 @@ def with_calendars(
         used.update(name for _, _, name in named if name in calendars)
         if unknown:
             continue
-        carried = {name: entries[name] for _, _, name in named}
-        sources = tuple(
-            (f"calendars.{name}", f"calendar:{calendars[name].where}") for _, _, name in named
-        )
-        resolved.append(
-            dataclasses.replace(
-                task, spec=spec.updated(calendars=carried), inherited=task.inherited + sources
+        names = tuple(name for _, _, name in named)
+        carried = shared.get(names)
+        if carried is None:
+            carried = shared[names] = {name: entries[name] for name in names}
+            sources[names] = tuple(
+                (f"calendars.{name}", f"calendar:{calendars[name].where}") for name in names
             )
-        )
+        _carry(spec, carried)
+        resolved.append(dataclasses.replace(task, inherited=task.inherited + sources[names]))
     for name, calendar in calendars.items():
         if name not in used:
             diagnostics.append(
@@ -270,6 +276,42 @@ def with_calendars(
                 )
             )
     return resolved
+
+
+def previous_name_errors(tasks: Sequence[LoadedTask]) -> list[Diagnostic]:
+    """A previous name that a task still has, or that a second task claims too, is an
+    error at that name (docs/task-files.md, "Renames")."""
+    defined = {task.spec.name: task for task in tasks}
+    claimed: dict[str, tuple[LoadedTask, int]] = {}
+    found: list[Diagnostic] = []
+    for task in tasks:
+        for i, old in enumerate(task.spec.previous_names or ()):
+            field = f"previous_names[{i}]"
+            holder = defined.get(old)
+            first = claimed.setdefault(old, (task, i))
+            if holder is not None:
+                message = f"{old!r} is still defined at {holder.path}:{holder.line}"
+                hint = f"remove {old!r} from the files to rename it, or drop it from here"
+            elif first[0] is not task:
+                line, column = field_position(first[0], ("previous_names", first[1]))
+                message = (
+                    f"{old!r} is already a previous name of {first[0].spec.name!r} at "
+                    f"{first[0].path}:{line}:{column}"
+                )
+                hint = "a task's history goes to one task; keep it in one of them"
+            else:
+                continue
+            line, column = field_position(task, ("previous_names", i))
+            found.append(Diagnostic(task.path, line, column, field, message, hint))
+    return found
+
+
+def _carry(spec: TaskSpec, calendars: dict[str, list[CalendarEntry]]) -> None:
+    """Set ``calendars`` on a spec this load made and nothing else holds yet, in place:
+    a copy of every task that names a calendar was most of validate's extra memory."""
+    object.__setattr__(spec, "calendars", calendars)
+    spec.__pydantic_fields_set__.add("calendars")
+    spec.__dict__.pop("timing", None)  # derived from the calendars
 
 
 def load_directory(

@@ -1,5 +1,6 @@
 """The JSON Schema of a task file, generated from the models in ``reconciler.core.spec``,
-and that of the defaults document (``reconciler.core.defaults``).
+and those of the defaults document (``reconciler.core.defaults``) and of a calendar
+(``reconciler.core.calendars``).
 
 ``reconcile schema`` prints it and ``schemas/task.schema.json`` is its committed copy
 (``make schema``), which editors running yaml-language-server use to complete and
@@ -12,6 +13,9 @@ import copy
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
+from reconciler.core.calendars import Calendar
 from reconciler.core.cronsyntax import CRON_FIELDS, MACROS
 from reconciler.core.defaults import Defaults
 from reconciler.core.durations import DURATION_PATTERN
@@ -54,6 +58,10 @@ DESCRIPTIONS: dict[str, str] = {
     "outside (either end may be left out).",
     "skip_on": "periodic only: names of kind: calendar documents; no slot on their dates.",
     "only_on": "periodic only: names of kind: calendar documents; slots only on their dates.",
+    "previous_names": "Names the task had before: apply renames that task's row to this name, "
+    "keeping its history and schedule, instead of deleting it and creating this one.",
+    "last_run": "periodic only: when the scheduler it was imported from last ran it (ISO 8601; "
+    "no offset means 'timezone'); the apply that creates the task counts its schedule from it.",
 }
 
 DEFAULTS_SCHEMA_ID = "urn:celery-reconciler:schemas:defaults"
@@ -65,6 +73,15 @@ DEFAULTS_DESCRIPTIONS: dict[str, str] = {
     "spread": "The spread of every periodic task that has no 'spread' of its own (0s: none).",
     "history": "The history retention of every task that has no 'history' of its own "
     "({keep_days, keep_last}; default 90 days).",
+}
+CALENDAR_SCHEMA_ID = "urn:celery-reconciler:schemas:calendar"
+CALENDAR_DESCRIPTIONS: dict[str, str] = {
+    "kind": "Always 'calendar': this document is a calendar, not a task.",
+    "name": "What tasks name in skip_on / only_on: lowercase letters, digits, '.', '_', '-'; "
+    "unique across the tree.",
+    "description": "Free text.",
+    "dates": "Its days: a date (2026-12-25), a range {from: 2026-12-24, until: 2026-12-31} "
+    "(both days included) or a day of every year {every_year: 12-25}.",
 }
 ALERT_DESCRIPTIONS: dict[str, str] = {
     "on_failure": "Alert on every failed execution (after Celery's own retries).",
@@ -146,13 +163,14 @@ def task_schema() -> dict[str, Any]:
         cron_properties[field]["description"] = (
             f"{_CRON_RANGE_TEXT[field]}; '*', lists, ranges and steps as in cron"
         )
-    properties["at"] = {
-        "description": DESCRIPTIONS["at"],
-        # A pattern, not "format": date-time, which would demand an offset that the
-        # format lets users leave out (the task's timezone applies then).
-        "anyOf": [{"type": "string", "pattern": AT_PATTERN}, {"type": "null"}],
-        "default": None,
-    }
+    for name in ("at", "last_run"):
+        properties[name] = {
+            "description": DESCRIPTIONS[name],
+            # A pattern, not "format": date-time, which would demand an offset that the
+            # format lets users leave out (the task's timezone applies then).
+            "anyOf": [{"type": "string", "pattern": AT_PATTERN}, {"type": "null"}],
+            "default": None,
+        }
     properties["name"]["not"] = {"enum": ["registered", "executions"]}
     _describe_alerts(generated["$defs"])
     schema = _document(
@@ -193,13 +211,19 @@ def _describe_alerts(definitions: dict[str, Any]) -> None:
         properties[name]["description"] = text
 
 
+def _described(model: type[BaseModel], descriptions: dict[str, str]) -> dict[str, Any]:
+    """``model``'s generated schema with our description of each of its fields."""
+    generated = copy.deepcopy(model.model_json_schema())
+    properties: dict[str, Any] = generated["properties"]
+    for name, text in descriptions.items():
+        properties[name]["description"] = text
+    return generated
+
+
 def defaults_schema() -> dict[str, Any]:
     """The schema of the ``kind: defaults`` document (a file of its own, so that the task
     schema stays strict about a task's fields)."""
-    generated = copy.deepcopy(Defaults.model_json_schema())
-    properties: dict[str, Any] = generated["properties"]
-    for name, text in DEFAULTS_DESCRIPTIONS.items():
-        properties[name]["description"] = text
+    generated = _described(Defaults, DEFAULTS_DESCRIPTIONS)
     _describe_alerts(generated["$defs"])
     return _document(
         generated,
@@ -212,3 +236,18 @@ def defaults_schema() -> dict[str, Any]:
 def render_defaults() -> str:
     """The schema as the text of ``schemas/defaults.schema.json``."""
     return json.dumps(defaults_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def calendar_schema() -> dict[str, Any]:
+    """The schema of a ``kind: calendar`` document."""
+    return _document(
+        _described(Calendar, CALENDAR_DESCRIPTIONS),
+        CALENDAR_SCHEMA_ID,
+        "celery-reconciler calendar",
+        "A kind: calendar document of a tasks.d/ tree: days tasks skip or keep to.",
+    )
+
+
+def render_calendar() -> str:
+    """The schema as the text of ``schemas/calendar.schema.json``."""
+    return json.dumps(calendar_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from reconciler.settings import Settings
+from reconciler.vocabulary import REDBEAT_PREFIX
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -82,3 +83,6 @@ class Context:
     tasks: list[Any] = field(default_factory=list)
     beats_expected: int | None = None
     pending_after: dt.timedelta = field(default_factory=lambda: PENDING_AFTER)
+    # The scheduler tasks were imported from (``--old-scheduler``) and RedBeat's prefix.
+    old_scheduler: str | None = None
+    key_prefix: str = REDBEAT_PREFIX

@@ -1,10 +1,10 @@
 """``reconcile doctor``: the old troubleshooting list as checks, each with its fix.
 
 ``run_checks`` runs them in order (database, sync of the task files, broker, workers,
-registered tasks, beats, watch loops, overdue, disabled, unset secret_env variables,
-scheduled in the past) and returns ``Check`` values; ``reconciler.cli.doctor`` prints
-them. A failed check makes later ones that depend on it ``skip`` rather than pile up
-errors with one cause.
+registered tasks, beats, watch loops, the scheduler tasks were imported from, overdue,
+disabled, unset secret_env variables, scheduled in the past) and returns ``Check``
+values; ``reconciler.cli.doctor`` prints them. A failed check makes later ones that
+depend on it ``skip`` rather than pile up errors with one cause.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from reconciler.ops.checkbase import (
     Context,
     masked,
 )
+from reconciler.ops.cutover import check_old_scheduler
 from reconciler.ops.fleetchecks import (
     check_beat,
     check_broker,
@@ -37,6 +38,7 @@ from reconciler.ops.taskchecks import (
     check_windows,
 )
 from reconciler.settings import Settings, resolve_beats_expected
+from reconciler.vocabulary import REDBEAT_PREFIX
 
 __all__ = ["GIT_PULL_FAILS", "MARKS", "Check", "healthy", "masked", "run_checks"]
 
@@ -103,7 +105,7 @@ def check_sync(ctx: Context) -> Check:
     return Check("sync", "ok", line)
 
 
-CHECKS: list[Callable[[Context], Check]] = [
+CHECKS: list[Callable[[Context], Check | None]] = [
     check_database,
     check_sync,
     check_broker,
@@ -111,6 +113,7 @@ CHECKS: list[Callable[[Context], Check]] = [
     check_registered,
     check_beat,
     check_watch,
+    check_old_scheduler,
     check_overdue,
     check_queues,
     check_disabled,
@@ -127,19 +130,25 @@ def run_checks(
     timeout: float = 1.0,
     beats_expected: int | None = None,
     pending_after: dt.timedelta = PENDING_AFTER,
+    old_scheduler: str | None = None,
+    key_prefix: str = REDBEAT_PREFIX,
     on_check: Callable[[Check], None] | None = None,
 ) -> list[Check]:
     """Every check in order; ``on_check`` sees each as soon as it is done.
 
     ``beats_expected``: how many beats should be alive (else ``RECONCILER_BEATS_EXPECTED``;
-    a bad value raises ``ConfigError`` before any check runs)."""
+    a bad value raises ``ConfigError`` before any check runs). ``old_scheduler``: the URL of
+    the scheduler tasks were imported from, checked for signs that it still runs."""
     ctx = Context(settings, now or dt.datetime.now(dt.UTC), timeout)
     ctx.beats_expected = resolve_beats_expected(beats_expected)
     ctx.pending_after = pending_after
+    ctx.old_scheduler, ctx.key_prefix = old_scheduler, key_prefix
     results = []
     try:
         for check in CHECKS:
             result = check(ctx)
+            if result is None:  # a check with nothing to say here (old-beat)
+                continue
             results.append(result)
             if on_check is not None:
                 on_check(result)

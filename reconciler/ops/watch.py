@@ -382,6 +382,7 @@ def cycle_line(result: ApplyResult) -> str:
     for verb, changes in (
         ("created", plan.creates),
         ("updated", plan.updates),
+        ("renamed", plan.renames),
         ("deleted", plan.deletes),
     ):
         if changes:

@@ -114,7 +114,7 @@ def _dialect_insert(session: Session) -> Any:
     raise NotImplementedError(f"execution tracking supports SQLite and PostgreSQL, not {name}")
 
 
-def _milliseconds_between(
+def milliseconds_between(
     dialect: str, start: ColumnElement[Any], end: ColumnElement[Any]
 ) -> ColumnElement[Any]:
     """``end - start`` in whole milliseconds, computed by the database."""
@@ -200,7 +200,7 @@ def _upsert_statement(session: Session, status: str) -> Any:
             "started_at": started_at,
             "worker": func.coalesce(new.worker, c.worker),
             "duration_ms": func.coalesce(
-                new.duration_ms, _milliseconds_between(dialect, started_at, new.finished_at)
+                new.duration_ms, milliseconds_between(dialect, started_at, new.finished_at)
             ),
             "result": new.result,
             "error": new.error,

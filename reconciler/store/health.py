@@ -87,14 +87,17 @@ def _at(spec: Any) -> str | None:
     return str(value) if value is not None else None
 
 
-def recent_workers(session: Session, since: dt.datetime) -> list[str]:
-    """Workers of executions queued since ``since`` (evidence when they cannot be asked)."""
+def recent_workers(session: Session, since: dt.datetime, owner: str | None = None) -> list[str]:
+    """Workers of executions queued since ``since`` (evidence when they cannot be asked),
+    of ``owner``'s executions only when given."""
     query = (
         select(TaskExecution.worker)
         .where(TaskExecution.queued_at >= since, TaskExecution.worker.is_not(None))
         .group_by(TaskExecution.worker)
         .order_by(TaskExecution.worker)
     )
+    if owner is not None:
+        query = query.where(TaskExecution.owner == owner)
     return [worker for worker in session.scalars(query) if worker]
 
 

@@ -1,19 +1,24 @@
 """Reading other schedulers' stores for ``reconcile import`` (docs/import.md):
 django-celery-beat's tables through SQLAlchemy (no Django needed) and RedBeat's keys in
 Redis. Each entry comes back as a plain mapping with a ``{"kind": ...}`` schedule; the
-mapping to task files is ``reconciler.files.imports.entries``."""
+mapping to task files is ``reconciler.files.imports.entries``. For ``reconcile doctor``,
+the signs that an old scheduler still runs after the cut-over (``*_activity``) and the
+tasks imported here (``imported_rows``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
-from sqlalchemy import MetaData, Table, select
+from sqlalchemy import Connection, MetaData, Table, func, select
 from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -21,6 +26,8 @@ from reconciler.core.redact import redact_url_credentials
 from reconciler.errors import ReconcilerError
 from reconciler.store import heartbeats
 from reconciler.store.database import make_engine
+from reconciler.store.tables import Task
+from reconciler.vocabulary import REDBEAT_PREFIX
 
 DJANGO_PREFIX = "django_celery_beat_"
 PERIODIC_TABLE = DJANGO_PREFIX + "periodictask"
@@ -63,6 +70,28 @@ _PERIOD_SECONDS = {
 
 def read_django_celery_beat(url: str) -> list[dict[str, Any]]:
     """Every ``PeriodicTask`` row, with its schedule row, as plain entries (by id)."""
+    with _django_connection(url) as connection:
+        metadata = MetaData()
+        periodic = _periodic_table(connection, metadata)
+        schedules = {
+            kind: _rows(connection, metadata, kind)
+            for kind in (
+                "crontabschedule",
+                "intervalschedule",
+                "solarschedule",
+                "clockedschedule",
+            )
+        }
+        rows = [
+            dict(row)
+            for row in connection.execute(select(periodic).order_by(periodic.c.id)).mappings()
+        ]
+    return [_django_entry(row, schedules) for row in rows]
+
+
+@contextmanager
+def _django_connection(url: str) -> Iterator[Connection]:
+    """A connection to django-celery-beat's database; its errors say which, redacted."""
     try:
         engine = make_engine(url, create=False)
     except (ArgumentError, ValueError) as exc:
@@ -70,27 +99,7 @@ def read_django_celery_beat(url: str) -> list[dict[str, Any]]:
         raise ReconcilerError(f"{shown!r} is not a database URL: {exc}") from exc
     try:
         with engine.connect() as connection:
-            metadata = MetaData()
-            try:
-                periodic = Table(PERIODIC_TABLE, metadata, autoload_with=connection)
-            except NoSuchTableError as exc:
-                raise ReconcilerError(
-                    f"{engine.url.render_as_string()}: no table {PERIODIC_TABLE}; is this the "
-                    f"database of a Django project with django_celery_beat migrated?"
-                ) from exc
-            schedules = {
-                kind: _rows(connection, metadata, kind)
-                for kind in (
-                    "crontabschedule",
-                    "intervalschedule",
-                    "solarschedule",
-                    "clockedschedule",
-                )
-            }
-            rows = [
-                dict(row)
-                for row in connection.execute(select(periodic).order_by(periodic.c.id)).mappings()
-            ]
+            yield connection
     except SQLAlchemyError as exc:
         raise ReconcilerError(
             f"{engine.url.render_as_string()}: cannot read django-celery-beat's tables: "
@@ -98,7 +107,16 @@ def read_django_celery_beat(url: str) -> list[dict[str, Any]]:
         ) from exc
     finally:
         engine.dispose()
-    return [_django_entry(row, schedules) for row in rows]
+
+
+def _periodic_table(connection: Connection, metadata: MetaData) -> Table:
+    try:
+        return Table(PERIODIC_TABLE, metadata, autoload_with=connection)
+    except NoSuchTableError as exc:
+        raise ReconcilerError(
+            f"{connection.engine.url.render_as_string()}: no table {PERIODIC_TABLE}; is this "
+            f"the database of a Django project with django_celery_beat migrated?"
+        ) from exc
 
 
 def _rows(connection: Any, metadata: MetaData, kind: str) -> dict[int, dict[str, Any]]:
@@ -212,17 +230,12 @@ def _utc(value: Any) -> dt.datetime | None:
 # --- RedBeat --------------------------------------------------------------------------------
 
 
-REDBEAT_PREFIX = "redbeat:"
 _REDBEAT_OWN_KEYS = (":schedule", ":statics", ":lock")
 
 
 def read_redbeat(url: str, key_prefix: str = REDBEAT_PREFIX) -> list[dict[str, Any]]:
     """Every RedBeat entry under ``key_prefix`` (its definition and meta), by key."""
-    try:
-        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10)
-    except ValueError as exc:
-        shown = redact_url_credentials(url)
-        raise ReconcilerError(f"{shown!r} is not a Redis URL: {exc}") from exc
+    client = _redis_client(url)
     own = {key_prefix + suffix for suffix in _REDBEAT_OWN_KEYS}
     try:
         keys = sorted(
@@ -247,6 +260,14 @@ def read_redbeat(url: str, key_prefix: str = REDBEAT_PREFIX) -> list[dict[str, A
             continue
         entries.append(_redbeat_entry(key, definition, meta))
     return entries
+
+
+def _redis_client(url: str) -> redis.Redis:
+    try:
+        return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10)
+    except ValueError as exc:
+        shown = redact_url_credentials(url)
+        raise ReconcilerError(f"{shown!r} is not a Redis URL: {exc}") from exc
 
 
 def _glob_escape(text: str) -> str:
@@ -366,3 +387,94 @@ def watch_loops_applying(url: str, tasks_dir: Path) -> list[str]:
 
 def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
+
+
+# --- the old scheduler after a cut-over (``reconcile doctor``) -------------------------
+
+
+@dataclass(frozen=True)
+class ImportedRow:
+    """A live task that ``reconcile import`` wrote: its name there, its source, when applied."""
+
+    name: str
+    old_name: str
+    source: str
+    created_at: dt.datetime
+
+
+def imported_rows(session: Session) -> list[ImportedRow]:
+    """Live tasks carrying the ``imported-from`` label, by name."""
+    query = (
+        select(Task.name, Task.spec, Task.created_at)
+        .where(Task.deleted_at.is_(None))
+        .order_by(Task.name)
+    )
+    found = []
+    for name, spec, created_at in session.execute(query):
+        labels = spec.get("labels") if isinstance(spec, dict) else None
+        if not isinstance(labels, dict) or not labels.get("imported-from"):
+            continue
+        old_name = str(labels.get("original-name") or name)
+        found.append(ImportedRow(name, old_name, str(labels["imported-from"]), created_at))
+    return found
+
+
+@dataclass(frozen=True)
+class OldRun:
+    enabled: bool
+    last_run_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class OldActivity:
+    """What another scheduler's store says about it running: each entry's last run by
+    name, RedBeat's lock (seconds left, -1 without expiry; None when not held) and
+    django-celery-beat's ``last_update`` (when its tasks were last edited)."""
+
+    runs: dict[str, OldRun]
+    lock: str | None = None
+    lock_seconds: float | None = None
+    changed_at: dt.datetime | None = None
+
+
+def redbeat_activity(url: str, key_prefix: str = REDBEAT_PREFIX) -> OldActivity:
+    """RedBeat's entries' last runs, and its lock key (``<prefix>:lock``) if held."""
+    runs = {
+        str(entry["name"]): OldRun(bool(entry.get("enabled")), entry.get("last_run_at"))
+        for entry in read_redbeat(url, key_prefix)
+        if not entry.get("problem")
+    }
+    return OldActivity(runs, key_prefix + ":lock", redbeat_lock(url, key_prefix))
+
+
+def redbeat_lock(url: str, key_prefix: str = REDBEAT_PREFIX) -> float | None:
+    """Seconds RedBeat's lock key (``<prefix>:lock``, held by its running beat) has left;
+    -1 when it never expires, None when it is not held."""
+    client = _redis_client(url)
+    try:
+        left = client.pttl(key_prefix + ":lock")
+    except redis.RedisError as exc:
+        reason = redact_url_credentials(str(exc))
+        raise ReconcilerError(f"cannot read RedBeat's lock from Redis: {reason}") from exc
+    finally:
+        client.close()
+    return None if left == -2 else (-1.0 if left == -1 else left / 1000)
+
+
+def django_celery_beat_activity(url: str) -> OldActivity:
+    """Each ``PeriodicTask``'s ``enabled`` and ``last_run_at``, and ``PeriodicTasks``'s
+    ``last_update`` (bumped by Django whenever a task is saved outside beat)."""
+    with _django_connection(url) as connection:
+        metadata = MetaData()
+        periodic = _periodic_table(connection, metadata)
+        query = select(periodic.c.name, periodic.c.enabled, periodic.c.last_run_at)
+        runs = {
+            str(row.name): OldRun(bool(row.enabled), _utc(row.last_run_at))
+            for row in connection.execute(query)
+        }
+        try:
+            changes = Table(DJANGO_PREFIX + "periodictasks", metadata, autoload_with=connection)
+        except NoSuchTableError:
+            return OldActivity(runs)
+        changed = connection.execute(select(func.max(changes.c.last_update))).scalar()
+    return OldActivity(runs, changed_at=_utc(changed))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +58,9 @@ _CANDIDATES = f"""
 """
 
 # PostgreSQL: the same for a group of tasks in one statement each (fewer round trips
-# while a backlog is pruned); the keepers are evaluated once per task.
+# while a backlog is pruned); the keepers are evaluated once per task. The locked rows are
+# deleted by their ``ctid`` (a locked row stays where it is until the commit), and what
+# went comes back per task, not per row.
 _GROUP = 50
 _PROBE_POSTGRES = f"""
     SELECT p.name FROM unnest(CAST(:names AS text[]), CAST(:cutoffs AS timestamptz[]))
@@ -72,8 +74,8 @@ _DELETE_POSTGRES = f"""
         SELECT * FROM unnest(CAST(:names AS text[]), CAST(:cutoffs AS timestamptz[]),
             CAST(:keeps AS integer[])) AS p(name, cutoff, keep_last)
     ), doomed AS (
-        SELECT c.id FROM p CROSS JOIN LATERAL (
-            SELECT e.id FROM task_executions e
+        SELECT c.ctid FROM p CROSS JOIN LATERAL (
+            SELECT e.ctid FROM task_executions e
             WHERE e.task_name = p.name
               AND e.status IN {FINISHED_SQL}
               AND e.queued_at < p.cutoff
@@ -94,9 +96,11 @@ _DELETE_POSTGRES = f"""
             ORDER BY e.id LIMIT :per_task
             FOR UPDATE OF e SKIP LOCKED
         ) c
+    ), gone AS (
+        DELETE FROM task_executions x USING doomed WHERE x.ctid = doomed.ctid
+        RETURNING x.task_name, x.queued_at
     )
-    DELETE FROM task_executions x USING doomed WHERE x.id = doomed.id
-    RETURNING x.task_name, x.queued_at
+    SELECT task_name, count(*), min(queued_at), max(queued_at) FROM gone GROUP BY task_name
 """
 
 # The oldest row that could go, looked up before anything else: most tasks have none.
@@ -170,15 +174,61 @@ def _latest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-def policies(session: Session, default_days: int, name: str | None = None) -> dict[str, Policy]:
-    """Every task name's policy (deleted tasks too), from the ``history`` in its stored spec."""
+PAGE = 1000
+"""Task names read at a time: a pass holds one page of policies, however many tasks."""
+
+
+def policies(
+    session: Session,
+    default_days: int,
+    name: str | None = None,
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+) -> dict[str, Policy]:
+    """Task names' policies (deleted tasks too) in name order, from the ``history`` in each
+    stored spec: every name's, ``name``'s, or the ``limit`` names after ``after``."""
     query = select(Task.name, Task.spec["history"]).order_by(Task.name)
     if name is not None:
         query = query.where(Task.name == name)
+    if after is not None:
+        query = query.where(Task.name > after)
+    if limit is not None:
+        query = query.limit(limit)
     return {
         task_name: policy_of(stored if isinstance(stored, Mapping) else None, default_days)
         for task_name, stored in session.execute(query)
     }
+
+
+@dataclass
+class _Queue:
+    """The tasks a pass has still to prune: those read and not done, then the next page."""
+
+    default_days: int
+    name: str | None
+    pending: list[tuple[str, Policy]] = field(default_factory=list)
+    after: str | None = None
+    read_all: bool = False
+
+    def head(self, session: Session, count: int) -> list[tuple[str, Policy]]:
+        """The first ``count`` tasks still to prune, reading pages as needed."""
+        while len(self.pending) < count and not self.read_all:
+            page = policies(session, self.default_days, self.name, after=self.after, limit=PAGE)
+            self.pending.extend(page.items())
+            self.read_all = len(page) < PAGE
+            if page:
+                self.after = next(reversed(page))
+        return self.pending[:count]
+
+
+def each_policy(
+    session: Session, default_days: int, name: str | None = None
+) -> Iterator[tuple[str, Policy]]:
+    """Every task name's policy (or ``name``'s), read a page at a time."""
+    queue = _Queue(default_days, name)
+    while queue.head(session, 1):
+        yield queue.pending.pop(0)
 
 
 # --- the prune ----------------------------------------------------------------------
@@ -190,7 +240,7 @@ class Pruner:
 
     database: Database
     default_days: int
-    batch_rows: int = 5000
+    batch_rows: int = 10_000
     batch_seconds: float = 0.5
     clock: Clock = _utc_now
 
@@ -214,10 +264,8 @@ class Pruner:
         if rolled is None:
             report.busy = True
             return report
-        with self.database.session() as session:
-            names = policies(session, self.default_days, task)
-        pending = list(names.items())
-        while pending:
+        queue = _Queue(self.default_days, task)
+        while True:
             if time.monotonic() >= deadline or stop.is_set():
                 report.finished = False
                 return report
@@ -225,8 +273,11 @@ class Pruner:
                 if session is None:
                     report.busy = True
                     return report
-                pending = self._batch(session, pending, now, rolled, report)
-            if pause and pending:
+                self._batch(session, queue, now, rolled, report)
+                more = bool(queue.head(session, 1))
+            if not more:
+                break
+            if pause:
                 stop.wait(pause)
         if task is None:
             self._others(now, report)
@@ -239,18 +290,22 @@ class Pruner:
     def _batch(
         self,
         session: Session,
-        pending: list[tuple[str, Policy]],
+        queue: _Queue,
         now: dt.datetime,
         rolled: dt.date,
         report: PruneReport,
-    ) -> list[tuple[str, Policy]]:
-        """Delete from the tasks at the head of ``pending`` until the batch is full; the
-        tasks left (the last one again when it may have more)."""
+    ) -> None:
+        """Delete from the tasks at the head of ``queue`` until the batch is full, taking
+        each task off when it is done (the last one stays when it may have more)."""
         if self.database.dialect == "postgresql":
-            return self._batch_postgres(session, pending, now, rolled, report)
+            self._batch_postgres(session, queue, now, rolled, report)
+            return
+        pending = queue.pending
         started = time.monotonic()
         room = self.batch_rows
-        while pending and room > 0 and time.monotonic() - started < self.batch_seconds:
+        while (
+            room > 0 and time.monotonic() - started < self.batch_seconds and queue.head(session, 1)
+        ):
             name, policy = pending[0]
             params = _params(name, policy, now, rolled)
             firsts = session.execute(text(_FIRST), {"name": name}).scalars().all()
@@ -272,22 +327,24 @@ class Pruner:
                 room -= len(rows)
             if len(rows) < asked:
                 pending.pop(0)
-        return pending
 
     def _batch_postgres(
         self,
         session: Session,
-        pending: list[tuple[str, Policy]],
+        queue: _Queue,
         now: dt.datetime,
         rolled: dt.date,
         report: PruneReport,
-    ) -> list[tuple[str, Policy]]:
+    ) -> None:
         """As ``_batch``, a group of tasks per statement: the probe of their oldest rows
         for all of them, then one delete over those with expired rows."""
+        pending = queue.pending
         started = time.monotonic()
         room = self.batch_rows
-        while pending and room > 0 and time.monotonic() - started < self.batch_seconds:
-            group = pending[:_GROUP]
+        while room > 0 and time.monotonic() - started < self.batch_seconds:
+            group = queue.head(session, _GROUP)
+            if not group:
+                return
             names = [name for name, _ in group]
             cutoffs = [policy.cutoff(now) for _, policy in group]
             expired = set(
@@ -310,15 +367,13 @@ class Pruner:
                     "per_task": per_task,
                 },
             ).all()
-            found: dict[str, list[dt.datetime]] = {}
-            for name, queued in rows:
-                found.setdefault(name, []).append(queued)
-            for name, times in found.items():
-                report.add(name, len(times), min(times), max(times))
-            room -= len(rows)
+            found: dict[str, int] = {}
+            for name, count, oldest, newest in rows:
+                found[name] = count
+                report.add(name, count, oldest, newest)
+            room -= sum(found.values())
             # A task that filled its share may have more: it goes again.
-            pending[:0] = [(n, p) for n, p in todo if len(found.get(n, ())) >= per_task]
-        return pending
+            pending[:0] = [(n, p) for n, p in todo if found.get(n, 0) >= per_task]
 
     def _others(self, now: dt.datetime, report: PruneReport) -> None:
         """The statistics past a year, and the apply log, resolved alerts and dead watch
@@ -369,7 +424,7 @@ def preview(
     report = PruneReport()
     rolled = roll_up_limit(now)
     with database.session() as session:
-        for name, policy in policies(session, default_days, task).items():
+        for name, policy in each_policy(session, default_days, task):
             row = session.execute(
                 text(f"SELECT count(*), min(e.queued_at), max(e.queued_at) {_CANDIDATES}"),
                 _params(name, policy, now, rolled),

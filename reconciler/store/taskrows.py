@@ -12,6 +12,7 @@ from sqlalchemy import bindparam
 from reconciler.core.plan import COLUMN_FIELDS, Change
 from reconciler.core.spec import TaskSpec
 from reconciler.store.database import RawJSON
+from reconciler.vocabulary import TaskType
 
 NextRun = Callable[[TaskSpec, dt.datetime], dt.datetime | None]
 
@@ -57,17 +58,31 @@ def _spec_values(change: Change, seq: int, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def _schedule(change: Change, now: dt.datetime, next_run: NextRun) -> dict[str, Any]:
+def _schedule(
+    change: Change, now: dt.datetime, next_run: NextRun, anchor: dt.datetime | None = None
+) -> dict[str, Any]:
     spec = change.spec
     assert spec is not None
-    return {"schedule_anchor": now, "next_run_at": next_run(spec, now) if spec.enabled else None}
+    start = anchor or now
+    first = next_run(spec, start) if spec.enabled else None
+    return {"schedule_anchor": start, "next_run_at": first}
+
+
+def created_anchor(spec: TaskSpec, now: dt.datetime) -> dt.datetime:
+    """Where a new row's schedule counts from: ``now``, or the last run a periodic task
+    brought from the scheduler it was imported from (never after ``now``), so its first
+    slot is the one that scheduler would have fired next (docs/import.md, "Cutting over")."""
+    if spec.last_run is None or spec.type != TaskType.PERIODIC:
+        return now
+    return min(spec.last_run, now)
 
 
 def created_row(change: Change, seq: int, now: dt.datetime, next_run: NextRun) -> dict[str, Any]:
+    assert change.spec is not None
     return {
         "name": change.name,
         **_spec_values(change, seq, now),
-        **_schedule(change, now, next_run),
+        **_schedule(change, now, next_run, created_anchor(change.spec, now)),
         "version": 1,
         "created_at": now,
         "deleted_at": None,

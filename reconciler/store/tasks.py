@@ -2,7 +2,8 @@
 
 ``reconciler.apply`` calls these inside one transaction: ``lock`` (serialises
 reconcilers), ``read_current`` (one SELECT), ``write_plan`` (bulk statements of the rows
-``store.taskrows`` makes, soft delete and revive, the change marker, the apply-log row).
+``store.taskrows`` makes, renames with the history kept under the name, soft delete and
+revive, the change marker, the apply-log row).
 ``status_rows`` is the read side of ``reconcile status``. Beat and tracking own the
 run-time columns.
 """
@@ -29,10 +30,17 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from reconciler.core.plan import COLUMN_FIELDS, Current, Plan
+from reconciler.core.plan import COLUMN_FIELDS, Change, Current, Plan
 from reconciler.errors import LockTimeout
 from reconciler.store.notify import Targets, read_targets, write_changes
-from reconciler.store.tables import ApplyRecord, ChangeMarker, Task
+from reconciler.store.tables import (
+    Alert,
+    ApplyRecord,
+    ChangeMarker,
+    Task,
+    TaskExecution,
+    TaskStatsDay,
+)
 from reconciler.store.taskrows import (
     SCHEDULED_COLUMNS,
     SPEC_COLUMNS,
@@ -47,6 +55,12 @@ from reconciler.vocabulary import Outcome
 Progress = Callable[[int], None]
 
 tasks: Table = Task.__table__  # type: ignore[assignment]
+# What is recorded under a task's name besides its row, executions first: moved with it
+# by a rename.
+NAMED_HISTORY: tuple[Table, ...] = tuple(
+    table.__table__  # type: ignore[misc]
+    for table in (TaskExecution, TaskStatsDay, Alert)
+)
 
 
 @dataclass
@@ -191,6 +205,9 @@ def write_plan(
     if not plan:
         return None if log is None or not record_no_op else record_apply(session, plan, log, now)
     seq = _bump_marker(session, now)
+    if plan.renames:
+        _rename(session, plan.renames, seq, now, next_run)
+        step(len(plan.renames))
     revived = [c for c in plan.creates if c.name in state.deleted_names]
     fresh = [c for c in plan.creates if c.name not in state.deleted_names]
     for batch in batches(fresh):
@@ -245,11 +262,12 @@ def record_apply(session: Session, plan: Plan, log: ApplyLog, now: dt.datetime) 
         .values(
             applied_at=now,
             created=len(plan.creates),
-            updated=len(plan.updates),
+            # A rename counts as an update of the task under its new name.
+            updated=len(plan.updates) + len(plan.renames),
             deleted=len(plan.deletes),
             unchanged=plan.unchanged,
             created_names=[c.name for c in plan.creates],
-            updated_names=[c.name for c in plan.updates],
+            updated_names=[c.name for c in (*plan.updates, *plan.renames)],
             deleted_names=[c.name for c in plan.deletes],
             tasks_dir=log.tasks_dir,
             git_commit=log.git_commit,
@@ -263,6 +281,60 @@ def record_apply(session: Session, plan: Plan, log: ApplyLog, now: dt.datetime) 
         .returning(ApplyRecord.id)
     )
     return int(result.scalar_one())
+
+
+def _rename(
+    session: Session, renames: tuple[Change, ...], seq: int, now: dt.datetime, next_run: NextRun
+) -> None:
+    """Each renamed row under its new name, with everything recorded under the old one.
+
+    The row keeps its id, counters, health and, unless its schedule changes (or it was a
+    deleted task's, which comes back like a revived one), its schedule anchor and next
+    slot. The history moves before the row, in the order tracking takes its locks (an
+    execution, then its task's row, by trigger), and the executions once more after it:
+    on PostgreSQL writing the row waits for a beat that holds it, and that beat's slots
+    are recorded under the old name.
+    """
+    _move_history(session, renames, NAMED_HISTORY)
+    groups: tuple[tuple[list[Change], tuple[str, ...], dict[str, Any]], ...] = (
+        ([c for c in renames if not c.revived and not c.schedule_changed], SPEC_COLUMNS, {}),
+        ([c for c in renames if not c.revived and c.schedule_changed], SCHEDULED_COLUMNS, {}),
+        ([c for c in renames if c.revived], SCHEDULED_COLUMNS, {"deleted_at": None}),
+    )
+    for group, columns, extra in groups:
+        statement = (
+            update(tasks)
+            .where(tasks.c.name == bindparam("b_previous"))
+            .values(
+                name=bindparam("b_name"),
+                version=tasks.c.version + 1,
+                **assignments(columns),
+                **extra,
+            )
+        )
+        scheduled = columns is SCHEDULED_COLUMNS
+        for batch in batches(group):
+            session.execute(
+                statement,
+                [
+                    changed_row(c, seq, now, next_run, scheduled) | {"b_previous": c.previous}
+                    for c in batch
+                ],
+            )
+    _move_history(session, renames, NAMED_HISTORY[:1])
+
+
+def _move_history(session: Session, renames: tuple[Change, ...], tables: tuple[Table, ...]) -> None:
+    for table in tables:
+        statement = (
+            update(table)
+            .where(table.c.task_name == bindparam("b_previous"))
+            .values(task_name=bindparam("b_name"))
+        )
+        for batch in batches(renames):
+            session.execute(
+                statement, [{"b_previous": c.previous, "b_name": c.name} for c in batch]
+            )
 
 
 def _bump_marker(session: Session, now: dt.datetime) -> int:

@@ -11,8 +11,24 @@ RESULT_LIMIT = 64 * 1024
 """Results, tracebacks and errors above this many bytes are cut, with a marker saying so."""
 
 
+NUL_STANDIN = "\ufffd"
+"""What a NUL character becomes: PostgreSQL's text and jsonb cannot hold one."""
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with every NUL in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_STANDIN)
+    if isinstance(value, list):
+        return [scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {scrub(key): scrub(item) for key, item in value.items()}
+    return value
+
+
 def cut(text: str, limit: int = RESULT_LIMIT) -> str:
     """``text`` within ``limit`` UTF-8 bytes, with a marker saying how much was cut."""
+    text = text.replace("\x00", NUL_STANDIN)
     size = len(text.encode("utf-8", "replace"))
     if size <= limit:
         return text
@@ -28,6 +44,9 @@ def encode_result(value: Any) -> Any:
         text = json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, OverflowError, RecursionError):
         return cut(safe_repr(value))
+    if "\\u0000" in text:
+        value = scrub(value)
+        text = json.dumps(value, separators=(",", ":"))
     if len(text) <= RESULT_LIMIT // 4 or len(text.encode("utf-8")) <= RESULT_LIMIT:
         return value
     return cut(text)
@@ -38,6 +57,8 @@ _SCALARS = (str, int, bool, type(None))
 
 def _plain(value: Any, depth: int = 0) -> bool:
     """JSON as it is (the common case), checked without serialising it."""
+    if isinstance(value, str):
+        return "\x00" not in value
     if isinstance(value, _SCALARS):
         return True
     if depth > 4:
@@ -45,7 +66,8 @@ def _plain(value: Any, depth: int = 0) -> bool:
     if isinstance(value, list):
         return all(_plain(item, depth + 1) for item in value)
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+        pairs = value.items()
+        return all(isinstance(k, str) and _plain(k) and _plain(v, depth + 1) for k, v in pairs)
     return False
 
 
@@ -54,9 +76,9 @@ def json_safe(value: Any) -> Any:
     if _plain(value):
         return value
     try:
-        return json.loads(json.dumps(value, default=safe_repr, allow_nan=False))
+        return scrub(json.loads(json.dumps(value, default=safe_repr, allow_nan=False)))
     except (TypeError, ValueError, OverflowError, RecursionError):
-        return safe_repr(value)
+        return cut(safe_repr(value))
 
 
 def safe_repr(value: Any) -> str:

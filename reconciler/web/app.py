@@ -6,12 +6,14 @@ middleware answers every method but GET and HEAD with 405 before any route runs.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from anyio import to_thread
@@ -23,17 +25,18 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler.errors import DatabaseUnavailable
-from reconciler.settings import Settings
+from reconciler.settings import Settings, resolve_repository_url
 from reconciler.store import stall
 from reconciler.store.database import Database
 from reconciler.store.deadlines import SERVE
 from reconciler.store.reads.cursors import BadParameter
 from reconciler.store.reads.reader import Reader, for_reading
-from reconciler.web import metrics, models
+from reconciler.web import live, metrics, models
 from reconciler.web.auth import Principal, principal
 from reconciler.web.guard import Guard, HostRule
 from reconciler.web.outage import Outage, OutageLog
 from reconciler.web.routes import HEAD, router
+from reconciler.web.timeline import router as timeline_router
 from reconciler.web.tokens import TokenSet
 
 STATIC = Path(__file__).parent / "static"
@@ -113,27 +116,39 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": str(exc)}, status_code=503)
 
 
-def _stop_without_waiting() -> None:
-    """Wrap the server's stop handlers so that a stop first ends the database waits of
-    requests in flight (after ``STOP_GRACE``): they answer 503 and the server stops within
-    a second or two even while the database does not answer (docs/deadlines.md)."""
+def _stop_without_waiting(first: Callable[[], object]) -> None:
+    """Wrap the server's stop handlers so that a stop first runs ``first`` (it answers the
+    clients waiting on the live channel) and ends the database waits of requests in
+    flight (after ``STOP_GRACE``): they answer 503 and the server stops within a second
+    or two even while the database does not answer (docs/deadlines.md)."""
     if threading.current_thread() is not threading.main_thread():
         return  # signals are the main thread's; in-process tests run the app elsewhere
     for number in (signal.SIGTERM, signal.SIGINT):
         handler = signal.getsignal(number)
         if callable(handler):
-            signal.signal(number, stall.stopping(handler, STOP_GRACE))
+            signal.signal(number, _after(first, stall.stopping(handler, STOP_GRACE)))
+
+
+def _after(first: Callable[[], object], handler: stall.SignalHandler) -> stall.SignalHandler:
+    def stop(signum: int, frame: FrameType | None) -> None:
+        first()
+        handler(signum, frame)
+
+    return stop
 
 
 @asynccontextmanager
 async def _lifespan(api: FastAPI) -> AsyncIterator[None]:
     to_thread.current_default_thread_limiter().total_tokens = READ_THREADS
-    _stop_without_waiting()
+    changes: live.Watcher = api.state.changes
+    loop = asyncio.get_running_loop()
+    _stop_without_waiting(lambda: loop.call_soon_threadsafe(changes.stop))
     reader: Reader = api.state.reader
     await reader.open()
     try:
         yield
     finally:
+        await changes.close()
         await reader.close()
         api.state.database.dispose()
 
@@ -176,7 +191,11 @@ def create_app(
     api.state.tokens = tokens
     api.state.app_path = app_path
     api.state.registered = {}
+    api.state.repository_url = resolve_repository_url()
     api.state.outage = Outage()
+    # Versions keyed by the tokens' digests: the same in every worker, guessed by no one.
+    key = b"".join(token.digest for token in tokens.tokens) if tokens else b""
+    api.state.changes = live.Watcher(api.state.reader, key=key)
     api.add_middleware(OutageLog, outage=api.state.outage)
     api.add_middleware(ReadOnly)
     hosts = None if allowed_hosts is None else HostRule(allowed_hosts)
@@ -185,6 +204,8 @@ def create_app(
     api.add_exception_handler(BadParameter, _bad_parameter)
     api.add_exception_handler(DatabaseUnavailable, _unavailable)
     api.include_router(router)
+    api.include_router(timeline_router)
+    api.include_router(live.router)
 
     @api.get("/healthz", response_model=models.Health, summary="Liveness (touches nothing)")
     async def healthz() -> Response:

@@ -54,15 +54,43 @@ class TaskItem(BaseModel):
         description="Failures that finished after the last success (retries and revokes "
         "do not count)"
     )
+    active: dict[str, str | None] | None = Field(
+        default=None, description="The 'active' window ({from, until}) when the task has one"
+    )
+    in_window: bool = Field(
+        default=True, description="False while the 'active' window has not begun or is over"
+    )
 
 
 class Source(BaseModel):
     path: str
     line: int
+    commit: str | None = Field(
+        default=None, description="The git commit the task files were last applied from"
+    )
+    commit_url: str | None = Field(
+        default=None, description="That commit under RECONCILER_REPOSITORY_URL, when set"
+    )
+    url: str | None = Field(
+        default=None, description="The task's file and line at that commit, when set"
+    )
 
 
-class TaskDetail(TaskItem):
+class TaskDetail(TaskItem):  # type: ignore[no-redef]  # a field named kwargs
     definition: dict[str, Any] = Field(description="The normalised task definition")
+    args: list[Any] = Field(default_factory=list, description="Redacted as in 'definition'")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Values of secret-looking keys are '***'"
+    )
+    options: dict[str, Any] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    overlap: str = "allow"
+    catchup: str = "skip"
+    next_fires: list[str] = Field(
+        default_factory=list,
+        description="The next five fire times (UTC) as beat computes them; none when "
+        "disabled, deleted or nothing is left to fire",
+    )
     source: Source
     created_at: str
     updated_at: str
@@ -148,10 +176,47 @@ class ApplyPage(BaseModel):
     next_cursor: str | None
 
 
+class SyncStatus(BaseModel):
+    state: Literal["in_sync", "out_of_sync", "never_applied"]
+    line: str = Field(description="The sync status as 'reconcile status' prints it")
+    outcome: Outcome | None = Field(description="The latest attempt's outcome")
+    error_count: int
+    git_commit: str | None = Field(description="The latest attempt's commit")
+    since: str | None
+    last_attempt_at: str | None
+    last_applied_at: str | None
+    last_applied_commit: str | None
+
+
+class Overview(BaseModel):
+    """What the page's header shows: sync, processes and tasks by last status."""
+
+    sync: SyncStatus
+    beats_alive: int = Field(description="Beats whose heartbeat is fresh")
+    beats: int = Field(description="Beats with a heartbeat row")
+    workers_seen: list[str] = Field(
+        description="Workers that ran executions queued in the last 10 minutes"
+    )
+    tasks: int = Field(description="Live tasks visible to this token")
+    disabled: int
+    by_last_status: dict[str, int] = Field(
+        description="Live tasks by last status; 'never' for tasks never run"
+    )
+    repository_url: str | None = Field(description="RECONCILER_REPOSITORY_URL, when set")
+
+
 class Registered(BaseModel):
     app: str
     items: list[str]
     next_cursor: str | None = None
+
+
+class Changes(BaseModel):
+    version: str = Field(description="Give it back as `since` to wait for the next change")
+    changed: list[Literal["tasks", "executions", "applies"]] = Field(
+        description="What changed since `since` (all of them without it); empty: nothing "
+        "within `wait`"
+    )
 
 
 class Health(BaseModel):

@@ -17,10 +17,17 @@ from typing import Annotated, Any, Literal, Self
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
-from reconciler.store.reads.tasks import TaskSort
+from reconciler.store.reads.tasks import NEVER_RUN, TaskSort
 from reconciler.vocabulary import Outcome, Status, TaskType
 
 MAX_LIMIT = 500
@@ -90,11 +97,37 @@ class Exported(QueryParameters):
     format: Format | None = Field(None, description="csv streams every matching row as CSV")
 
 
+LAST_STATUSES = (*(status.value for status in Status), NEVER_RUN)
+
+
+def _last_status(value: str) -> str:
+    if value not in LAST_STATUSES:
+        raise PydanticCustomError(
+            "last_status",
+            "{value} is not a last status; use {known}",
+            {"value": repr(value)[:60], "known": ", ".join(LAST_STATUSES)},
+        )
+    return value
+
+
+LastStatus = Annotated[
+    Text,
+    AfterValidator(_last_status),
+    WithJsonSchema({"type": "string", "enum": list(LAST_STATUSES)}),
+]
+
+
 class TaskQuery(Exported):
     q: Text | None = Field(None, max_length=200, description="Substring of name/description/task")
     owner: Text | None = Field(None, max_length=200)
     type: TaskType | None = None
     enabled: bool | None = None
+    last_status: LastStatus | None = Field(
+        None, description="The last execution's status; never: tasks never run"
+    )
+    label: Text | None = Field(
+        None, max_length=300, description="key (the task has the label) or key=value"
+    )
     sort: TaskSort = "name"
 
 

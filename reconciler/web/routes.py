@@ -20,8 +20,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from reconciler.core.retention import STATS_KEEP_DAYS
 from reconciler.core.spec import NAME_PATTERN
 from reconciler.errors import ConfigError
+from reconciler.store import heartbeats
 from reconciler.store.database import Database
-from reconciler.store.reads.applies import list_applies, owned_names
+from reconciler.store.health import recent_workers
+from reconciler.store.reads.applies import list_applies, owned_names, sync_state
 from reconciler.store.reads.detail import TaskSummary, get_task
 from reconciler.store.reads.executions import (
     execution_page,
@@ -31,7 +33,13 @@ from reconciler.store.reads.executions import (
 from reconciler.store.reads.reader import Reader, ReadSession, read
 from reconciler.store.reads.records import EXECUTION_KEYS, EXECUTION_TEXT_KEYS
 from reconciler.store.reads.stats import daily_stats, stats_dict
-from reconciler.store.reads.tasks import iter_tasks, task_owner, task_page
+from reconciler.store.reads.tasks import (
+    NEVER_RUN,
+    iter_tasks,
+    status_counts,
+    task_owner,
+    task_page,
+)
 from reconciler.web import models
 from reconciler.web.auth import Principal, principal
 from reconciler.web.body import JSONBody, execution_item
@@ -147,6 +155,8 @@ async def tasks(request: Request, who: Principal = Depends(principal)) -> Respon
         "owner": owner,
         "type": query.type,
         "enabled": query.enabled,
+        "last_status": query.last_status,
+        "label": query.label,
         "sort": query.sort,
         "viewer": who.owner,
     }
@@ -212,7 +222,10 @@ def task(request: Request, name: str, who: Principal = Depends(principal)) -> Re
     """The definition, where it came from, and its schedule state. A task deleted from the
     files is still served, with ``deleted_at`` set and no next run."""
     summary = _task(request, name, who)
-    return _json(task_detail(summary))
+    sync = _read(request, sync_state)
+    commit = sync.last_applied.git_commit if sync.last_applied is not None else None
+    repository_url: str | None = getattr(request.app.state, "repository_url", None)
+    return _json(task_detail(summary, commit=commit, repository_url=repository_url))
 
 
 @router.get("/tasks/{name}/status", response_model=models.TaskStatus, summary="Task status")
@@ -306,6 +319,44 @@ async def task_executions(
 async def executions(request: Request, who: Principal = Depends(principal)) -> Response:
     query = AllExecutionQuery.of(request)
     return await _executions(request, who, query, task=query.task, filename="executions.csv")
+
+
+# --- the overview -------------------------------------------------------------------------
+
+WORKERS_SEEN_WITHIN = dt.timedelta(minutes=10)
+"""Workers count as seen when they ran an execution queued this recently (as doctor)."""
+
+
+@router.get("/overview", response_model=models.Overview, summary="Sync, beats, workers, counts")
+def overview(request: Request, who: Principal = Depends(principal)) -> Response:
+    """The page's header: the sync status and last apply, beats alive, workers seen and the
+    live tasks by last status, for this token's owner only when it has one."""
+    now = dt.datetime.now(dt.UTC)
+    counts = _reader(request).run(status_counts(owner=who.owner, viewer=who.owner))
+
+    def rest(session: ReadSession) -> tuple[dict[str, Any], list[Any], list[str]]:
+        sync = sync_state(session).to_dict(now)
+        sync.pop("errors")  # they may name any owner's files; the apply log has them
+        since = now - WORKERS_SEEN_WITHIN
+        return sync, heartbeats.beats(session), recent_workers(session, since, who.owner)
+
+    sync, beats, workers = _read(request, rest)
+    by_status: dict[str, int] = {}
+    for status, _enabled, count in counts:
+        key = status or NEVER_RUN
+        by_status[key] = by_status.get(key, 0) + count
+    return _json(
+        {
+            "sync": sync,
+            "beats_alive": sum(beat.alive(now) for beat in beats),
+            "beats": len(beats),
+            "workers_seen": workers,
+            "tasks": sum(count for _, _, count in counts),
+            "disabled": sum(count for _, enabled, count in counts if not enabled),
+            "by_last_status": by_status,
+            "repository_url": getattr(request.app.state, "repository_url", None),
+        }
+    )
 
 
 # --- the apply log ------------------------------------------------------------------------

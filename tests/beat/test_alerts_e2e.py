@@ -62,6 +62,15 @@ def alert_rows(db: Database) -> list[Alert]:
         return rows
 
 
+def services(postgres_url: str, redis_url: str, receiver: Receiver) -> dict[str, str]:
+    """The environment beat and worker run with: the store, the broker, the team's hook."""
+    return {
+        "RECONCILER_DATABASE_URL": postgres_url,
+        "RECONCILER_BROKER_URL": redis_url,
+        "TEAM_HOOK": receiver.url,
+    }
+
+
 def stop(*processes: Process) -> None:
     for process in processes:
         process.stop()
@@ -73,11 +82,7 @@ def test_a_failing_task_alerts_once_with_two_beats(
     receiver = Receiver().start()
     failing(db, "in-a-row", {"failures_in_a_row": 2})
     failing(db, "each", {"on_failure": True})
-    env = {
-        "RECONCILER_DATABASE_URL": postgres_url,
-        "RECONCILER_BROKER_URL": redis_url,
-        "TEAM_HOOK": receiver.url,
-    }
+    env = services(postgres_url, redis_url, receiver)
     consumer = worker(tmp_path, env)
     beats = [beat(tmp_path, env, "beat-a"), beat(tmp_path, env, "beat-b")]
     try:
@@ -115,11 +120,7 @@ def test_a_receiver_that_refuses_for_a_while_gets_the_alert_when_it_is_back(
     port = free_port()  # nothing listens there yet: connections are refused
     receiver = Receiver(port)
     failing(db, "nightly", {"failures_in_a_row": 1})
-    env = {
-        "RECONCILER_DATABASE_URL": postgres_url,
-        "RECONCILER_BROKER_URL": redis_url,
-        "TEAM_HOOK": receiver.url,
-    }
+    env = services(postgres_url, redis_url, receiver)
     consumer = worker(tmp_path, env)
     one = beat(tmp_path, env, "beat")
     try:
@@ -147,11 +148,7 @@ def test_beat_fires_on_time_while_the_receiver_hangs(
     start = dt.datetime.now(dt.UTC)
     for n in range(20):
         put_task(db, spec(f"tick{n:02d}", interval={"seconds": 1}), start)
-    env = {
-        "RECONCILER_DATABASE_URL": postgres_url,
-        "RECONCILER_BROKER_URL": redis_url,
-        "TEAM_HOOK": receiver.url,
-    }
+    env = services(postgres_url, redis_url, receiver)
     consumer = worker(tmp_path, env)
     one = beat(tmp_path, env, "beat")
     try:

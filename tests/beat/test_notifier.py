@@ -12,11 +12,12 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from reconciler.beat.notifier import Notifier, backoff
+from reconciler.beat.ticker import Ticker
 from reconciler.core.spec import TaskSpec
 from reconciler.store.database import Database
 from reconciler.store.tables import Alert, NotifyTarget, Task
 from tests.alertreceiver import Receiver
-from tests.beatsupport import put_task, spec
+from tests.beatsupport import Clock, FakePublisher, put_task, run_until, spec, task_row
 from tests.support import wait_for
 from tests.webseed import add_execution
 
@@ -146,7 +147,7 @@ def test_missed_is_silent_about_history_and_fires_per_new_miss_until_a_slot_fire
     db: Database, receiver: Receiver
 ) -> None:
     notifier = watched(db, receiver)
-    task(db, {"missed": True})
+    task(db, {"missed": True}, overlap="skip")
     with db.session() as session:
         session.execute(update(Task).values(missed_count=3))
     notifier.run_once(T0 + S)
@@ -164,6 +165,37 @@ def test_missed_is_silent_about_history_and_fires_per_new_miss_until_a_slot_fire
         session.execute(update(Task).values(last_run_at=T0 + 4 * S))
     restarted.run_once(T0 + 5 * S)
     assert [b["status"] for b in receiver.bodies] == ["firing", "resolved"]
+
+
+def test_slots_a_calendar_drops_raise_no_missed_alert_but_a_missed_slot_does(
+    db: Database, receiver: Receiver
+) -> None:
+    notifier = watched(db, receiver)
+    start = dt.datetime(2026, 12, 24, 9, 0, tzinfo=dt.UTC)
+    holiday = spec(
+        "nightly",
+        crontab="30 9 * * *",
+        skip_on=["holidays"],
+        calendars={"holidays": [{"from": "2026-12-25", "until": "2026-12-26"}]},
+        alerts={"missed": True},
+    )
+    put_task(db, holiday, start)
+    clock = Clock(start)
+    ticker = Ticker(db, FakePublisher(), clock=clock)
+    notifier.run_once(start)  # first sight: the baseline
+    for day in range(5):  # Dec 24 to 28: the 25th and 26th are dropped
+        run_until(ticker, clock, start + dt.timedelta(days=day, hours=1), lag=0.3)
+        notifier.run_once(clock.now)
+    row = task_row(db, "nightly")
+    assert (row.skipped_count, row.missed_count) == (2, 0)
+    assert receiver.bodies == []
+    # beat away for two days: the slots it missed alert, the holiday's skips are not named
+    clock.now = start + dt.timedelta(days=6, hours=1)  # Dec 29 and 30 missed
+    ticker.tick(clock.now)
+    notifier.run_once(clock.now)
+    [firing] = receiver.received("firing")
+    assert firing["summary"] == "nightly: 2 slot(s) missed"
+    assert task_row(db, "nightly").skipped_count == 2
 
 
 def test_two_notifiers_send_each_alert_once(db: Database, receiver: Receiver) -> None:

@@ -99,7 +99,9 @@ def test_json_format(workdir: Path) -> None:
     result = run("--dry-run", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert list(data) == ["create", "update", "delete", "unchanged"]
+    # delta runs what gamma ran: the plan suggests a rename.
+    assert list(data) == ["create", "update", "delete", "unchanged", "hints"]
+    assert [(h["old"], h["new"]) for h in data["hints"]] == [("gamma", "delta")]
     assert [(c["name"], c["path"], c["line"]) for c in data["create"]] == [
         ("delta", "tasks.d/delta.yaml", 1)
     ]

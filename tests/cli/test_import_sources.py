@@ -208,7 +208,7 @@ def test_owner_is_required_and_a_broken_module_is_named(
 # --- django-celery-beat ----------------------------------------------------------------
 
 
-DJANGO_FILL = r"""
+DJANGO_SETUP = r"""
 import datetime as dt, json, sys
 import django
 from django.conf import settings
@@ -234,7 +234,11 @@ call_command("migrate", verbosity=0)
 from django_celery_beat.models import (
     ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask,
 )
+"""
+"""django-celery-beat configured on the database URL argv[1] and migrated, its models
+imported; ``now`` is argv[2]."""
 
+DJANGO_ROWS = r"""
 paris = CrontabSchedule.objects.create(
     minute="30", hour="8", day_of_week="1-5", timezone="Europe/Paris")
 utc_cron = CrontabSchedule.objects.create(minute="*/10", hour="*")
@@ -265,19 +269,25 @@ print(json.dumps(fire))
 """
 
 
-def fill_django_celery_beat(url: str) -> dict[str, dt.datetime]:
-    """Create django-celery-beat's tables by its migrations and fill them through its
-    models, in a process of its own (Django is configured once per process); the next
-    fire time of each periodic row after a run at NOW, by django-celery-beat."""
+def run_django(url: str, script: str, now: dt.datetime = NOW) -> str:
+    """``script`` after ``DJANGO_SETUP`` (django-celery-beat's tables created by its own
+    migrations), in a process of its own (Django is configured once per process); its
+    output."""
     done = subprocess.run(
-        [sys.executable, "-c", DJANGO_FILL, url, NOW.isoformat()],
+        [sys.executable, "-c", DJANGO_SETUP + script, url, now.isoformat()],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    fire: dict[str, str] = json.loads(done.stdout)
+    return done.stdout
+
+
+def fill_django_celery_beat(url: str) -> dict[str, dt.datetime]:
+    """Fill django-celery-beat's tables through its models; the next fire time of each
+    periodic row after a run at NOW, by django-celery-beat."""
+    fire: dict[str, str] = json.loads(run_django(url, DJANGO_ROWS))
     return {name: dt.datetime.fromisoformat(text) for name, text in fire.items()}
 
 
@@ -342,15 +352,7 @@ PeriodicTask.objects.create(
 
 def test_django_celery_beat_refusals_and_drop_unsupported(project: Path) -> None:
     url = f"sqlite:///{project / 'django.db'}"
-    script = DJANGO_FILL.replace("fire = {}", SOLAR_AND_ROUTED + "fire = {}")
-    done = subprocess.run(
-        [sys.executable, "-c", script, url, NOW.isoformat()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    run_django(url, DJANGO_ROWS.replace("fire = {}", SOLAR_AND_ROUTED + "fire = {}"))
     result = run("import", "--from", "django-celery-beat", url, "--owner", "web")
     assert result.exit_code == 1
     problems = result.stderr.splitlines()
@@ -447,6 +449,8 @@ def test_redbeat(project: Path, redis_url: str) -> None:
     for entry in entries.values():
         entry.save()
     entries["nightly"].reschedule(last_run_at=NOW - dt.timedelta(hours=3))
+    # An interval counts from its last run, carried into the file as last_run.
+    entries["Heartbeat 心跳"].reschedule(last_run_at=NOW)
     result = run("import", "--from", "redbeat", redis_url, "--key-prefix", "old:", "--owner", "ops")
     assert result.exit_code == 0, result.output
     tasks = specs(project)
@@ -461,6 +465,7 @@ def test_redbeat(project: Path, redis_url: str) -> None:
     assert tasks["paused"].enabled is False
     last_runs = {entry["name"]: entry["last_run_at"] for entry in read_redbeat(redis_url, "old:")}
     assert last_runs["nightly"] == NOW - dt.timedelta(hours=3)
+    assert (nightly.last_run, tasks["heartbeat-xintiao"].last_run) == (last_runs["nightly"], NOW)
     assert tasks["heartbeat-xintiao"].labels == {
         "imported-from": "redbeat",
         "original-name": "Heartbeat 心跳",
@@ -508,5 +513,7 @@ def test_import_says_when_a_watch_loop_applies_the_folder(
     assert result.stderr == (
         f"note: the watch loop deploy-watch (pid {os.getpid()}) applies tasks.d: the files "
         "apply as soon as they are written (one-offs that may have run are written disabled)\n"
+        "note: wrote schemas/task.schema.json, the schema the files' first line names "
+        "(editors check the fields with it)\n"
     )
     assert specs(project)["now"].enabled is False

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from reconciler.core.calendars import DateSet, canonical_entries
+from reconciler.core.calendars import CalendarEntry, DateSet, canonical_entries
 from reconciler.core.firing import decide
 from reconciler.core.schedule import first_slot, next_fire_times, slot_after
 from reconciler.core.spec import TaskSpec
@@ -222,6 +223,32 @@ def test_date_set_matches_dates_ranges_and_yearly_days() -> None:
     assert dt.date(2027, 1, 3) not in days
     assert dt.date(2028, 2, 29) in days and dt.date(2028, 3, 1) not in days
     assert dt.date(2001, 7, 1) in days and dt.date(2002, 1, 1) not in days
+
+
+def test_date_set_is_one_object_per_calendar_and_agrees_with_its_entries_day_by_day() -> None:
+    entries: list[CalendarEntry] = [
+        "2027-03-01",
+        {"from": "2027-12-30", "until": "2028-01-02"},
+        {"from": "1990-01-01", "until": "2090-12-31"},  # a century: no bigger than a day
+        {"every_year": "02-29"},
+        {"every_year": "12-31"},
+    ]
+    days = DateSet.of(canonical_entries(entries))
+    # read back from JSON (as beat reads a stored spec): equal entries, the same set
+    assert DateSet.of(json.loads(json.dumps(canonical_entries(entries)))) is days
+    assert DateSet.of(["2027-03-01"]) is not days
+    other = DateSet.of(["2027-03-01", {"every_year": "02-29"}, {"every_year": "12-31"}])
+    day = dt.date(2026, 12, 1)
+    while day < dt.date(2029, 3, 2):
+        on_range = dt.date(2027, 12, 30) <= day <= dt.date(2028, 1, 2)
+        expected = (day.month, day.day) in {(2, 29), (12, 31)} or day == dt.date(2027, 3, 1)
+        assert (day in other) == expected, day
+        assert (day in days) is True  # inside the century
+        assert (day in DateSet.of([*entries[:2], *entries[3:]])) == (expected or on_range), day
+        day += dt.timedelta(days=1)
+    assert dt.date(2091, 1, 1) not in days and dt.date(2092, 2, 29) in days
+    assert dt.date.max in DateSet.of([{"every_year": "12-31"}])
+    assert dt.date.min not in days and "2027-03-01" not in days
 
 
 def test_entries_are_sorted_without_repeats() -> None:

@@ -287,6 +287,61 @@ def test_slugify_spells_chinese_in_pinyin_and_shortens() -> None:
     assert len(slugify("x" * 300)) == 64
 
 
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("Ежедневный отчёт", "ezhednevnyy-otchet"),  # Cyrillic
+        ("Подъезд 5", "podezd-5"),  # the hard sign is no word break
+        ("Ημερήσια αναφορά", "imerisia-anafora"),  # Greek, accents dropped
+        ("まいにちのレポート", "mainichino-repoto"),  # hiragana, then katakana
+        ("毎日のレポート", "meiri-no-repoto"),  # kanji read as Chinese, kana as Japanese
+        ("ﾃｽﾄ ジョブ", "tesuto-jobu"),  # half-width katakana; a small yo joins its syllable
+        ("バックアップ", "bakkuappu"),  # a small tsu doubles the consonant after it
+        ("ちょっと チェック", "chotto-chekku"),
+        ("ウィークリー ファイル", "wikuri-fairu"),  # small vowels; the long mark is dropped
+        ("일일 보고서", "ilil-bogoseo"),  # Hangul
+        ("تقرير يومي", "tqryr-ywmy"),  # Arabic, right to left, in reading order
+        ("דוח יומי", "dvh-yvmy"),  # Hebrew
+        ("नमस्ते दुनिया", "nmste-duniya"),  # Devanagari, its vowel signs in the word
+        ("Отчёт Daily 报告", "otchet-daily-baogao"),  # three scripts
+        ("ОтчётDaily", "otchet-daily"),  # noqa: RUF001 (a change of script is a word break)
+        ("v2报告2024", "v2-baogao-2024"),
+        ("Größe straße", "grosse-strasse"),
+        ("ＥＴＬ ｎｉｇｈｔｌｙ", "etl-nightly"),  # noqa: RUF001 (full-width Latin)
+        ("Ñandú 🚀 report", "nandu-report"),  # emoji among words are dropped
+    ],
+)
+def test_slugify_spells_other_scripts(old: str, new: str) -> None:
+    assert slugify(old, "app.tasks.ping") == new
+
+
+@pytest.mark.parametrize("old", ["🙂", "🚀📈", "✓ ✗", "→ ← ↑", "★"])
+def test_slugify_without_letters_starts_from_the_task_name(old: str) -> None:
+    assert slugify(old, "app.tasks.ping") == "app.tasks.ping"
+
+
+def test_slugify_shortens_a_spelled_name_at_a_word_boundary() -> None:
+    long = "Ежедневный отчёт о продажах по всем регионам и филиалам компании за прошлый месяц"  # noqa: RUF001
+    assert slugify(long) == "ezhednevnyy-otchet-o-prodazhakh-po-vsem-regionam-i-filialam"
+    korean = "jugan-maechul-bogoseo-jugan-maechul-bogoseo-jugan-maechul"
+    assert slugify("주간 매출 보고서 " * 8) == korean  # 64 would cut "bogoseo" short
+    assert len(slugify("ежедневный" * 20)) == 64  # no word boundary: cut at the limit
+
+
+ALPHABETS = (
+    "Ежедневныйотчёт Ημερήσιααναφορά まいにちレポートジョッィ 일일보고서 تقرير דוח 每日报告 🙂-._"
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=ALPHABETS, max_size=120))
+def test_slugify_spells_every_script_into_a_valid_name(name: str) -> None:
+    slug = slugify(name, "app.tasks.ping")
+    assert re.fullmatch(NAME_PATTERN, slug) and len(slug) <= 64
+    if any(ch.isalpha() and ch not in "ーッ" for ch in name):  # these alone spell nothing
+        assert slug != "app.tasks.ping"
+
+
 def test_a_suffix_only_where_two_old_names_meet(project: Path) -> None:
     payloads = [
         {**DAILY, "name": "每日报告"},

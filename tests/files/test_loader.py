@@ -338,8 +338,9 @@ RULES: list[tuple[str, str, list[str]]] = [
         ASYNC + "zzz: 1\n",
         [
             "5:1: zzz: unknown field (hint: known fields: active, alerts, args, at, catchup, "
-            "crontab, description, enabled, history, interval, kwargs, labels, name, only_on, "
-            "options, overlap, owner, skip_on, spread, task, timezone, type)"
+            "crontab, description, enabled, history, interval, kwargs, labels, last_run, name, "
+            "only_on, options, overlap, owner, previous_names, skip_on, spread, task, "
+            "timezone, type)"
         ],
     ),
     (

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 from reconciler.celeryapp import load_app, registered_task_names
 from reconciler.cli import main
+from reconciler.core.calendars import Calendar
 from reconciler.core.spec import TaskSpec
 from reconciler.files.loader import check_registered, load_directory
 from reconciler.files.schema import (
+    CALENDAR_SCHEMA_ID,
     SCHEMA_ID,
     defaults_schema,
     render,
+    render_calendar,
     render_defaults,
     task_schema,
 )
@@ -129,13 +137,16 @@ def test_schema_takes_names_macros_and_durations_as_the_model_does() -> None:
     assert "maximum" not in hours  # over-full parts are carried, not refused
 
 
-def test_committed_defaults_schema_is_current() -> None:
-    committed = ROOT / "schemas" / "defaults.schema.json"
-    assert committed.read_text(encoding="utf-8") == render_defaults(), (
-        "schemas/defaults.schema.json is stale: run `make schema` and commit it"
+@pytest.mark.parametrize(
+    ("document", "rendered"), [("defaults", render_defaults), ("calendar", render_calendar)]
+)
+def test_committed_document_schemas_are_current(document: str, rendered: Callable[[], str]) -> None:
+    committed = ROOT / "schemas" / f"{document}.schema.json"
+    assert committed.read_text(encoding="utf-8") == rendered(), (
+        f"schemas/{document}.schema.json is stale: run `make schema` and commit it"
     )
-    result = CliRunner().invoke(main, ["schema", "--document", "defaults"])
-    assert result.exit_code == 0 and result.output == render_defaults()
+    result = CliRunner().invoke(main, ["schema", "--document", document])
+    assert result.exit_code == 0 and result.output == rendered()
 
 
 def test_alerts_in_both_schemas() -> None:
@@ -154,3 +165,65 @@ def test_alerts_in_both_schemas() -> None:
     duration = re.compile(alerts["properties"]["success_within"]["anyOf"][0]["pattern"])
     assert duration.match("1h30m") and not duration.match("30 minutes")
     assert all(prop.get("description") for prop in alerts["properties"].values())
+
+
+def _conforms(schema: dict[str, Any], value: Any) -> bool:
+    """``value`` against the keywords the calendar schema uses (type, const, pattern,
+    format date, lengths, properties, required, additionalProperties, items, oneOf)."""
+    kinds = {"string": str, "object": dict, "array": list}
+    if "type" in schema and not isinstance(value, kinds[schema["type"]]):
+        return False
+    if "const" in schema and value != schema["const"]:
+        return False
+    if "oneOf" in schema and sum(_conforms(each, value) for each in schema["oneOf"]) != 1:
+        return False
+    if isinstance(value, str):
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            return False
+        if len(value) > schema.get("maxLength", len(value)):
+            return False
+        if schema.get("format") == "date":
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                return False
+    if isinstance(value, list):
+        if len(value) > schema.get("maxItems", len(value)):
+            return False
+        return all(_conforms(schema.get("items", {}), item) for item in value)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        if not set(schema.get("required", ())) <= set(value):
+            return False
+        if schema.get("additionalProperties") is False and not set(value) <= set(properties):
+            return False
+        return all(_conforms(properties.get(key, {}), item) for key, item in value.items())
+    return True
+
+
+def test_calendar_schema_takes_a_calendar_file_and_refuses_bad_ones() -> None:
+    schema = json.loads(render_calendar())
+    assert schema["$id"] == CALENDAR_SCHEMA_ID
+    assert schema["required"] == ["kind", "name", "dates"]
+    # As an editor reads the file: YAML's dates are the text written.
+    valid = (
+        "kind: calendar\nname: de-holidays\ndescription: public holidays\ndates:\n"
+        "  - '2026-12-25'\n  - {from: '2026-12-24', until: '2026-12-31'}\n"
+        "  - {every_year: '05-01'}\n"
+    )
+    document = yaml.safe_load(valid)
+    assert _conforms(schema, document)
+    assert Calendar.model_validate(document).name == "de-holidays"
+    for bad in (
+        {**document, "kind": "defaults"},
+        {**document, "name": "De Holidays"},
+        {**document, "colour": "red"},
+        {key: value for key, value in document.items() if key != "dates"},
+        {**document, "dates": ["2026-13-01"]},
+        {**document, "dates": [{"from": "2026-12-24"}]},
+        {**document, "dates": [{"every_year": "5-1"}]},
+        {**document, "dates": [{"every_year": "05-01", "from": "2026-12-24"}]},
+    ):
+        assert not _conforms(schema, bad), bad
+        with pytest.raises(ValidationError):
+            Calendar.model_validate(bad)

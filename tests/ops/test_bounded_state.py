@@ -2,11 +2,13 @@
 file's write-ahead log is cut every minute, and the broker removes what it delivered.
 
 The checkpoints run against real SQLite files; the soak test runs ``reconcile up`` on
-the embedded defaults with a 1-second task for two and a half minutes.
+the embedded defaults with a 1-second task for two and a half minutes, beat's pruner
+removing the history past its retention as it goes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import sqlite3
 import time
@@ -18,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from reconciler.ops.up import Checkpoints
-from reconciler.store.database import checkpoint_sqlite
+from reconciler.store.database import Database, checkpoint_sqlite
 from tests.ops.test_up import reap, start_up, successes, tick_tasks
 from tests.support import wait_for
+from tests.webseed import add_execution
 
 ROW = "x" * 1000
 
@@ -115,6 +118,8 @@ WAL_BOUND = 8_000_000
 """At most a minute of writes between two checkpoints: about 5 MB at a run a second."""
 ROW_BYTES = 2048
 """What one execution row may add to the state file: history, bounded by retention."""
+OLD_ROWS = 120
+"""Executions of the task seeded 100 days back, an hour apart: past the default 90 days."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ class Sample:
     state_bytes: int
     wal_bytes: int
     executions: int
+    old_rows: int
 
 
 def sample(directory: Path) -> Sample:
@@ -133,18 +139,45 @@ def sample(directory: Path) -> Sample:
         (broker_rows,) = connection.execute("SELECT count(*) FROM kombu_message").fetchone()
     with sqlite3.connect(database, timeout=10) as connection:
         (executions,) = connection.execute("SELECT count(*) FROM task_executions").fetchone()
+        (old,) = connection.execute(
+            "SELECT count(*) FROM task_executions WHERE worker = 'old'"
+        ).fetchone()
     return Sample(
         int(broker_rows), broker.stat().st_size, database.stat().st_size, wal(database),
-        int(executions),
+        int(executions), int(old),
     )  # fmt: skip
+
+
+def seed_old_history(directory: Path) -> None:
+    """The state file with ``OLD_ROWS`` successes of ``tick`` long past retention."""
+    (directory / ".reconciler").mkdir()
+    database = Database.open(f"sqlite:///{directory / '.reconciler' / 'state.db'}")
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=100)
+    try:
+        with database.session() as session:
+            for n in range(OLD_ROWS):
+                queued_at = start + n * dt.timedelta(hours=1)
+                add_execution(session, "tick", queued_at=queued_at, worker="old", flush=False)
+    finally:
+        database.dispose()
+
+
+def stats_successes(directory: Path) -> int:
+    with sqlite3.connect(directory / ".reconciler" / "state.db", timeout=10) as connection:
+        (total,) = connection.execute(
+            "SELECT coalesce(sum(successes), 0) FROM task_stats_daily WHERE task_name = 'tick'"
+        ).fetchone()
+    return int(total)
 
 
 @pytest.mark.e2e
 def test_up_left_running_keeps_its_broker_and_state_files_bounded(tmp_path: Path) -> None:
     tick_tasks(tmp_path)
+    seed_old_history(tmp_path)
     log = tmp_path / "up.log"
     started = time.monotonic()
-    process = start_up(tmp_path, 0, log)
+    # Beat prunes every 5 s from 5 s after it starts (by default every 5 minutes, from 30 s).
+    process = start_up(tmp_path, 0, log, env={"RECONCILER_PRUNE_EVERY": "5"})
     samples: list[Sample] = []
     try:
         wait_for(lambda: successes(tmp_path) >= 1, 40, interval=0.2, message="the first run")
@@ -171,5 +204,8 @@ def test_up_left_running_keeps_its_broker_and_state_files_bounded(tmp_path: Path
     for s in samples:
         history = (s.executions - first.executions) * ROW_BYTES
         assert s.state_bytes + s.wal_bytes <= first.state_bytes + WAL_BOUND + history, shown
+    # Beat's pruner removed the history past retention, counted first in the statistics.
+    assert all(s.old_rows == 0 for s in samples), shown
+    assert stats_successes(tmp_path) == OLD_ROWS
     output = log.read_text()
     assert "Traceback" not in output and "checkpoint of" not in output

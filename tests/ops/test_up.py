@@ -173,10 +173,12 @@ def reap(process: subprocess.Popen[bytes], tree: Iterable[psutil.Process] = ()) 
     kill_all(tree)
 
 
-def start_up(directory: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_up(
+    directory: Path, port: int, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        reconcile_argv("up", "--port", str(port)), cwd=directory, env=clean_env(),
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        reconcile_argv("up", "--port", str(port)), cwd=directory,
+        env={**clean_env(), **(env or {})}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
 
 

@@ -10,9 +10,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from reconciler.core.retention import percentile
+from reconciler.store import retention
 from reconciler.store.database import Database
 from reconciler.store.reads.stats import daily_stats
 from reconciler.store.retention import Pruner, preview
@@ -75,6 +77,39 @@ def test_the_policy_per_task_and_by_default(db: Database) -> None:
     assert report.tasks["own"].oldest == T0 and report.tasks["own"].newest == T0 + 49 * DAY
     assert report.executions == 50 + 30 + 55 + 30
     # A second pass finds nothing more.
+    assert pruner(db).run().executions == 0
+
+
+def test_a_pass_reads_the_tasks_a_page_at_a_time(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many tasks, a pass holds one page of their policies, and prunes as a whole."""
+    monkeypatch.setattr(retention, "PAGE", 3)
+    pages: list[int] = []
+    read = retention.policies
+
+    def counted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        page = read(*args, **kwargs)
+        pages.append(len(page))
+        return page
+
+    monkeypatch.setattr(retention, "policies", counted)
+    kept = {f"t{t}": 10 if t % 3 == 0 else DEFAULT_DAYS for t in range(8)}
+    with db.session() as session:
+        for name, days in kept.items():
+            task(session, name, {"keep_days": days} if days != DEFAULT_DAYS else None)
+            daily(session, name, range(60))
+    expected = preview(db, DEFAULT_DAYS, NOW)
+    assert pages == [3, 3, 2]
+
+    pages.clear()
+    report = pruner(db, batch_rows=70).run()
+
+    assert not report.busy and report.finished
+    assert pages == [3, 3, 2]
+    for name, days in kept.items():
+        assert queued(db, name) == [T0 + n * DAY for n in range(60 - days, 60)]
+        assert report.tasks[name].rows == expected.tasks[name].rows == 60 - days
     assert pruner(db).run().executions == 0
 
 
@@ -212,7 +247,10 @@ def test_statistics_match_the_rows_and_survive_pruning(db: Database) -> None:
             assert (mine is None and theirs is None) or abs(mine - theirs) < 1e-6
 
 
-def test_two_pruners_at_once_remove_each_row_once(database_url: str) -> None:
+def test_two_pruners_at_once_remove_each_row_once(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention, "PAGE", 7)  # each pruner reads its tasks in pages
     first = Database.open(database_url)
     second = Database.open(database_url, upgrade=False)
     try:
@@ -246,6 +284,8 @@ def test_two_pruners_at_once_remove_each_row_once(database_url: str) -> None:
         assert time.monotonic() - started < 60
         assert not errors
         assert sum(r.executions for r in reports) == expected
+        for t in range(20):  # each task's rows once, across both pruners
+            assert sum(r.tasks[f"t{t}"].rows for r in reports if f"t{t}" in r.tasks) == 49
         with first.session() as session:
             left = session.scalars(select(TaskExecution.task_name)).all()
         assert len(left) == 20

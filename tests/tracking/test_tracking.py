@@ -177,6 +177,35 @@ def test_a_run_of_a_deleted_task_still_finishes_in_its_history(
     assert (row.task_name, row.status) == ("old", "success")
 
 
+@pytest.mark.postgres
+def test_nul_characters_are_stored_as_a_standin_not_a_failed_batch(postgres_url: str) -> None:
+    """PostgreSQL's text and jsonb refuse NUL: the row is kept with U+FFFD in its place."""
+    add_rows(postgres_url, managed("nul", []), managed("report", []))
+    celery = Celery("nul-test", broker="memory://", set_as_current=False)
+    celery.conf.task_ignore_result = True
+
+    @celery.task(name="t.nul", shared=False)
+    def nul(text: str) -> None:
+        raise ValueError(f"bad byte in {text}")
+
+    @celery.task(name="t.report", shared=False)
+    def report(text: str) -> dict[str, str]:
+        return {f"k{text}": text}
+
+    tracking.install(celery, database_url=postgres_url)
+    try:
+        nul.apply(args=["a\x00b"], task_id="nul-1")
+        report.apply(args=["c\x00"], task_id="nul-2")
+        failed, succeeded = rows(postgres_url, celery)
+    finally:
+        tracking.uninstall(celery)
+    assert (failed.status, failed.args, failed.error) == (
+        "failure", ["a\ufffdb"], "ValueError: bad byte in a\ufffdb",
+    )  # fmt: skip
+    assert failed.traceback is not None and "\x00" not in failed.traceback
+    assert (succeeded.status, succeeded.result) == ("success", {"kc\ufffd": "c\ufffd"})
+
+
 def test_a_database_that_is_away_is_logged_and_never_fails_the_task(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

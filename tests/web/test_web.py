@@ -161,7 +161,13 @@ def test_task_pages_are_stable_while_tasks_are_added(
 def test_one_task_and_its_status(client: TestClient, ids: dict[str, int]) -> None:
     task = client.get("/api/v1/tasks/daily-report").json()
     assert task["definition"]["name"] == "daily-report"
-    assert task["source"] == {"path": "tasks.d/billing.yaml", "line": 3}
+    assert task["source"] == {
+        "path": "tasks.d/billing.yaml",
+        "line": 3,
+        "commit": "0123abc",  # the last applied; linked only with a repository URL
+        "commit_url": None,
+        "url": None,
+    }
     assert task["created_at"] == "2025-01-01T12:00:00+00:00"
     assert task["deleted_at"] is None
     status = client.get("/api/v1/tasks/daily-report/status").json()
@@ -396,7 +402,7 @@ def test_every_query_parameter_a_route_reads_is_in_the_openapi_document(
 
     listed = ["cursor", "format", "limit"]
     assert documented("/api/v1/tasks/") == sorted(
-        [*listed, "q", "owner", "type", "enabled", "sort"]
+        [*listed, "q", "owner", "type", "enabled", "last_status", "label", "sort"]
     )
     assert documented("/api/v1/tasks/{name}/executions") == sorted(
         [*listed, "status", "since", "until"]

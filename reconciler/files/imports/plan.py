@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from reconciler.core.spec import TaskSpec
 from reconciler.errors import ReconcilerError, UsageError
+from reconciler.files.imports import SOURCES
 from reconciler.files.imports.entries import entry_to_document
 from reconciler.files.imports.mapping import SPEC_TO_PAYLOAD, Payload, payload_to_document
 from reconciler.files.imports.names import slugify, with_suffix
@@ -23,14 +24,6 @@ from reconciler.files.loader import load_directory, load_paths
 
 IMPORT_SUBDIR = "imported"
 """Imported files go to this folder of the tasks directory."""
-
-SOURCES = {
-    "web-api": "the old web app",
-    "beat-schedule": "Celery's beat_schedule",
-    "django-celery-beat": "django-celery-beat",
-    "redbeat": "RedBeat",
-}
-"""``--from`` choices, and how a file's comment names each."""
 
 
 class ImportProblems(ReconcilerError):
@@ -72,6 +65,8 @@ class ImportOptions:
     enable_one_offs: bool = False
     drop_unsupported: bool = False
     default_zone: str = "UTC"
+    last_run_from: dt.datetime | None = None
+    """``--last-run-from``: the last run of periodic tasks whose source keeps none."""
 
 
 def plan_import(
@@ -105,7 +100,7 @@ def plan_import(
     problems += _name(documents, existing, options.names or {})
     held = _hold_one_offs(documents, options, now or dt.datetime.now(dt.UTC))
     comment = schema_comment(target_dir)
-    tasks = _checked(documents, problems, target_dir, comment, options.kind, held)
+    tasks = _checked(documents, problems, target_dir, comment, options, held)
     problems += _collisions(tasks, existing)
     if problems:
         raise ImportProblems(source, problems)
@@ -219,13 +214,18 @@ def _checked(
     problems: list[str],
     target_dir: Path,
     comment: str,
-    kind: str,
+    options: ImportOptions,
     held: set[int],
 ) -> list[ImportedTask]:
     tasks: list[ImportedTask] = []
+    kind = options.kind
     field_names = SPEC_TO_PAYLOAD if kind == "web-api" else {}
     for payload, document in documents:
         original = str(document.pop("_original"))
+        ran = _last_run(payload)
+        last_run = (ran or options.last_run_from) if document["type"] == "periodic" else None
+        if last_run is not None:
+            document["last_run"] = last_run
         _keep_origin(document, original, kind)
         try:
             spec = TaskSpec.model_validate(document)
@@ -245,6 +245,11 @@ def _checked(
             header.append(f"# Imported from {where}, where it was called {original!r}.")
         else:
             header.append(f"# Imported from {where}.")
+        if last_run is not None:
+            header.append(
+                "# last_run: when it last ran there; its first run here is the slot after "
+                "it (docs/import.md)."
+            )
         if payload.index in held:
             header.append(
                 "# enabled: false because this one-off may already have run in the old "
@@ -262,7 +267,7 @@ def _checked(
                 tuple(payload.notes),
                 where=payload.where(),
                 held=payload.index in held,
-                last_run_at=_last_run(payload),
+                last_run_at=last_run or ran,
             )
         )
     return tasks

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,18 +12,51 @@ from typing import Any
 
 import yaml
 
+from reconciler.files import schema
+
 SCHEMA_FILE = Path("schemas") / "task.schema.json"
 
 
-def schema_comment(file_dir: Path) -> str:
-    """The yaml-language-server line, pointing at the checkout's schema when one is found."""
+def schema_file(file_dir: Path) -> Path:
+    """The task schema that files written to ``file_dir`` (TASKS_DIR/imported) point at: the
+    nearest ``schemas/task.schema.json`` of this format above them, else one beside the tasks
+    directory, which ``write_schema`` creates (docs/import.md)."""
     start = file_dir.resolve()  # the folder may not exist yet; resolving still works
     for folder in (start, *start.parents):
-        schema = folder / SCHEMA_FILE
-        if schema.is_file():
-            relative = Path(os.path.relpath(schema, start)).as_posix()
-            return f"# yaml-language-server: $schema={relative}"
-    return f"# yaml-language-server: $schema=../../{SCHEMA_FILE.as_posix()}"
+        if _is_task_schema(folder / SCHEMA_FILE):
+            return folder / SCHEMA_FILE
+    return start.parent.parent / SCHEMA_FILE
+
+
+def _is_task_schema(path: Path) -> bool:
+    """A file of that name may be another project's: it counts when its ``$id`` is ours."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and document.get("$id") == schema.SCHEMA_ID
+
+
+def schema_comment(file_dir: Path) -> str:
+    """The yaml-language-server line, as a path relative to the file (``schema_file``)."""
+    relative = os.path.relpath(schema_file(file_dir), file_dir.resolve())
+    return f"# yaml-language-server: $schema={Path(relative).as_posix()}"
+
+
+def write_schema(file_dir: Path) -> Path | None:
+    """Write ``reconcile schema``'s output where the files in ``file_dir`` point, when that
+    file is missing or differs (an older version's); the path written, else None. OSError
+    when it cannot be written, or holds another project's file."""
+    path = schema_file(file_dir)
+    text = schema.render()
+    if path.exists():
+        if not _is_task_schema(path):
+            raise FileExistsError(errno.EEXIST, "it holds another file, left as it is", str(path))
+        if path.read_text(encoding="utf-8") == text:
+            return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 _Base: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
