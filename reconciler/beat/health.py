@@ -17,6 +17,7 @@ class TickStats:
     fired: int = 0
     missed: int = 0
     skipped: int = 0
+    calendar_skipped: int = 0
     recovered: int = 0
     failed_unpublished: int = 0
     lease_lost: int = 0

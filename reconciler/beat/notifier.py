@@ -102,7 +102,6 @@ class Notifier(Background):
         self.environ = environ
         self.stats = NotifierStats()
         self._rules: dict[str, Alerts] = {}
-        self._skips_alert: dict[str, bool] = {}
         self._seq = -1
         self._missed_seen: dict[str, str] | None = None
         self._failures_alerted: dict[str, dt.datetime] = {}
@@ -169,7 +168,7 @@ class Notifier(Background):
                 return
             rows = alertstate.alert_specs(session, self._seq)
         parsed: dict[str, Alerts | None] = {}  # tasks mostly share their alerts (defaults)
-        for name, raw, overlap in rows:
+        for name, raw in rows:
             self._changed.add(name)
             key = json.dumps(raw, sort_keys=True)
             if key not in parsed:
@@ -177,11 +176,8 @@ class Notifier(Background):
             rules = parsed[key]
             if rules is None:
                 self._rules.pop(name, None)
-                self._skips_alert.pop(name, None)
             else:
                 self._rules[name] = rules
-                # Without overlap: skip, its skips are slots its calendars drop, by design.
-                self._skips_alert[name] = overlap == "skip"
         self._seq = marker
         if self._rules and self._missed_seen is None:
             with scheduling.transaction(self.database) as session:
@@ -223,7 +219,6 @@ class Notifier(Background):
                     failures=failures,
                     running=running.get(health.name, ()),
                     missed_seen=missed_seen.get(health.name),
-                    skips_alert=self._skips_alert.get(health.name, True),
                 )
             )
         return watched, opened

@@ -219,14 +219,16 @@ class Ticker:
                     decision.fire,
                     decision.missed,
                     decision.skipped,
+                    decision.calendar_skipped,
                 )
             )
             if decision.missed:
                 missed[slot.name] = decision.missed
-            if decision.skipped:
+            if decision.reason is not None:
                 log.info("beat: %s slot %s skipped: %s", slot.name, slot.slot, decision.reason)
             self.stats.missed += decision.missed
             self.stats.skipped += decision.skipped
+            self.stats.calendar_skipped += decision.calendar_skipped
             if decision.fire is not None:
                 fires[slot.task_id] = entry.message(slot.name, str(uuid.uuid4()), decision.fire)
         if missed:

@@ -176,6 +176,7 @@ def task_view(row: StatusRow) -> dict[str, Any]:
         "last_status": row.last_status,
         "skipped_count": row.skipped_count,
         "missed_count": row.missed_count,
+        "calendar_skipped_count": row.calendar_skipped_count,
         # Health: finish times of the newest success and failure, failures since then.
         "last_success_at": _local(row.last_success_at, zone),
         "last_failure_at": _local(row.last_failure_at, zone),

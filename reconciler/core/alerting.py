@@ -81,7 +81,7 @@ class Health:
     last_failure_at: dt.datetime | None = None
     consecutive_failures: int = 0
     missed_count: int = 0
-    skipped_count: int = 0
+    skipped_count: int = 0  # by ``overlap: skip``; a calendar's drops are not counted here
     last_run_at: dt.datetime | None = None
 
 
@@ -162,9 +162,6 @@ class Watched:
     failures: Sequence[Execution] = ()  # failures not alerted yet, oldest first
     running: Sequence[Execution] = ()  # its started (or retrying) executions
     missed_seen: str | None = None  # the ``missed`` episode last recorded
-    skips_alert: bool = True
-    """Whether a rise of ``skipped_count`` is reported by ``missed``: True for a task with
-    ``overlap: skip``; without it, its skips are slots its calendars drop, by design."""
 
 
 def missed_episode(health: Health) -> str:
@@ -210,7 +207,7 @@ def _task(task: Watched, opened: list[Open], now: dt.datetime, verdict: Verdict)
             if (fire := _too_long(health, run, rules.max_duration, now)) is not None
         ]
     if rules.missed:
-        wanted[Condition.MISSED] = _missed(health, task.missed_seen, task.skips_alert)
+        wanted[Condition.MISSED] = _missed(health, task.missed_seen)
     for condition, fires in wanted.items():
         verdict.fire += fires
         ours = [alert for alert in opened if alert.condition == condition]
@@ -329,9 +326,11 @@ def _too_long(health: Health, run: Execution, limit: dt.timedelta, now: dt.datet
     )
 
 
-def _missed(health: Health, seen: str | None, skips_alert: bool = True) -> list[Fire]:
-    """A new episode when ``missed_count`` or (``skips_alert``) ``skipped_count`` rose
-    since ``seen``; a rise of skips alone that is not reported keeps ``seen`` as it is."""
+def _missed(health: Health, seen: str | None) -> list[Fire]:
+    """A new episode when ``missed_count`` or ``skipped_count`` rose since ``seen``.
+
+    Slots a calendar drops are counted in a column of their own, which this never reads:
+    the task asked for them (docs/beat.md, "Alerts")."""
     episode = missed_episode(health)
     if seen == episode:
         return []
@@ -346,15 +345,11 @@ def _missed(health: Health, seen: str | None, skips_alert: bool = True) -> list[
     before_missed, _, before_skipped = seen.partition("/")
     missed = health.missed_count - _int(before_missed)
     skipped = health.skipped_count - _int(before_skipped)
-    if not skips_alert:
-        skipped = min(skipped, 0)
     parts = [
         f"{n} slot(s) {what}" for n, what in ((missed, "missed"), (skipped, "skipped")) if n > 0
     ]
-    if not parts:
-        if missed < 0 or skipped < 0:  # counts went down (a hand edit): a new baseline
-            return [_missed_baseline(health, episode, details)]
-        return []  # only skips by design (calendar days) since ``seen``: nothing to say
+    if not parts:  # counts went down (a hand edit): a new baseline
+        return [_missed_baseline(health, episode, details)]
     details.update(newly_missed=max(missed, 0), newly_skipped=max(skipped, 0))
     return [
         Fire(

@@ -94,9 +94,14 @@ def window_start(text: str, zone: ZoneInfo) -> dt.datetime:
 def window_end(text: str, zone: ZoneInfo) -> dt.datetime:
     """The first instant after the window: a date includes its whole day."""
     if len(text) == 10:
-        day = dt.date.fromisoformat(text) + dt.timedelta(days=1)
-        return _local(dt.datetime.combine(day, dt.time()), zone)
+        return day_end(dt.date.fromisoformat(text), zone)
     return _local(dt.datetime.fromisoformat(text), zone) + dt.timedelta(microseconds=1)
+
+
+def day_end(day: dt.date, zone: ZoneInfo) -> dt.datetime:
+    """The first instant after ``day`` in ``zone``: the next day's midnight (its first
+    occurrence, or the first instant after it when a DST change skips it)."""
+    return _local(dt.datetime.combine(day + dt.timedelta(days=1), dt.time()), zone)
 
 
 def _local(value: dt.datetime, zone: ZoneInfo) -> dt.datetime:
@@ -152,6 +157,11 @@ class Timing:
     @property
     def calendars(self) -> bool:
         return bool(self.skip or self.only)
+
+    def day_end(self, instant: dt.datetime) -> dt.datetime:
+        """The first instant after the date of ``instant`` in the task's zone: calendars
+        judge dates, so every slot before it shares the verdict of ``instant``."""
+        return day_end(instant.astimezone(self.zone).date(), self.zone)
 
     def dropped(self, slot: dt.datetime) -> str | None:
         """Why a calendar drops ``slot`` (its date in the task's zone), or None."""

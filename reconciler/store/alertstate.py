@@ -160,18 +160,12 @@ def failures_after(session: Session, name: str, after: dt.datetime | None) -> li
     return [_execution(row) for row in reversed(list(session.execute(query)))]
 
 
-def alert_specs(session: Session, since: int) -> list[tuple[str, Any, Any]]:
-    """The ``alerts`` and ``overlap`` of the tasks applies touched after marker value
-    ``since``, as stored (alerts None for a task without, or deleted): only those parts of
-    each spec are read."""
+def alert_specs(session: Session, since: int) -> list[tuple[str, Any]]:
+    """The ``alerts`` of the tasks applies touched after marker value ``since``, as
+    stored (None for a task without, or deleted): only that part of each spec is read."""
     c = _tasks.c
-    query = select(c.name, c.spec["alerts"], c.spec["overlap"], c.deleted_at).where(
-        c.change_seq > since
-    )
-    return [
-        (name, None if deleted else alerts, overlap)
-        for name, alerts, overlap, deleted in session.execute(query)
-    ]
+    query = select(c.name, c.spec["alerts"], c.deleted_at).where(c.change_seq > since)
+    return [(name, None if deleted else alerts) for name, alerts, deleted in session.execute(query)]
 
 
 def open_alerts(session: Session) -> list[Open]:

@@ -187,6 +187,7 @@ class Claim:
     fired: dt.datetime | None
     missed: int = 0
     skipped: int = 0
+    calendar_skipped: int = 0
 
 
 def claim(session: Session, claims: Sequence[Claim]) -> set[int]:
@@ -205,25 +206,23 @@ def claim(session: Session, claims: Sequence[Claim]) -> set[int]:
         result = session.execute(
             update(_tasks)
             .where(c.id == item.task_id, c.next_run_at == item.slot)
-            .values(_assignments(item.next_run_at, item.fired, item.missed, item.skipped))
+            .values(_assignments(item))
         )
         if result.rowcount:  # type: ignore[attr-defined]
             moved.add(item.task_id)
     return moved
 
 
-def _assignments(next_run: Any, fired: Any, missed: Any, skipped: Any) -> dict[str, Any]:
+def _assignments(item: Claim) -> dict[str, Any]:
     c = _tasks.c
-    assignments = {
-        "next_run_at": next_run,
-        "last_run_at": func.coalesce(fired, c.last_run_at),
-        "missed_count": c.missed_count + missed,
-        "skipped_count": c.skipped_count + skipped,
+    assignments: dict[str, Any] = {
+        "next_run_at": item.next_run_at,
+        "missed_count": c.missed_count + item.missed,
+        "skipped_count": c.skipped_count + item.skipped,
+        "calendar_skipped_count": c.calendar_skipped_count + item.calendar_skipped,
     }
-    if fired is None:
-        del assignments["last_run_at"]
-    elif isinstance(fired, dt.datetime):
-        assignments["last_run_at"] = fired
+    if item.fired is not None:
+        assignments["last_run_at"] = item.fired
     return assignments
 
 
@@ -235,11 +234,13 @@ _CLAIM_PG = text(
         next_run_at = v.next_run,
         last_run_at = coalesce(v.fired, tasks.last_run_at),
         missed_count = tasks.missed_count + v.missed,
-        skipped_count = tasks.skipped_count + v.skipped
+        skipped_count = tasks.skipped_count + v.skipped,
+        calendar_skipped_count = tasks.calendar_skipped_count + v.calendar_skipped
     FROM unnest(
         CAST(:ids AS BIGINT[]), CAST(:slots AS TIMESTAMPTZ[]), CAST(:next_runs AS TIMESTAMPTZ[]),
-        CAST(:fired AS TIMESTAMPTZ[]), CAST(:missed AS INTEGER[]), CAST(:skipped AS INTEGER[])
-    ) AS v(id, slot, next_run, fired, missed, skipped)
+        CAST(:fired AS TIMESTAMPTZ[]), CAST(:missed AS INTEGER[]), CAST(:skipped AS INTEGER[]),
+        CAST(:calendar_skipped AS INTEGER[])
+    ) AS v(id, slot, next_run, fired, missed, skipped, calendar_skipped)
     WHERE tasks.id = v.id AND tasks.next_run_at = v.slot
     RETURNING tasks.id
     """
@@ -254,6 +255,7 @@ def _claim_values(session: Session, claims: Sequence[Claim]) -> set[int]:
         "fired": [item.fired for item in claims],
         "missed": [item.missed for item in claims],
         "skipped": [item.skipped for item in claims],
+        "calendar_skipped": [item.calendar_skipped for item in claims],
     }
     return {int(task_id) for task_id in session.scalars(_CLAIM_PG, params)}
 

@@ -111,8 +111,11 @@ class Task(Base):
     next_run_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # The slot beat last fired; what users see as the last run is ``last_queued_at`` below.
     last_run_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Slots not fired: skipped by ``overlap: skip``, missed (catch-up), dropped by a
+    # calendar (migration 0011; by design, so no alert reads it).
     skipped_count: Mapped[int] = mapped_column(Integer, default=0)
     missed_count: Mapped[int] = mapped_column(Integer, default=0)
+    calendar_skipped_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # --- the latest execution (highest id) recorded under this name, kept by database
     # triggers on task_executions (migration 0003), so lists read it with the task row.

@@ -387,6 +387,7 @@ class StatusRow:
     last_status: str | None
     skipped_count: int
     missed_count: int
+    calendar_skipped_count: int
     # Health, kept on the row by the database (migration 0007).
     last_success_at: dt.datetime | None
     last_failure_at: dt.datetime | None

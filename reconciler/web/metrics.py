@@ -190,7 +190,9 @@ TASK_FAMILIES = (
      "Seconds the task's longest running execution has run (0: none)"),
     ("reconciler_task_slots_missed_total", "counter", "Slots beat did not fire in time"),
     ("reconciler_task_slots_skipped_total", "counter",
-     "Slots skipped by the catch-up or overlap policy"),
+     "Slots skipped by the overlap policy (overlap: skip)"),
+    ("reconciler_task_slots_calendar_skipped_total", "counter",
+     "Slots the task's calendars dropped (skip_on, only_on), by design"),
 )  # fmt: skip
 
 
@@ -223,6 +225,7 @@ def task_health_text(
             _age(now, row.oldest_started_at),
             str(row.missed_count),
             str(row.skipped_count),
+            str(row.calendar_skipped_count),
         )
         for lines, value in zip(columns, values, strict=True):
             if value is not None:

@@ -98,8 +98,11 @@ class TaskDetail(TaskItem):  # type: ignore[no-redef]  # a field named kwargs
     content_hash: str
     schedule_anchor: str | None
     last_finished_at: str | None
-    skipped_count: int
+    skipped_count: int = Field(description="Slots skipped by 'overlap: skip'")
     missed_count: int
+    calendar_skipped_count: int = Field(
+        description="Slots the task's calendars dropped (skip_on, only_on), by design"
+    )
     spread_offset: str | None = Field(
         default=None,
         description="With 'spread': this task's fixed offset (e.g. 2m23s) added to each slot",

@@ -160,6 +160,7 @@ def task_detail(
         "last_finished_at": iso(summary.last_finished_at),
         "skipped_count": task.skipped_count or 0,
         "missed_count": task.missed_count or 0,
+        "calendar_skipped_count": task.calendar_skipped_count or 0,
         "spread_offset": _spread_offset(task.name, summary.definition.get("spread")),
     }
 

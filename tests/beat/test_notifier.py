@@ -17,7 +17,15 @@ from reconciler.core.spec import TaskSpec
 from reconciler.store.database import Database
 from reconciler.store.tables import Alert, NotifyTarget, Task
 from tests.alertreceiver import Receiver
-from tests.beatsupport import Clock, FakePublisher, put_task, run_until, spec, task_row
+from tests.beatsupport import (
+    Clock,
+    FakePublisher,
+    put_task,
+    run_until,
+    set_status,
+    spec,
+    task_row,
+)
 from tests.support import wait_for
 from tests.webseed import add_execution
 
@@ -147,7 +155,7 @@ def test_missed_is_silent_about_history_and_fires_per_new_miss_until_a_slot_fire
     db: Database, receiver: Receiver
 ) -> None:
     notifier = watched(db, receiver)
-    task(db, {"missed": True}, overlap="skip")
+    task(db, {"missed": True})
     with db.session() as session:
         session.execute(update(Task).values(missed_count=3))
     notifier.run_once(T0 + S)
@@ -167,35 +175,78 @@ def test_missed_is_silent_about_history_and_fires_per_new_miss_until_a_slot_fire
     assert [b["status"] for b in receiver.bodies] == ["firing", "resolved"]
 
 
-def test_slots_a_calendar_drops_raise_no_missed_alert_but_a_missed_slot_does(
-    db: Database, receiver: Receiver
-) -> None:
-    notifier = watched(db, receiver)
-    start = dt.datetime(2026, 12, 24, 9, 0, tzinfo=dt.UTC)
+def on_holidays(
+    db: Database, start: dt.datetime, **fields: Any
+) -> tuple[Clock, FakePublisher, Ticker]:
+    """``nightly`` at 09:30 UTC, off on Dec 25 and 26, alerting on missed slots, and a
+    beat on a clock at ``start`` publishing to a ``FakePublisher``."""
     holiday = spec(
         "nightly",
         crontab="30 9 * * *",
         skip_on=["holidays"],
         calendars={"holidays": [{"from": "2026-12-25", "until": "2026-12-26"}]},
         alerts={"missed": True},
+        **fields,
     )
     put_task(db, holiday, start)
-    clock = Clock(start)
-    ticker = Ticker(db, FakePublisher(), clock=clock)
+    clock, publisher = Clock(start), FakePublisher()
+    return clock, publisher, Ticker(db, publisher, clock=clock)
+
+
+def test_calendar_drops_raise_no_missed_alert_but_overlap_skips_and_missed_slots_do(
+    db: Database, receiver: Receiver
+) -> None:
+    notifier = watched(db, receiver)
+    start = dt.datetime(2026, 12, 24, 9, 0, tzinfo=dt.UTC)
+    clock, publisher, ticker = on_holidays(db, start, overlap="skip")
     notifier.run_once(start)  # first sight: the baseline
     for day in range(5):  # Dec 24 to 28: the 25th and 26th are dropped
         run_until(ticker, clock, start + dt.timedelta(days=day, hours=1), lag=0.3)
         notifier.run_once(clock.now)
+        if day < 4:  # each run ends before the next slot; the 28th's is left running
+            for message in publisher.sent:
+                set_status(db, message.task_id, "success")
     row = task_row(db, "nightly")
-    assert (row.skipped_count, row.missed_count) == (2, 0)
+    assert (row.calendar_skipped_count, row.skipped_count, row.missed_count) == (2, 0, 0)
     assert receiver.bodies == []
-    # beat away for two days: the slots it missed alert, the holiday's skips are not named
-    clock.now = start + dt.timedelta(days=6, hours=1)  # Dec 29 and 30 missed
+    # the 29th comes due while the 28th's run is unfinished: an overlap skip alerts
+    run_until(ticker, clock, start + dt.timedelta(days=5, hours=1), lag=0.3)
+    notifier.run_once(clock.now)
+    assert [b["summary"] for b in receiver.received("firing")] == ["nightly: 1 slot(s) skipped"]
+    # beat away for two days: the slots it missed alert too
+    set_status(db, publisher.sent[-1].task_id, "success")
+    clock.now = start + dt.timedelta(days=7, hours=1)  # Dec 30 and 31 missed
     ticker.tick(clock.now)
     notifier.run_once(clock.now)
+    assert [b["summary"] for b in receiver.received("firing")][1:] == ["nightly: 2 slot(s) missed"]
+    row = task_row(db, "nightly")
+    assert (row.calendar_skipped_count, row.skipped_count, row.missed_count) == (2, 1, 2)
+
+
+def test_beat_away_across_holidays_misses_the_working_days_and_drops_the_holidays(
+    db: Database, receiver: Receiver
+) -> None:
+    notifier = watched(db, receiver)
+    start = dt.datetime(2026, 12, 23, 9, 0, tzinfo=dt.UTC)
+    clock, publisher, ticker = on_holidays(db, start)
+    notifier.run_once(start)  # first sight: the baseline
+    run_until(ticker, clock, start + dt.timedelta(hours=1), lag=0.3)  # the 23rd's run
+    # beat away until the 28th 09:00: the 24th and 27th missed, the 25th and 26th dropped
+    clock.now = start + dt.timedelta(days=5)
+    ticker.tick(clock.now)
+    notifier.run_once(clock.now)
+    row = task_row(db, "nightly")
+    assert (row.calendar_skipped_count, row.skipped_count, row.missed_count) == (2, 0, 2)
+    assert row.next_run_at == start + dt.timedelta(days=5, minutes=30)
     [firing] = receiver.received("firing")
     assert firing["summary"] == "nightly: 2 slot(s) missed"
-    assert task_row(db, "nightly").skipped_count == 2
+    assert (firing["details"]["newly_missed"], firing["details"]["newly_skipped"]) == (2, 0)
+    # the 28th fires on time, which resolves the alert
+    run_until(ticker, clock, start + dt.timedelta(days=5, hours=1), lag=0.3)
+    notifier.run_once(clock.now)
+    slots = [start + dt.timedelta(days=day, minutes=30) for day in (0, 5)]
+    assert [m.scheduled_for for m in publisher.sent] == slots
+    assert [b["status"] for b in receiver.bodies] == ["firing", "resolved"]
 
 
 def test_two_notifiers_send_each_alert_once(db: Database, receiver: Receiver) -> None:

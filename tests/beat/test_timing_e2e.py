@@ -74,7 +74,7 @@ def test_a_calendar_day_is_skipped_and_spread_slots_are_the_ones_next_shows(
         wait_for(
             lambda: (
                 len(executions(db, "spread-c")) >= 3
-                and task_row(db, "closed-today").skipped_count >= 3
+                and task_row(db, "closed-today").calendar_skipped_count >= 3
             ),
             timeout=60,
             message="three spread executions and three skipped slots",

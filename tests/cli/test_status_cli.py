@@ -67,6 +67,7 @@ def seeded(tmp_path: Path, database_url: str) -> str:
                     next_run_at=dt.datetime(2026, 1, 6, 1, 30, tzinfo=dt.UTC),
                     last_run_at=T0,
                     skipped_count=3,
+                    calendar_skipped_count=4,
                 )
             )
             session.execute(
@@ -100,6 +101,7 @@ def test_status_json(seeded: str) -> None:
         "last_status": "failure",
         "skipped_count": 3,
         "missed_count": 0,
+        "calendar_skipped_count": 4,
         "last_success_at": "2026-01-05T13:01:00+01:00",
         "last_failure_at": "2026-01-05T13:02:00+01:00",
         "consecutive_failures": 1,

@@ -171,20 +171,15 @@ def test_missed_records_a_silent_baseline_then_fires_per_change_and_clears_on_a_
     assert verdict.clear == [Clear(1, Resolution.CLEARED)]
 
 
-def test_missed_leaves_out_skips_by_design_and_reports_overlap_skips() -> None:
+def test_missed_reports_overlap_skips_and_takes_lowered_counts_as_a_new_baseline() -> None:
     rule = rules(missed=True)
-    held = health(missed_count=1, skipped_count=3)  # seen at 1/0: three skips since
-    by_design = Watched(held, rule, missed_seen="1/0", skips_alert=False)
-    assert evaluate([by_design], [], at(2)).fire == []
-    missed = dataclasses.replace(held, missed_count=2)
-    [fire] = evaluate([dataclasses.replace(by_design, health=missed)], [], at(3)).fire
-    assert fire.summary == "nightly: 1 slot(s) missed" and fire.episode == "2/3"
-    assert fire.details["newly_skipped"] == 0
-    [overlap] = evaluate([Watched(held, rule, missed_seen="1/0")], [], at(2)).fire
-    assert overlap.summary == "nightly: 3 slot(s) skipped"
-    lowered = dataclasses.replace(by_design, health=health(missed_count=0, skipped_count=4))
-    [baseline] = evaluate([lowered], [], at(2)).fire  # a hand edit: a new baseline
-    assert baseline.silent and baseline.episode == "0/4"
+    held = health(missed_count=1, skipped_count=3)  # seen at 1/0: three overlap skips since
+    [fire] = evaluate([Watched(held, rule, missed_seen="1/0")], [], at(2)).fire
+    assert fire.summary == "nightly: 3 slot(s) skipped" and fire.episode == "1/3"
+    assert (fire.details["newly_missed"], fire.details["newly_skipped"]) == (0, 3)
+    lowered = health(missed_count=0, skipped_count=2)
+    [baseline] = evaluate([Watched(lowered, rule, missed_seen="1/3")], [], at(3)).fire
+    assert baseline.silent and baseline.episode == "0/2"  # a hand edit: recorded, not sent
 
 
 def test_open_alerts_end_when_the_task_is_disabled_deleted_or_its_rule_removed() -> None:

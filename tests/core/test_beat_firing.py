@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+from typing import Any
 
 import pytest
 
-from reconciler.core.firing import Decision, decide, latest_missed
+from reconciler.core.firing import Decision, decide, missed_slots
+from reconciler.core.schedule import next_fire_times
 from tests.beatsupport import at, spec
 
 GRACE = dt.timedelta(seconds=60)
@@ -125,9 +128,9 @@ def test_counting_a_year_of_minute_slots_stops_walking_early() -> None:
     task = spec(crontab="* * * * *")
     slot = at("2025-01-01T00:00:00Z")
     cutoff = at("2026-01-01T00:00:00Z")
-    latest, count = latest_missed(task, slot, slot, cutoff)
-    assert latest == at("2025-12-31T23:59:00Z")
-    assert count >= 20_000
+    passed = missed_slots(task, slot, slot, cutoff)
+    assert passed.last == passed.kept == at("2025-12-31T23:59:00Z")
+    assert passed.count >= 20_000 and passed.dropped == 0
 
 
 @pytest.mark.parametrize(
@@ -173,3 +176,115 @@ def test_dst_rows_fire_on_the_schedule_modules_rules(
     task = spec(crontab=crontab, timezone=zone)
     decision = decide(task, at(slot), at(slot), at(now), running=False)
     assert decision == Decision(at(slot), at(expected_next))
+
+
+HOLIDAYS = {"holidays": [{"from": "2026-12-25", "until": "2026-12-26"}]}
+
+
+@pytest.mark.parametrize(
+    ("catchup", "fire", "missed"),
+    [("skip", None, 2), ("once", "2026-12-27T09:30:00Z", 1)],
+)
+def test_catch_up_across_a_holiday_counts_its_slots_as_dropped_not_missed(
+    catchup: str, fire: str | None, missed: int
+) -> None:
+    task = spec(crontab="30 9 * * *", catchup=catchup, skip_on=["holidays"], calendars=HOLIDAYS)
+    slot = at("2026-12-24T09:30:00Z")
+    decision = decide(task, slot, slot, at("2026-12-28T09:00:00Z"), running=False)
+    # Dec 24 and 27 were missed (once runs for the 27th), the 25th and 26th dropped
+    assert decision == Decision(
+        None if fire is None else at(fire),
+        at("2026-12-28T09:30:00Z"),
+        missed=missed,
+        reason="2 slots dropped by calendars, the last: 2026-12-26 is on calendar holidays "
+        "(skip_on)",
+        calendar_skipped=2,
+    )
+
+
+def test_catch_up_over_holidays_alone_misses_nothing_and_once_fires_nothing() -> None:
+    task = spec(crontab="30 9 * * *", catchup="once", skip_on=["holidays"], calendars=HOLIDAYS)
+    slot = at("2026-12-25T09:30:00Z")
+    decision = decide(task, slot, slot, at("2026-12-27T09:00:00Z"), running=True)
+    assert (decision.fire, decision.missed, decision.calendar_skipped) == (None, 0, 2)
+    assert decision.skipped == 0 and decision.next_run_at == at("2026-12-27T09:30:00Z")
+
+
+def test_catch_up_once_with_a_holiday_and_a_running_execution_gives_both_reasons() -> None:
+    task = spec(
+        crontab="30 9 * * *",
+        catchup="once",
+        overlap="skip",
+        only_on=["workdays"],
+        calendars={"workdays": ["2026-12-24"]},
+    )
+    slot = at("2026-12-24T09:30:00Z")
+    decision = decide(task, slot, slot, at("2026-12-26T09:00:00Z"), running=True)
+    assert (decision.fire, decision.missed, decision.skipped, decision.calendar_skipped) == (
+        None,
+        0,
+        1,
+        1,
+    )
+    assert decision.reason == "2026-12-25 is not on calendar workdays (only_on); still running"
+
+
+def test_interval_catch_up_with_a_calendar_counts_each_date_of_the_task_zone() -> None:
+    # every second for two and a half days in Berlin; the 25th (local) is a holiday
+    task = spec(
+        interval={"seconds": 1},
+        timezone="Europe/Berlin",
+        skip_on=["holidays"],
+        calendars={"holidays": ["2026-12-25"]},
+    )
+    slot = at("2026-12-24T00:00:00+01:00")
+    decision = decide(task, slot, slot, at("2026-12-26T12:01:00+01:00"), running=False)
+    assert (decision.missed, decision.calendar_skipped) == (86_400 + 43_200, 86_400)
+    assert decision.next_run_at == at("2026-12-26T12:00:00+01:00")
+
+
+def test_interval_catch_up_agrees_with_the_fire_times_across_a_dst_change() -> None:
+    task = spec(
+        interval={"minutes": 7},
+        timezone="Europe/Berlin",
+        only_on=["weekend"],
+        calendars={"weekend": ["2026-03-29", "2026-10-25"]},
+        active={"until": "2026-10-25T12:00"},
+    )
+    anchor = at("2026-03-27T00:03:00Z")
+    slot = anchor + dt.timedelta(minutes=7)
+    for now in (at("2026-03-31T00:00:00Z"), at("2026-10-27T00:00:00Z")):
+        cutoff = now - GRACE
+        dropped: list[tuple[dt.datetime, str]] = []
+        start = slot - dt.timedelta(microseconds=1)
+        kept = next_fire_times(task, start, 10**6, anchor, dropped, until=cutoff)
+        passed = missed_slots(task, slot, anchor, cutoff)
+        assert (passed.missed, passed.kept) == (len(kept), kept[-1])
+        assert passed.dropped == len(dropped) > 500
+        assert passed.last == max(kept[-1], dropped[-1][0])
+
+
+def test_a_year_of_second_slots_with_a_calendar_is_counted_by_the_day() -> None:
+    task = spec(
+        interval={"seconds": 1}, skip_on=["holidays"], calendars={"holidays": ["2026-12-25"]}
+    )
+    slot = at("2026-01-01T00:00:00Z")
+    started = time.perf_counter()
+    passed = missed_slots(task, slot, slot, at("2027-01-01T00:00:00Z"))
+    assert time.perf_counter() - started < 2.0  # 31.5 million slots walked would take minutes
+    assert (passed.count, passed.dropped) == (365 * 86_400, 86_400)
+    assert passed.last == passed.kept == at("2026-12-31T23:59:59Z")
+
+
+@pytest.mark.parametrize("schedule", [{"crontab": "*/10 * * * *"}, {"interval": {"minutes": 10}}])
+def test_catch_up_counts_no_slot_after_the_window(schedule: dict[str, Any]) -> None:
+    task = spec(
+        **schedule,
+        active={"until": "2026-06-01T01:00"},
+        skip_on=["holidays"],
+        calendars={"holidays": ["2026-06-02"]},
+    )
+    slot = at("2026-06-01T00:10:00Z")
+    decision = decide(task, slot, slot, at("2026-06-03T00:00:00Z"), running=False)
+    assert (decision.missed, decision.calendar_skipped) == (6, 0)  # 00:10 .. 01:00
+    assert decision.fire is None and decision.next_run_at is None

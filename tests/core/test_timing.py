@@ -275,7 +275,7 @@ def test_skip_on_drops_slots_on_its_dates_in_the_task_zone() -> None:
     # beat: the due slot on the holiday is skipped with its reason, the next one planned
     slot = at("2026-12-25T09:00-05:00")
     decision = decide(task, slot, slot, slot, running=False)
-    assert (decision.fire, decision.skipped) == (None, 1)
+    assert (decision.fire, decision.calendar_skipped, decision.skipped) == (None, 1, 0)
     assert decision.reason == "2026-12-25 is on calendar holidays (skip_on)"
     assert decision.next_run_at == at("2026-12-26T09:00-05:00")
 

@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
@@ -16,9 +18,13 @@ from sqlalchemy import func, select
 
 from reconciler.cli import main
 from reconciler.errors import DatabaseUnavailable
-from reconciler.store.database import Database, head_revision
+from reconciler.store.database import Database, alembic_config, head_revision
 from reconciler.store.tables import Base, ChangeMarker
+from tests.cli.test_list_columns import TASKS_0001, row_0001
+from tests.factories import spec
 from tests.support import ROOT
+
+COUNT = "calendar_skipped_count"
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
@@ -48,6 +54,35 @@ def test_open_without_upgrade_leaves_an_empty_database(database_url: str) -> Non
     db = Database.open(database_url, upgrade=False)
     try:
         assert db.current_revision() is None
+        assert db.upgrade() is True
+        assert db.current_revision() == head_revision()
+    finally:
+        db.dispose()
+
+
+def test_0011_counts_calendar_skips_apart_and_its_downgrade_folds_them_back(
+    database_url: str,
+) -> None:
+    tasks = sa.table("tasks", *(sa.column(c) for c in ("name", "skipped_count", COUNT)))
+    db = Database.open(database_url, upgrade=False)
+    try:
+        with db.engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0010")
+            connection.execute(
+                sa.insert(TASKS_0001),
+                [row_0001(spec("a")) | {"skipped_count": 3}, row_0001(spec("b"))],
+            )
+        assert db.upgrade() is True
+        counts = select(tasks.c.name, tasks.c.skipped_count, tasks.c[COUNT]).order_by("name")
+        with db.engine.begin() as connection:
+            assert connection.execute(counts).all() == [("a", 3, 0), ("b", 0, 0)]
+            connection.execute(sa.update(tasks).where(tasks.c.name == "a").values({COUNT: 2}))
+            command.downgrade(alembic_config(connection), "0010")
+            names = {c["name"] for c in sa.inspect(connection).get_columns("tasks")}
+            assert COUNT not in names
+            assert connection.execute(
+                select(tasks.c.name, tasks.c.skipped_count).order_by("name")
+            ).all() == [("a", 5), ("b", 0)]
         assert db.upgrade() is True
         assert db.current_revision() == head_revision()
     finally:

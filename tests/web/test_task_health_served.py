@@ -51,7 +51,9 @@ def seed(database: Database) -> None:
         add_execution(session, "late", status="pending", queued_at=T0 + 6 * H)
         add_execution(session, "late", status="started", queued_at=T0 + 4 * H)
         session.execute(
-            update(Task).where(Task.name == "late").values(missed_count=2, skipped_count=5)
+            update(Task)
+            .where(Task.name == "late")
+            .values(missed_count=2, skipped_count=5, calendar_skipped_count=7)
         )
 
 
@@ -80,6 +82,9 @@ def test_the_api_serves_each_tasks_health(database_url: str, tmp_path: Path) -> 
                 assert health(detail) == expected
                 status = client.get("/api/v1/tasks/payroll/status", headers=who).json()
                 assert health(status) == expected
+            late = client.get("/api/v1/tasks/late", headers=ROOT).json()
+            counts = ("skipped_count", "missed_count", "calendar_skipped_count")
+            assert [late[key] for key in counts] == [5, 2, 7]
 
             exported = client.get("/api/v1/tasks/?format=csv", headers=ROOT).text
             rows = {row["name"]: row for row in csv.DictReader(io.StringIO(exported))}
@@ -137,6 +142,7 @@ def test_the_per_task_metrics_are_one_query(database_url: str) -> None:
     assert metrics["reconciler_task_oldest_pending_age_seconds"][payroll] == 0
     assert metrics["reconciler_task_slots_missed_total"][late] == 2
     assert metrics["reconciler_task_slots_skipped_total"][late] == 5
+    assert metrics["reconciler_task_slots_calendar_skipped_total"][late] == 7
     assert metrics["reconciler_task_last_failure_timestamp_seconds"][payroll] == (
         (T0 + 2 * H + S3).timestamp()
     )

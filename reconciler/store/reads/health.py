@@ -91,6 +91,7 @@ class TaskHealth(NamedTuple):
     consecutive_failures: int
     missed_count: int
     skipped_count: int
+    calendar_skipped_count: int
     oldest_pending_at: dt.datetime | None  # queue time of the oldest pending execution
     oldest_started_at: dt.datetime | None  # start time of the longest running one
 
@@ -123,10 +124,22 @@ def task_health(session: Session, *, owner: str | None = None) -> list[TaskHealt
             int(failures or 0),
             int(missed or 0),
             int(skipped or 0),
+            int(calendar or 0),
             _utc(pending),
             _utc(started),
         )
-        for name, owner_, success, failure, failures, missed, skipped, pending, started in rows
+        for (
+            name,
+            owner_,
+            success,
+            failure,
+            failures,
+            missed,
+            skipped,
+            calendar,
+            pending,
+            started,
+        ) in rows
     ]
 
 
@@ -160,6 +173,7 @@ def _statement(postgres: bool, viewer: bool) -> Select[Any]:
             failures,
             Task.missed_count,
             Task.skipped_count,
+            Task.calendar_skipped_count,
             times[2],
             times[3],
         )
