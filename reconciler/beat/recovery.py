@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from reconciler.beat.health import TickStats
@@ -31,15 +31,16 @@ def take_over(
     now: dt.datetime,
     stats: TickStats,
     clock: Callable[[], dt.datetime],
+    held: Sequence[str] = (),
 ) -> list[Message]:
     """Take over up to ``limit`` unpublished rows for ``lease``; return the messages to send.
 
-    Rows whose lease has lapsed by the database's clock, and this beat's own, are taken
-    by compare-and-set (``leases.take_over``). A row within the grace is sent; an older
-    one is sent only when its task has ``catchup: once`` and it is the task's latest such
-    row; the rest are failed with the reason.
+    Rows whose lease has lapsed by the database's clock, and this beat's own but those it
+    ``held`` for their slot, are taken by compare-and-set (``leases.take_over``). A row
+    within the grace is sent; an older one is sent only when its task has ``catchup:
+    once`` and it is the task's latest such row; the rest are failed with the reason.
     """
-    rows = leases.take_over(session, lease, RECOVERY_AGE.total_seconds(), limit)
+    rows = leases.take_over(session, lease, RECOVERY_AGE.total_seconds(), limit, held)
     if not rows:
         return []
     found = specs.by_name(session, sorted({row.task_name for row in rows}))

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +25,7 @@ from celery.beat import Scheduler
 from reconciler.beat.notifier import Notifier
 from reconciler.beat.pruning import PruneThread, prune_every
 from reconciler.beat.publisher import CeleryPublisher
+from reconciler.beat.sending import LOOKAHEAD, MAX_LOOKAHEAD
 from reconciler.beat.ticker import MAX_SLEEP, Ticker
 from reconciler.core.firing import DEFAULT_GRACE
 from reconciler.errors import ConfigError
@@ -47,18 +48,40 @@ def database_url(app: Celery) -> str:
     return resolve_database_url(configured=app.conf.get("reconciler_database_url"))
 
 
-def catchup_grace(app: Celery) -> dt.timedelta:
-    """How late a slot may fire before it counts as missed (``RECONCILER_BEAT_GRACE``, s)."""
-    raw = os.environ.get("RECONCILER_BEAT_GRACE") or app.conf.get("reconciler_beat_grace")
+def _seconds(
+    app: Celery,
+    names: tuple[str, str],
+    default: dt.timedelta,
+    allowed: Callable[[float], bool],
+    rule: str,
+) -> dt.timedelta:
+    """A duration from the environment variable, else the app setting (``names``), else
+    ``default``; anything else than a number of seconds ``allowed`` stops beat with ``rule``."""
+    variable, setting = names
+    raw = os.environ.get(variable) or app.conf.get(setting)
     if raw is None:
-        return DEFAULT_GRACE
+        return default
     try:
         seconds = float(raw)
     except ValueError as exc:
-        raise ConfigError(f"RECONCILER_BEAT_GRACE: {raw!r} is not a number of seconds") from exc
-    if seconds <= 0:
-        raise ConfigError(f"RECONCILER_BEAT_GRACE: must be above 0 seconds, got {raw!r}")
+        raise ConfigError(f"{variable}: {raw!r} is not a number of seconds") from exc
+    if not allowed(seconds):
+        raise ConfigError(f"{variable}: {rule}, got {raw!r}")
     return dt.timedelta(seconds=seconds)
+
+
+def catchup_grace(app: Celery) -> dt.timedelta:
+    """How late a slot may fire before it counts as missed (``RECONCILER_BEAT_GRACE``, s)."""
+    names = ("RECONCILER_BEAT_GRACE", "reconciler_beat_grace")
+    return _seconds(app, names, DEFAULT_GRACE, lambda s: s > 0, "must be above 0 seconds")
+
+
+def lookahead(app: Celery) -> dt.timedelta:
+    """How far ahead beat claims slots (``RECONCILER_BEAT_LOOKAHEAD``, s; 0 turns it off)."""
+    names = ("RECONCILER_BEAT_LOOKAHEAD", "reconciler_beat_lookahead")
+    most = MAX_LOOKAHEAD.total_seconds()
+    rule = f"must be 0 to {most:g} seconds"
+    return _seconds(app, names, LOOKAHEAD, lambda s: 0 <= s <= most, rule)
 
 
 class DatabaseScheduler(Scheduler):  # type: ignore[misc]
@@ -79,6 +102,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self._pruner: PruneThread | None = None
         self._url = database_url(app)
         self._grace = catchup_grace(app)  # a bad setting stops beat at start, with the reason
+        self._lookahead = lookahead(app)
         self._prune_every = prune_every()
         self._history_keep = resolve_history_keep()
         self._name = process_name("RECONCILER_BEAT_NAME")
@@ -111,6 +135,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             self._database,
             self._publisher,
             grace=self._grace,
+            lookahead=self._lookahead,
             name=self._name,
             shield=deferred_stop,
         )
@@ -182,6 +207,12 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         if self._pruner is not None:
             self._pruner.stop()
         if self._ticker is not None:
+            # Not when the stop had to cut a database wait: what it sent could not be marked.
+            try:
+                with stall.last_words(self._lookahead.total_seconds() + LAST_WORDS):
+                    self._ticker.drain(self._lookahead.total_seconds())
+            except Exception as exc:
+                log.warning("beat: messages held for their slot left to recovery: %s", exc)
             # A clean stop leaves no heartbeat behind (docs/beat.md, "Heartbeats and names").
             try:
                 with stall.last_words(LAST_WORDS):

@@ -2,16 +2,21 @@
 (renewed by compare-and-set when the publish runs late), then marking them published.
 
 A message leaves only after its ``pending`` row is committed, and ``published_at`` is set
-once the broker took it (the outbox pattern, docs/guarantees.md).
+once the broker took it (the outbox pattern, docs/guarantees.md). A message claimed
+ahead of its slot (the look-ahead, docs/beat.md) is held in memory and published at its
+slot's time, never before: a worker would run it early.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
 
 from reconciler.beat.health import Health, TickStats
 from reconciler.beat.message import Message, Publisher, PublishFailed
@@ -31,6 +36,19 @@ publish deadline (``reconciler.beat.publisher``: 2 s to connect, 3 s per read or
 no publish still hands messages to the broker once the lease has lapsed."""
 PUBLISH_CHUNK = 200
 """Messages published (and marked) between two lease checks."""
+LOOKAHEAD = dt.timedelta(seconds=1)
+"""How far ahead of the present beat claims slots by default (``RECONCILER_BEAT_LOOKAHEAD``):
+one claim round for every instant due within it, each message held until its slot."""
+MAX_LOOKAHEAD = dt.timedelta(seconds=2)
+"""The longest look-ahead allowed: well inside the lease window, so a held message is
+published long before its lease needs renewing."""
+
+
+@dataclass(frozen=True)
+class _Held:
+    message: Message
+    started: float
+    recovered: bool
 
 
 class Sender:
@@ -62,6 +80,66 @@ class Sender:
         self.stats = stats
         self.broker_health = broker_health
         self._unmarked: list[str] = []
+        # Claimed messages whose slot is still to come: by Celery task id, and their
+        # slots in a heap (an entry whose id left ``_held`` is stale and skipped).
+        self._held: dict[str, _Held] = {}
+        self._due: list[tuple[dt.datetime, str]] = []
+
+    def dispatch(
+        self,
+        messages: Sequence[Message],
+        started: float,
+        now: dt.datetime,
+        recovered: bool = False,
+    ) -> None:
+        """Send what is due at ``now``; hold the rest until its slot (``release``).
+
+        A message already held (this beat's own claim, taken over again by recovery) is
+        held once, under the later ``started`` (its lease was renewed).
+        """
+        send: list[Message] = []
+        for message in messages:
+            slot = message.scheduled_for
+            if slot is None or slot <= now:
+                self._held.pop(message.task_id, None)
+                send.append(message)
+                continue
+            if message.task_id not in self._held:
+                heapq.heappush(self._due, (slot, message.task_id))
+            self._held[message.task_id] = _Held(message, started, recovered)
+        if send:
+            self.send(send, started, recovered)
+
+    def release(self, now: dt.datetime) -> None:
+        """Send the held messages whose slot has come, oldest first."""
+        due: list[_Held] = []
+        while self._due and self._due[0][0] <= now:
+            _, task_id = heapq.heappop(self._due)
+            held = self._held.pop(task_id, None)
+            if held is not None:
+                due.append(held)
+        for recovered in (False, True):
+            group = [held for held in due if held.recovered is recovered]
+            if group:
+                # The oldest claim's start bounds the lease of the whole group.
+                started = min(held.started for held in group)
+                self.send([held.message for held in group], started, recovered)
+
+    def next_held(self) -> dt.datetime | None:
+        """The slot of the next held message, if any."""
+        while self._due and self._due[0][1] not in self._held:
+            heapq.heappop(self._due)
+        return self._due[0][0] if self._due else None
+
+    def held(self) -> list[Message]:
+        return [held.message for held in self._held.values()]
+
+    def drop_held(self) -> list[str]:
+        """Forget the held messages (their rows stay claimed and unpublished, for
+        recovery); return their Celery task ids."""
+        ids = list(self._held)
+        self._held, self._due = {}, []
+        return ids
 
     def send(self, messages: Sequence[Message], started: float, recovered: bool = False) -> None:
         """Publish claimed ``messages`` in chunks, each only while this beat holds its lease.
@@ -115,16 +193,25 @@ class Sender:
             log.warning("beat: sent %d claimed execution(s) left unpublished", len(sent))
         return ok
 
+    def mark_in(self, session: Any) -> list[str]:
+        """Set ``published_at`` on what was sent, in the caller's transaction; return the
+        ids to pass to ``marked`` once it has committed."""
+        ids = list(self._unmarked)
+        outbox.mark_published(session, ids, self.clock())
+        return ids
+
+    def marked(self, ids: Sequence[str]) -> None:
+        done = set(ids)
+        self._unmarked = [task_id for task_id in self._unmarked if task_id not in done]
+
     def mark_sent(self) -> None:
         """Set ``published_at`` on what was sent; kept in memory and retried while the
         database is away."""
         if not self._unmarked:
             return
-        ids = list(self._unmarked)
         with scheduling.transaction(self.database) as session:
-            outbox.mark_published(session, ids, self.clock())
-        done = set(ids)
-        self._unmarked = [task_id for task_id in self._unmarked if task_id not in done]
+            ids = self.mark_in(session)
+        self.marked(ids)
 
     def broker_back(self) -> bool:
         """Whether the broker, known to be down, answers again."""

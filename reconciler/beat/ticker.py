@@ -78,15 +78,27 @@ class Ticker:
         lease: dt.timedelta = LEASE,
         lease_margin: dt.timedelta = LEASE_MARGIN,
         publish_chunk: int = PUBLISH_CHUNK,
+        lookahead: dt.timedelta = dt.timedelta(0),
     ) -> None:
         if not dt.timedelta(0) <= lease_margin < lease:
             raise ValueError(f"lease margin {lease_margin} must be below the lease {lease}")
+        if not dt.timedelta(0) <= lookahead < (lease - lease_margin) / 2:
+            raise ValueError(
+                f"look-ahead {lookahead} must be below half the lease window "
+                f"{lease - lease_margin} (lease less margin)"
+            )
         self.database = database
         self.publisher = publisher
         self.grace = grace
         self.batch = batch
         self.max_batches = max_batches
         self.clock = clock
+        # Slots due within this much of the present are claimed now and published at
+        # their own time (0: claimed when due, every tick a round).
+        self.lookahead = lookahead
+        self._polled: dt.datetime | None = None
+        self._claimed_to: dt.datetime | None = None
+        self._upcoming: dt.datetime | None = None
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
         self.instance = instance or f"{self.hostname}:{self.pid}:{uuid.uuid4().hex[:8]}"
@@ -136,6 +148,9 @@ class Ticker:
         try:
             self.sender.mark_sent()
             if self.broker_health.up is False:
+                # Held claims stay unpublished in the database: recovery sends them (or
+                # fails them by the catch-up policy) once the broker is back.
+                self.sender.drop_held()
                 if not self.sender.broker_back():
                     self._idle(now)
                     self.database_health.ok()
@@ -143,71 +158,125 @@ class Ticker:
                 self._last_recovery = None
                 # Reconnecting took time: decide the catch-up at the real present.
                 now = now if injected else self.clock()
+            self.sender.release(now)
             if self._recovery_due(now):
                 self._recover(now)
             delay = MAX_SLEEP
-            for _ in range(self.max_batches):
-                delay, full = self._claim_round(now)
-                if not full or self.broker_health.up is False:
-                    break
+            if self._round_due(now):
+                for _ in range(self.max_batches):
+                    delay, full = self._claim_round(now)
+                    if not full or self.broker_health.up is False:
+                        break
+            elif self._upcoming is not None:
+                delay = self._until(self._upcoming, MIN_SLEEP)
+            if self.lookahead:
+                delay = min(delay, self._until(self._polled or now, 0.0, MAX_SLEEP))
+            held = self.sender.next_held()
+            if held is not None:
+                delay = min(delay, self._until(held, 0.0))
             self._run_periodic(now)
             self.database_health.ok()
             return delay
         except scheduling.DatabaseBusy as exc:
             # Contention with another beat or with tracking: retried on the next tick.
             log.info("beat: %s; retrying", exc)
+            self._polled = None
             return MIN_SLEEP
         except DatabaseUnavailable as exc:
+            self._polled = None
             self.database_health.fail(str(exc))
             return MAX_SLEEP * 4
 
-    def _claim_round(self, now: dt.datetime) -> tuple[float, bool]:
-        """One transaction: changes, heartbeat, claim a batch; then publish it.
+    def _round_due(self, now: dt.datetime) -> bool:
+        """Whether this tick claims: always without look-ahead; with it, when a slot not
+        yet claimed is due, or ``MAX_SLEEP`` after the last round (changes, new slots
+        entering the horizon). The ticks in between only publish what is held."""
+        if not self.lookahead or self._polled is None:
+            return True
+        if self._upcoming is not None and self._upcoming <= now:
+            return True
+        return (now - self._polled).total_seconds() >= MAX_SLEEP
 
-        Returns the delay until the next tick and whether more is due at ``now``.
+    def _until(self, moment: dt.datetime, shortest: float, after: float = 0.0) -> float:
+        """Seconds from the clock's now until ``after`` seconds past ``moment``, within
+        ``[shortest, MAX_SLEEP]``."""
+        wait = (moment - self.clock()).total_seconds() + after
+        return min(MAX_SLEEP, max(shortest, wait))
+
+    def _claim_round(self, now: dt.datetime) -> tuple[float, bool]:
+        """One transaction: changes, heartbeat, claim a batch due by the horizon (``now``
+        plus the look-ahead); then publish what is due and hold the rest until its slot.
+
+        Returns the delay until the next tick and whether more is due by the horizon.
         """
         # Taken before the claim: the database starts the lease later than this.
         started = time.monotonic()
+        horizon = now + self.lookahead
+        claimed_to = self._claimed_to
+        keep = now + (self.lookahead + dt.timedelta(seconds=MAX_SLEEP)) / 2
+        if claimed_to is not None and keep <= claimed_to <= horizon:
+            # Enough stays claimed until the next round: this one only takes what changes
+            # put there (the horizon moves on every other round).
+            horizon = claimed_to
         with scheduling.transaction(self.database) as session:
             self.specs.pickup(session)
             self._heartbeat(session, now)
-            due = scheduling.due_slots(session, now, self.batch)
-            messages = self._claim(session, due, now) if due else []
+            due = scheduling.due_slots(session, horizon, self.batch)
+            messages, moved_to, waiting = (
+                self._claim(session, due, now) if due else ([], None, None)
+            )
             full = len(due) >= self.batch
-            upcoming = None if full else scheduling.next_due(session)
+            if self.lookahead.total_seconds() >= MAX_SLEEP:
+                # The next round (at most MAX_SLEEP away) still claims ahead of any slot
+                # not due by this horizon; only this round's own moves are asked about.
+                upcoming = moved_to
+            else:
+                upcoming = None if full else scheduling.next_due(session)
+        self._polled, self._claimed_to = now, horizon
+        self._upcoming = min((t for t in (upcoming, waiting) if t is not None), default=None)
         if messages:
-            self.sender.send(messages, started)
-        # More is due now (claims moved slots still due): go again. Due rows that were
-        # all locked by another beat are its work: wait for the next tick instead.
-        if full or (due and upcoming is not None and upcoming <= now):
+            self.sender.dispatch(messages, started, now)
+        # More is due (claims moved slots still due): go again. Due rows that were all
+        # locked by another beat wait for the next tick instead, and slots left to be
+        # claimed when they come wake the tick then.
+        if full or (due and upcoming is not None and upcoming <= horizon):
             return 0.0, True
-        if upcoming is None:
-            return MAX_SLEEP, False
-        if upcoming <= now:
+        if upcoming is not None and upcoming <= horizon:
             return MIN_SLEEP, False
-        wait = (upcoming - self.clock()).total_seconds()
-        return min(MAX_SLEEP, max(MIN_SLEEP, wait)), False
+        if self._upcoming is None:
+            return MAX_SLEEP, False
+        return self._until(self._upcoming, MIN_SLEEP), False
 
     def _claim(
         self, session: Any, due: list[scheduling.DueSlot], now: dt.datetime
-    ) -> list[Message]:
+    ) -> tuple[list[Message], dt.datetime | None, dt.datetime | None]:
+        """Decide and claim ``due``; return the messages to send, the earliest slot the
+        claimed tasks moved on to, and the earliest slot left to be claimed when due."""
         cached = self.specs.for_due(session, due)
         skip_names = [d.name for d in due if d.name in cached and cached[d.name].overlap == "skip"]
         running = scheduling.unfinished(session, skip_names)
         claims: list[scheduling.Claim] = []
         fires: dict[int, Message] = {}
         missed: dict[str, int] = {}
+        queued: dict[int, dt.datetime] = {}
+        waiting: list[dt.datetime] = []
         for slot in due:
             entry = cached.get(slot.name)
             if entry is None:
                 # Unreadable spec: park the task instead of failing every tick.
                 claims.append(scheduling.Claim(slot.task_id, slot.slot, None, None))
                 continue
+            if slot.slot > now and entry.overlap == "skip":
+                # Whether it still runs is asked when the slot comes, not ahead of it.
+                waiting.append(slot.slot)
+                continue
+            # A slot claimed ahead is decided at its own time (it is on time then).
+            at = max(now, slot.slot)
             decision = decide(
                 entry.schedule,
                 slot.slot,
                 slot.anchor,
-                now,
+                at,
                 running=slot.name in running,
                 grace=self.grace,
             )
@@ -231,6 +300,7 @@ class Ticker:
             self.stats.calendar_skipped += decision.calendar_skipped
             if decision.fire is not None:
                 fires[slot.task_id] = entry.message(slot.name, str(uuid.uuid4()), decision.fire)
+                queued[slot.task_id] = at
         if missed:
             self._log_missed(missed)
         moved = scheduling.claim(session, claims)
@@ -239,13 +309,25 @@ class Ticker:
             session,
             [
                 outbox.NewExecution(
-                    m.name, m.task_id, Trigger.SCHEDULE, m.scheduled_for, m.args, m.kwargs, now
+                    m.name,
+                    m.task_id,
+                    Trigger.SCHEDULE,
+                    m.scheduled_for,
+                    m.args,
+                    m.kwargs,
+                    queued[task_id],
                 )
-                for m in claimed
+                for task_id, m in fires.items()
+                if task_id in moved
             ],
             self.lease,
         )
-        return publishable(session, [m for m in claimed if m.task_id in inserted], now)
+        moved_to = min(
+            (c.next_run_at for c in claims if c.task_id in moved and c.next_run_at is not None),
+            default=None,
+        )
+        sendable = publishable(session, [m for m in claimed if m.task_id in inserted], now)
+        return sendable, moved_to, min(waiting, default=None)
 
     def _log_missed(self, missed: dict[str, int]) -> None:
         """One line per round, not per task: after an outage thousands may have missed."""
@@ -279,10 +361,18 @@ class Ticker:
         started = time.monotonic()
         with scheduling.transaction(self.database) as session:
             send = recovery.take_over(
-                session, self.lease, self.batch, self.specs, self.grace, now, self.stats, self.clock
+                session,
+                self.lease,
+                self.batch,
+                self.specs,
+                self.grace,
+                now,
+                self.stats,
+                self.clock,
+                held=[message.task_id for message in self.sender.held()],
             )
         if send:
-            self.sender.send(send, started, recovered=True)
+            self.sender.dispatch(send, started, now, recovered=True)
 
     def _heartbeat(self, session: Any, now: dt.datetime) -> None:
         if self._last_heartbeat is not None and now - self._last_heartbeat < HEARTBEAT_EVERY:
@@ -301,9 +391,26 @@ class Ticker:
                 heartbeats.BEAT_FORGET_AFTER,
             )
 
+    def drain(self, within: float) -> None:
+        """Publish what is held, each at its slot, for at most ``within`` seconds: a
+        stopping beat sends the claims it made ahead instead of leaving them late."""
+        end = time.monotonic() + within
+        while (slot := self.sender.next_held()) is not None:
+            wait = max(0.0, (slot - self.clock()).total_seconds())
+            if time.monotonic() + wait > end:
+                return
+            time.sleep(wait)
+            self.sender.release(self.clock())
+            if self.broker_health.up is False:
+                return
+
     def leave(self) -> None:
-        """Remove this beat's heartbeat: it stops (docs/beat.md)."""
+        """Remove this beat's heartbeat: it stops (docs/beat.md). Claims held for a
+        later slot are given up, so any beat's recovery sends them at once."""
+        held = self.sender.drop_held()
         with scheduling.transaction(self.database) as session:
+            self.sender.marked(self.sender.mark_in(session))
+            leases.give_up(session, self.lease, held)
             self.naming.leave(session)
 
     @property

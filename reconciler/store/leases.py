@@ -57,6 +57,7 @@ _TAKE_OVER_PG = text(
         SELECT id FROM task_executions
         WHERE published_at IS NULL AND status = '{Status.PENDING}'
           AND trigger IN ('{Trigger.SCHEDULE}', '{Trigger.MANUAL}')
+          AND NOT celery_task_id = ANY(CAST(:held AS VARCHAR[]))
           AND (claimed_by = :owner
                OR lease_until < clock_timestamp()
                OR (lease_until IS NULL
@@ -77,17 +78,30 @@ _TAKE_OVER_PG = text(
 )
 
 
-def take_over(session: Session, lease: Lease, legacy_age: float, limit: int) -> list[Unpublished]:
+def take_over(
+    session: Session,
+    lease: Lease,
+    legacy_age: float,
+    limit: int,
+    held: Sequence[str] = (),
+) -> list[Unpublished]:
     """Claim for ``lease.owner`` up to ``limit`` executions never sent whose lease lapsed.
 
     A row is taken when its lease has lapsed by the database's clock, when it is the
-    owner's own, or (rows written before leases existed) when it was queued more than
-    ``legacy_age`` seconds ago. It is a compare-and-set: rows another beat holds or is
-    taking over (``SKIP LOCKED``) are left alone, so no two beats get the same row.
+    owner's own and not among the Celery task ids it ``held`` for a later slot, or (rows
+    written before leases existed) when it was queued more than ``legacy_age`` seconds
+    ago. It is a compare-and-set: rows another beat holds or is taking over (``SKIP
+    LOCKED``) are left alone, so no two beats get the same row.
     Returned oldest first.
     """
     if session.get_bind().dialect.name == "postgresql":
-        params = {"owner": lease.owner, "lease": lease.seconds, "age": legacy_age, "limit": limit}
+        params = {
+            "owner": lease.owner,
+            "lease": lease.seconds,
+            "age": legacy_age,
+            "limit": limit,
+            "held": list(held),
+        }
         rows = [Unpublished(**row._mapping) for row in session.execute(_TAKE_OVER_PG, params)]
         return sorted(rows, key=lambda row: row.id)
     c = _executions.c
@@ -103,6 +117,7 @@ def take_over(session: Session, lease: Lease, legacy_age: float, limit: int) -> 
             c.published_at.is_(None),
             c.status == Status.PENDING,
             c.trigger.in_(_RECORDED),
+            c.celery_task_id.not_in(list(held)),
             lapsed,
         )
         .order_by(c.id)
@@ -155,3 +170,32 @@ def renew(session: Session, lease: Lease, celery_task_ids: Sequence[str]) -> set
         .returning(c.celery_task_id)
     )
     return set(session.scalars(statement))
+
+
+_GIVE_UP_PG = text(
+    """
+    UPDATE task_executions SET lease_until = clock_timestamp()
+    WHERE celery_task_id = ANY(CAST(:ids AS VARCHAR[])) AND claimed_by = :owner
+      AND published_at IS NULL
+    """
+)
+
+
+def give_up(session: Session, lease: Lease, celery_task_ids: Sequence[str]) -> None:
+    """End the owner's lease on these unsent rows now: any beat's recovery takes them
+    over at once instead of after the lease (a beat stopping with claims held ahead)."""
+    if not celery_task_ids:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_GIVE_UP_PG, {"ids": list(celery_task_ids), "owner": lease.owner})
+        return
+    c = _executions.c
+    session.execute(
+        update(_executions)
+        .where(
+            c.celery_task_id.in_(list(celery_task_ids)),
+            c.claimed_by == lease.owner,
+            c.published_at.is_(None),
+        )
+        .values(lease_until=host_now())
+    )

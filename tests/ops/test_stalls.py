@@ -104,8 +104,14 @@ def test_watch_logs_a_stalled_database_once_recovers_and_stops_on_sigterm(
 # --- beat -------------------------------------------------------------------------------
 
 
-def beat(tmp_path: Path, database_url: str, redis_url: str, label: str) -> Process:
-    env = {"RECONCILER_DATABASE_URL": database_url, "RECONCILER_BROKER_URL": redis_url}
+def beat(
+    tmp_path: Path, database_url: str, redis_url: str, label: str, lookahead: str = "1"
+) -> Process:
+    env = {
+        "RECONCILER_DATABASE_URL": database_url,
+        "RECONCILER_BROKER_URL": redis_url,
+        "RECONCILER_BEAT_LOOKAHEAD": lookahead,
+    }
     return beat_process(tmp_path, env, label)
 
 
@@ -156,7 +162,9 @@ def test_a_beat_stalled_mid_claim_delays_the_other_beat_by_seconds(
     names = [f"sec{n}" for n in range(10)]
     for name in names:
         put_task(direct, spec(name, interval={"seconds": 1}), start)
-    b = beat(tmp_path, postgres_url, redis_url, "beat-b")
+    # B claims each slot only when it is due, so A (claiming a second ahead) gets slots
+    # to hold although its connection is the slower one.
+    b = beat(tmp_path, postgres_url, redis_url, "beat-b", lookahead="0")
     a = beat(tmp_path, through(postgres_url, proxy), redis_url, "beat-a")
     with b, a:
         # Both beats firing (a baseline of lateness), then A's next claim stalls.
@@ -179,11 +187,13 @@ def test_a_beat_stalled_mid_claim_delays_the_other_beat_by_seconds(
         for row in rows
         if row.scheduled_for is not None
     }
-    # The slots A held were due when it stalled and fired (by B) only after.
+    # The slots A held were due by the end of its look-ahead when it stalled, and fired
+    # (by B) only after that.
+    held_to = stalled_at + dt.timedelta(seconds=1)
     stuck = {
         slot: delay
         for slot, delay in late.items()
-        if slot[1] <= stalled_at and slot[1] + dt.timedelta(seconds=delay) > stalled_at
+        if slot[1] <= held_to and slot[1] + dt.timedelta(seconds=delay) > held_to
     }
     before = [
         delay
