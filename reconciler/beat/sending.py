@@ -36,9 +36,9 @@ publish deadline (``reconciler.beat.publisher``: 2 s to connect, 3 s per read or
 no publish still hands messages to the broker once the lease has lapsed."""
 PUBLISH_CHUNK = 200
 """Messages published (and marked) between two lease checks."""
-LOOKAHEAD = dt.timedelta(seconds=1)
-"""How far ahead of the present beat claims slots by default (``RECONCILER_BEAT_LOOKAHEAD``):
-one claim round for every instant due within it, each message held until its slot."""
+LOOKAHEAD = dt.timedelta(0)
+"""How far ahead of the present beat claims slots by default (``RECONCILER_BEAT_LOOKAHEAD``;
+off: each slot is claimed when due; docs/beat.md says when to turn it on)."""
 MAX_LOOKAHEAD = dt.timedelta(seconds=2)
 """The longest look-ahead allowed: well inside the lease window, so a held message is
 published long before its lease needs renewing."""

@@ -238,9 +238,9 @@ def test_a_task_deleted_after_its_slot_was_claimed_ahead_is_failed_by_recovery(
 def test_the_look_ahead_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     app = memory_app("sqlite://")
     monkeypatch.delenv("RECONCILER_BEAT_LOOKAHEAD", raising=False)
-    assert lookahead(app) == AHEAD
-    monkeypatch.setenv("RECONCILER_BEAT_LOOKAHEAD", "0")
     assert lookahead(app) == dt.timedelta(0)
+    monkeypatch.setenv("RECONCILER_BEAT_LOOKAHEAD", "1")
+    assert lookahead(app) == AHEAD
     for value, message in [
         ("soon", "RECONCILER_BEAT_LOOKAHEAD: 'soon' is not a number of seconds"),
         ("3", "RECONCILER_BEAT_LOOKAHEAD: must be 0 to 2 seconds, got '3'"),
