@@ -45,7 +45,7 @@ import psutil
 import psycopg
 
 from benchmarks.seeding import mixed_spec, spec_document
-from benchmarks.services import free_port, fresh_postgres
+from benchmarks.services import free_port, fresh_postgres, wait_serving
 from benchmarks.table import print_table
 from reconciler.core.schedulefields import schedule_text
 from reconciler.store.database import Database
@@ -286,16 +286,7 @@ def main() -> None:
                 stderr=subprocess.STDOUT,
                 cwd=Path(__file__).resolve().parent.parent,
             )
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"the server did not start; see {log_name}")
-                time.sleep(0.1)
+            wait_serving(base, server, lambda: f"; see {log_name}")
 
             deep = _deep_cursor(base)
             with psycopg.connect(url) as conn:

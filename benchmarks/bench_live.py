@@ -18,7 +18,6 @@ it. Numbers are per minute.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import statistics
@@ -34,10 +33,9 @@ import aiohttp
 import psutil
 import psycopg
 
-from benchmarks.seeding import spec_document
-from benchmarks.services import free_port, fresh_postgres, healthy
+from benchmarks.bench_http import HOT, seed
+from benchmarks.services import free_port, fresh_postgres, wait_serving
 from benchmarks.table import print_table
-from reconciler.core.schedulefields import schedule_text
 from reconciler.store.database import Database
 
 TASKS = 200
@@ -45,43 +43,8 @@ EXECUTIONS = 50_000
 CLIENTS = 50
 WAIT = 25  # seconds a poll is held, as the page asks
 SECONDS = float(os.environ.get("BENCH_LIVE_SECONDS", "60"))
-FIRING = "bench-task-000"
+FIRING = HOT
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def seed(url: str) -> None:
-    """``TASKS`` tasks and ``EXECUTIONS`` finished executions spread over them."""
-    rows = []
-    for i in range(TASKS):
-        name = f"bench-task-{i:03d}"
-        spec = spec_document(name, owner=f"team-{i % 10}", crontab="*/5 * * * *")
-        rows.append(
-            (name, spec["owner"], json.dumps(spec), uuid.uuid4().hex, i + 1, schedule_text(spec))
-        )
-    with psycopg.connect(url) as conn:
-        # Executions first: each task row then starts with its latest execution, which the
-        # database looks up once per task (migration 0003) rather than once per execution.
-        conn.execute(
-            "INSERT INTO task_executions (task_name, celery_task_id, trigger, scheduled_for, "
-            "status, args, kwargs, queued_at, started_at, finished_at, duration_ms, worker, "
-            "result, retries) "
-            "SELECT 'bench-task-' || lpad((i %% %s)::text, 3, '0'), md5(i::text), 'schedule', "
-            "t, 'success', '[]', '{}', t, t, t + interval '1 second', 1000, 'worker-1', "
-            "'{\"rows\": 1}', 0 FROM generate_series(1, %s) AS i, "
-            "LATERAL (SELECT timestamptz '2025-01-01' + i * interval '7 seconds' AS t) AS at",
-            (TASKS, EXECUTIONS),
-        )
-        conn.cursor().executemany(
-            "INSERT INTO tasks (name, owner, type, task, description, enabled, spec, "
-            "content_hash, source_path, source_line, version, change_seq, created_at, "
-            "updated_at, schedule_anchor, next_run_at, skipped_count, missed_count, "
-            "schedule_text, timezone) VALUES (%s, %s, 'periodic', 'app.worker.test_celery', "
-            "'', true, %s, %s, 'tasks.d/bench.yaml', %s, 1, 1, now(), now(), now(), "
-            "now() + interval '1 day', 0, 0, %s, 'UTC')",
-            rows,
-        )
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
 
 
 def serve(url: str, port: int, counts: str) -> None:
@@ -213,7 +176,7 @@ def main() -> None:
     with fresh_postgres("bench_live") as url, tempfile.TemporaryDirectory() as directory:
         Database.open(url).dispose()
         started = time.perf_counter()
-        seed(url)
+        seed(url, tasks=TASKS, executions=EXECUTIONS)
         print(
             f"seeded {TASKS} tasks and {EXECUTIONS} executions in "
             f"{time.perf_counter() - started:.1f} s",
@@ -227,11 +190,7 @@ def main() -> None:
         with open(log, "wb") as output:
             server = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
-            deadline = time.monotonic() + 60
-            while not healthy(base):
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"the server did not start:\n{log.read_text()}")
-                time.sleep(0.1)
+            wait_serving(base, server, lambda: f":\n{log.read_text()}")
             read_counts = Counts(server.pid, counts)
             print(
                 f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.bench_http import seed
-from benchmarks.services import free_port, fresh_postgres, healthy
+from benchmarks.services import free_port, fresh_postgres, wait_serving
 from benchmarks.table import print_table
 from reconciler.store.database import Database
 
@@ -84,11 +84,7 @@ def serving(url: str) -> Iterator[str]:
         cwd=Path(__file__).resolve().parent.parent,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not healthy(base):
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError(f"the server did not start; see {log_name}")
-            time.sleep(0.1)
+        wait_serving(base, server, lambda: f"; see {log_name}")
         yield base
     finally:
         server.terminate()

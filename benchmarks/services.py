@@ -10,8 +10,10 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -64,6 +66,16 @@ def healthy(base: str) -> bool:
         return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def wait_serving(base: str, server: subprocess.Popen[bytes], why: Callable[[], str]) -> None:
+    """Return once ``server`` answers ``/healthz`` at ``base``; raise with ``why()`` when it
+    exits first or a minute passes."""
+    deadline = time.monotonic() + 60
+    while not healthy(base):
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise RuntimeError(f"the server did not start{why()}")
+        time.sleep(0.1)
 
 
 def free_port() -> int:

@@ -7,17 +7,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
-from benchmarks.services import free_port
+from benchmarks.services import free_port, healthy
 from tests.support import Process, reconcile_argv, wait_for
-
-
-def healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @contextlib.contextmanager

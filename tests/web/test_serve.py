@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from benchmarks.services import free_port
+from benchmarks.services import free_port, healthy
 from reconciler.errors import UsageError
 from reconciler.store.database import Database
 from reconciler.web.protocol import REQUESTS_PER_CONNECTION
@@ -25,7 +25,7 @@ from reconciler.web.server import check_bind, is_loopback
 from reconciler.web.tokens import TokenSet
 from tests.support import Process, reconcile_argv, wait_for
 from tests.webseed import TOKENS, backend_url, seed_standard, seeded_state, tokens_yaml
-from tests.webserve import healthy, serving
+from tests.webserve import serving
 
 
 @pytest.fixture(scope="module")
