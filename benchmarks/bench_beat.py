@@ -34,7 +34,7 @@ import psycopg
 import redis
 from celery import Celery
 
-from benchmarks.services import free_redis, fresh_postgres
+from benchmarks.services import free_redis, fresh_postgres, stop
 from benchmarks.table import print_table
 from reconciler.store.database import Database
 
@@ -163,16 +163,6 @@ def measure_window(pid: int, base: float) -> tuple[tuple[float, float], float, f
     peak = sampler.peak_mb()
     sleep_until(window[1] + 3)
     return window, peak, (sampler.cpu_end - sampler.cpu_start) / WINDOW * 60
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 # --- our scheduler -----------------------------------------------------------------------

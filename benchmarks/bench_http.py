@@ -45,7 +45,7 @@ import psutil
 import psycopg
 
 from benchmarks.seeding import mixed_spec, spec_document
-from benchmarks.services import free_port, fresh_postgres, wait_serving
+from benchmarks.services import free_port, fresh_postgres, stop, wait_serving
 from benchmarks.table import print_table
 from reconciler.core.schedulefields import schedule_text
 from reconciler.store.database import Database
@@ -405,11 +405,7 @@ def main() -> None:
             )
         finally:
             if server is not None:
-                server.terminate()
-                try:
-                    server.wait(15)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+                stop(server)
 
 
 if __name__ == "__main__":

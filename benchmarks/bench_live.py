@@ -34,7 +34,7 @@ import psutil
 import psycopg
 
 from benchmarks.bench_http import HOT, seed
-from benchmarks.services import free_port, fresh_postgres, wait_serving
+from benchmarks.services import free_port, fresh_postgres, stop, wait_serving
 from benchmarks.table import print_table
 from reconciler.store.database import Database
 
@@ -202,11 +202,7 @@ def main() -> None:
             idle = _run(Phase("nothing changes", CLIENTS, SECONDS), base, url, False, read_counts)
             busy = _run(Phase("a firing a second", CLIENTS, SECONDS), base, url, True, read_counts)
         finally:
-            server.terminate()
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server)
     _report(baseline, [idle, busy])
 
 

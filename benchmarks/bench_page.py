@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.bench_http import seed
-from benchmarks.services import free_port, fresh_postgres, wait_serving
+from benchmarks.services import free_port, fresh_postgres, stop, wait_serving
 from benchmarks.table import print_table
 from reconciler.store.database import Database
 
@@ -87,11 +87,7 @@ def serving(url: str) -> Iterator[str]:
         wait_serving(base, server, lambda: f"; see {log_name}")
         yield base
     finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         os.close(log_fd)
 
 

@@ -37,8 +37,8 @@ import aiohttp
 import httpx
 import psycopg
 
-from benchmarks.bench_beat import load_tasks, our_beat, percentile, stop
-from benchmarks.services import free_port, free_redis, fresh_postgres
+from benchmarks.bench_beat import load_tasks, our_beat, percentile
+from benchmarks.services import free_port, free_redis, fresh_postgres, stop
 from benchmarks.table import print_table
 from reconciler.store.database import Database
 from reconciler.store.deadlines import PRUNE

@@ -78,6 +78,17 @@ def wait_serving(base: str, server: subprocess.Popen[bytes], why: Callable[[], s
         time.sleep(0.1)
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process`` and wait for it; kill it if it has not gone in 20 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on just now."""
     with socket.socket() as sock:
