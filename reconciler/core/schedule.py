@@ -97,10 +97,12 @@ def spread_move(
 ) -> dt.timedelta:
     """How far spread moves a plain slot: the task's ``offset``, scaled down where ``gap``
     (to the next plain slot; None when there is none) is shorter than ``spread``, so that
-    a slot never moves past the next one (docs/task-files.md, "Spread")."""
+    a slot never moves past the next one (docs/task-files.md, "Spread"). Whole seconds,
+    like the offset: a fleet's slots share instants, so beat claims them in few rounds."""
     if gap is None or gap >= spread:
         return offset
-    return dt.timedelta(microseconds=offset // _TICK * (gap // _TICK) // (spread // _TICK))
+    scaled = offset // _TICK * (gap // _TICK) // (spread // _TICK)
+    return dt.timedelta(seconds=scaled // 1_000_000)
 
 
 def plain_slots(

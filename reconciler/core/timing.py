@@ -9,6 +9,7 @@ attribute read for tasks that use none of them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,13 @@ def _spread(value: Any) -> dt.timedelta:
         return value
     if not isinstance(value, str):
         raise FieldError(f"expected a duration, got {describe_value(value)}", hint=DURATION_HINT)
+    return _spread_text(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _spread_text(value: str) -> dt.timedelta:
+    """A fleet writes a few spreads many times: each text is parsed once (refusals are
+    not cached, so each is raised afresh)."""
     spread = parse_duration(value, allow_zero=True)
     if spread > MAX_SPREAD:
         raise FieldError(f"{value.strip()!r} is over the limit of 1d", hint="use at most 1d")

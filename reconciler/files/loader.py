@@ -224,45 +224,25 @@ def with_calendars(
     used: set[str] = set()
     resolved: list[LoadedTask] = []
     entries = {name: loaded.calendar.entries for name, loaded in calendars.items()}
-    # One mapping per combination of names, shared by the tasks that name it (read only).
-    shared: dict[tuple[str, ...], dict[str, list[CalendarEntry]]] = {}
-    sources: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+    # Worked out once per combination of names, shared by the tasks that name it: the
+    # unknown names, and the (read only) mapping and sources carried into each spec.
+    combinations: dict[tuple[tuple[str, ...], tuple[str, ...]], _Named] = {}
     for task in tasks:
         spec = task.spec
-        named = [
-            (kind, i, name)
-            for kind in ("skip_on", "only_on")
-            for i, name in enumerate(getattr(spec, kind) or ())
-        ]
-        if not named:
+        skip_on, only_on = spec.skip_on, spec.only_on
+        if not skip_on and not only_on:
             resolved.append(task)
             continue
-        unknown = [(kind, i, name) for kind, i, name in named if name not in calendars]
-        for kind, i, name in unknown:
-            line, column = field_position(task, (kind, i))
-            close = difflib.get_close_matches(name, sorted(calendars), n=1, cutoff=0.6)
-            hint = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else "define it in a kind: calendar document under the tasks directory"
-            )
-            diagnostics.append(
-                Diagnostic(
-                    task.path, line, column, f"{kind}[{i}]", f"unknown calendar {name!r}", hint
-                )
-            )
-        used.update(name for _, _, name in named if name in calendars)
-        if unknown:
+        key = (tuple(skip_on or ()), tuple(only_on or ()))
+        named = combinations.get(key)
+        if named is None:
+            named = combinations[key] = _named(key, calendars, entries)
+            used.update(name for _, _, name in named.names if name in calendars)
+        if named.unknown:
+            diagnostics.extend(_unknown_calendar(task, *bad, calendars) for bad in named.unknown)
             continue
-        names = tuple(name for _, _, name in named)
-        carried = shared.get(names)
-        if carried is None:
-            carried = shared[names] = {name: entries[name] for name in names}
-            sources[names] = tuple(
-                (f"calendars.{name}", f"calendar:{calendars[name].where}") for name in names
-            )
-        _carry(spec, carried)
-        resolved.append(dataclasses.replace(task, inherited=task.inherited + sources[names]))
+        _carry(spec, named.carried)
+        resolved.append(LoadedTask(spec, task.path, task.line, task.inherited + named.sources))
     for name, calendar in calendars.items():
         if name not in used:
             diagnostics.append(
@@ -276,6 +256,50 @@ def with_calendars(
                 )
             )
     return resolved
+
+
+@dataclass(frozen=True)
+class _Named:
+    """The calendars one combination of ``skip_on`` and ``only_on`` names."""
+
+    names: tuple[tuple[str, int, str], ...]
+    unknown: tuple[tuple[str, int, str], ...]
+    carried: dict[str, list[CalendarEntry]]
+    sources: tuple[tuple[str, str], ...]
+
+
+def _named(
+    key: tuple[tuple[str, ...], tuple[str, ...]],
+    calendars: Mapping[str, LoadedCalendar],
+    entries: Mapping[str, list[CalendarEntry]],
+) -> _Named:
+    names = tuple(
+        (kind, i, name)
+        for kind, listed in zip(("skip_on", "only_on"), key, strict=True)
+        for i, name in enumerate(listed)
+    )
+    unknown = tuple(named for named in names if named[2] not in calendars)
+    known = () if unknown else tuple(name for _, _, name in names)
+    return _Named(
+        names,
+        unknown,
+        {name: entries[name] for name in known},
+        tuple((f"calendars.{name}", f"calendar:{calendars[name].where}") for name in known),
+    )
+
+
+def _unknown_calendar(
+    task: LoadedTask, kind: str, i: int, name: str, calendars: Mapping[str, LoadedCalendar]
+) -> Diagnostic:
+    """An error at a name no calendar document has, with the nearest name as a hint."""
+    line, column = field_position(task, (kind, i))
+    close = difflib.get_close_matches(name, sorted(calendars), n=1, cutoff=0.6)
+    hint = (
+        f"did you mean {close[0]!r}?"
+        if close
+        else "define it in a kind: calendar document under the tasks directory"
+    )
+    return Diagnostic(task.path, line, column, f"{kind}[{i}]", f"unknown calendar {name!r}", hint)
 
 
 def previous_name_errors(tasks: Sequence[LoadedTask]) -> list[Diagnostic]:
