@@ -195,7 +195,7 @@ def run_size(count: int, workdir: Path, repeats: int) -> list[dict[str, Any]]:
 def _repeats(count: int) -> int:
     """Runs per case, the best kept: more where a run is short and the machine's noise
     is a larger share of it."""
-    return 5 if count <= 1_000 else 3 if count <= 10_000 else 2
+    return 5 if count <= 1_000 else 3
 
 
 def main() -> None:
