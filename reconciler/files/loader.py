@@ -242,7 +242,7 @@ def with_calendars(
             diagnostics.extend(_unknown_calendar(task, *bad, calendars) for bad in named.unknown)
             continue
         _carry(spec, named.carried)
-        resolved.append(LoadedTask(spec, task.path, task.line, task.inherited + named.sources))
+        resolved.append(dataclasses.replace(task, inherited=task.inherited + named.sources))
     for name, calendar in calendars.items():
         if name not in used:
             diagnostics.append(
