@@ -7,16 +7,23 @@ time of the loader shown too). Targets: at most 2.0x the floor, time per file fl
 within 1.5x from 1k to 50k, under 300 MB at 50k. Beside the numeric files, in the same
 run, the same files written with the schedule dialect (``CASES``): each within 10% of
 the numeric run.
+
+Where valgrind is installed, the cases are also counted in instructions (callgrind, 1,000
+files, less the same program on an empty tree): a count that the machine's noise does not
+move, beside the time that it does (``BENCH_VALIDATE_CALLGRIND=0`` skips it).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -192,16 +199,95 @@ def run_size(count: int, workdir: Path, repeats: int) -> list[dict[str, Any]]:
     return results
 
 
+CALLGRIND_FILES = 1_000
+_PYTHON = (sys.executable, "-c")
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def _instructions(function: str, root: str) -> int:
+    """Instructions the child that runs ``function`` on ``root`` executes, under callgrind."""
+    code = f"import sys; from benchmarks.bench_validate import {function}; {function}(sys.argv[1])"
+    completed = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *_PYTHON, code, root],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    found = _COLLECTED.search(completed.stderr)
+    if found is None:
+        raise SystemExit(f"callgrind printed no instruction count: {completed.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def count_instructions(workdir: Path) -> list[dict[str, Any]] | None:
+    """Each case's validation and floor in instructions, less those of an empty tree;
+    None where valgrind is not installed or the count is switched off."""
+    if os.environ.get("BENCH_VALIDATE_CALLGRIND") == "0" or shutil.which("valgrind") is None:
+        return None
+    roots = {case: workdir / f"callgrind-{index}" for index, case in enumerate(CASES)}
+    empty = workdir / "callgrind-empty"
+    empty.mkdir()
+    for case, root in roots.items():
+        write_tree(root, CALLGRIND_FILES, case)
+    runs = [
+        (function, str(root))
+        for function in ("measure_validation", "measure_floor")
+        for root in (empty, *roots.values())
+    ]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        counted = dict(zip(runs, pool.map(lambda run: _instructions(*run), runs), strict=True))
+    results = []
+    for case, root in roots.items():
+        validation, floor = (
+            counted[(function, str(root))] - counted[(function, str(empty))]
+            for function in ("measure_validation", "measure_floor")
+        )
+        results.append({"case": case, "validation": validation, "floor": floor})
+    return results
+
+
+def _print_instructions(counted: list[dict[str, Any]] | None) -> list[tuple[str, bool]]:
+    if counted is None:
+        print("instructions: not counted (no valgrind, or BENCH_VALIDATE_CALLGRIND=0)")
+        return []
+    numeric = next(r for r in counted if r["case"] == NUMERIC)
+    rows = [
+        [
+            r["case"],
+            r["validation"] / 1e6,
+            r["floor"] / 1e6,
+            r["validation"] / numeric["validation"],
+            r["floor"] / numeric["floor"],
+        ]
+        for r in counted
+    ]
+    print(f"\ninstructions (callgrind, {CALLGRIND_FILES:,} files):")
+    print_table(["case", "validate M", "floor M", "vs numeric", "floor vs numeric"], rows)
+    return [
+        (
+            f"{r['case']} within 10% of numeric in instructions "
+            f"({r['validation'] / numeric['validation']:.3f}x)",
+            r["validation"] / numeric["validation"] <= 1.10,
+        )
+        for r in counted
+        if r["case"] != NUMERIC
+    ]
+
+
 def _repeats(count: int) -> int:
     """Runs per case, the best kept: more where a run is short and the machine's noise
     is a larger share of it."""
-    return 5 if count <= 1_000 else 3
+    if count <= 1_000:
+        return 7
+    return 5 if count <= 10_000 else 3
 
 
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-validate-"))
     try:
         sizes = [run_size(count, workdir, _repeats(count)) for count in SIZES]
+        counted = count_instructions(workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     headers = [
@@ -253,6 +339,7 @@ def main() -> None:
         (f"{case} within 10% of numeric (worst {max(ratio):.2f}x)", max(ratio) <= 1.10)
         for case, ratio in against.items()
     ]
+    targets += _print_instructions(counted)
     print("targets: " + "; ".join(f"{text}: {'met' if ok else 'NOT met'}" for text, ok in targets))
 
 

@@ -24,6 +24,7 @@ from reconciler.core.values import FieldError, FileModel, check_text, describe_v
 
 CALENDAR_KIND = "calendar"
 CALENDAR_NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
+_CALENDAR_NAME = re.compile(CALENDAR_NAME_PATTERN)
 MAX_ENTRIES = 10_000
 _MONTH_DAY = re.compile(r"(\d{2})-(\d{2})")
 _DATE_HINT = (
@@ -162,7 +163,7 @@ def check_calendar_refs(value: list[str]) -> list[str]:
     """``skip_on`` / ``only_on``: calendar names, each once."""
     seen: set[str] = set()
     for index, name in enumerate(value):
-        if not re.fullmatch(CALENDAR_NAME_PATTERN, name):
+        if not _CALENDAR_NAME.fullmatch(name):
             raise FieldError(
                 f"{name!r} is not a calendar name",
                 loc=(index,),

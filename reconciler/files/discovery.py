@@ -33,7 +33,11 @@ def read_text(path: str, *, listed: bool = False) -> str | Diagnostic | None:
             size = os.fstat(handle.fileno()).st_size
             if size > MAX_FILE_BYTES:
                 return file_error(path, f"is {size:,} bytes, over the 1 MiB limit", "split it")
-            data = handle.read(MAX_FILE_BYTES + 1)
+            # A buffer sized to the file, not to the limit (docs/design/validate-read-path.md);
+            # a file that has grown since is read on, up to the limit.
+            data = handle.read(size + 1)
+            if len(data) > size:
+                data += handle.read(MAX_FILE_BYTES + 1 - len(data))
     except FileNotFoundError as exc:
         return None if listed else file_error(path, f"cannot be read: {exc.strerror or exc}")
     except OSError as exc:

@@ -8,11 +8,13 @@ else the defaults'), and sorts the diagnostics; nothing else is raised.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import difflib
+import gc
 import os
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,13 +161,14 @@ class _Collector:
 
     def result(self) -> LoadResult:
         total = len(self._files)
-        for done, path in enumerate(self._files, start=1):
-            self._read(path)
-            if self.progress is not None:
-                self.progress(done, total)
-        tasks = with_calendars(
-            with_defaults(self.tasks, self.defaults), self.calendars, self.diagnostics
-        )
+        with _cycle_collector_paused():
+            for done, path in enumerate(self._files, start=1):
+                self._read(path)
+                if self.progress is not None:
+                    self.progress(done, total)
+            tasks = with_calendars(
+                with_defaults(self.tasks, self.defaults), self.calendars, self.diagnostics
+            )
         self.diagnostics.extend(previous_name_errors(tasks))
         diagnostics = sorted(self.diagnostics, key=Diagnostic.sort_key)
         return LoadResult(
@@ -176,6 +179,20 @@ class _Collector:
             self.defaults,
             self.calendars,
         )
+
+
+@contextlib.contextmanager
+def _cycle_collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while files are read: a load makes many small objects
+    and no reference cycles, so collecting during it only costs time
+    (docs/design/validate-read-path.md)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def with_defaults(tasks: list[LoadedTask], defaults: LoadedDefaults | None) -> list[LoadedTask]:

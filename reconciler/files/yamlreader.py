@@ -7,6 +7,7 @@ The only place YAML is parsed (docs/task-files.md); problems are collected at th
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,19 +27,53 @@ MAX_DEPTH = 64
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _YAML_ORG = "tag:yaml.org,2002:"
+
+
+class _Resolved(str):
+    """A tag the reader resolved for an untagged node. A tag written in the file is a
+    plain ``str``, even one that reads the same (``!<str>``, ``!<%73tr>``), so a node's
+    tag is trusted only by its class."""
+
+    __slots__ = ()
+
+
 _IMPLICIT = {
-    _YAML_ORG + name: name
-    for name in ("str", "int", "float", "bool", "null", "timestamp", "merge", "value", "yaml")
+    _YAML_ORG + name: _Resolved(name)
+    for name in (
+        "str",
+        "int",
+        "float",
+        "bool",
+        "null",
+        "timestamp",
+        "merge",
+        "value",
+        "yaml",
+        "seq",
+        "map",
+    )
 }
-_IMPLICIT[_YAML_ORG + "seq"] = "seq"
-_IMPLICIT[_YAML_ORG + "map"] = "map"
+_STR, _INT, _NULL, _MERGE = (_IMPLICIT[_YAML_ORG + n] for n in ("str", "int", "null", "merge"))
+_SEQ, _MAP = _IMPLICIT[_YAML_ORG + "seq"], _IMPLICIT[_YAML_ORG + "map"]
 
 
-_SCALAR_RESOLVERS: dict[str, tuple[tuple[str, Any], ...]] = {
+_SCALAR_RESOLVERS: dict[str, tuple[tuple[_Resolved, Any], ...]] = {
     first: tuple((_IMPLICIT[tag], pattern) for tag, pattern in resolvers)
     for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
     if first is not None
 }
+
+
+_PLAIN_TAGS: dict[str, _Resolved] = {}
+"""The tags of short plain scalars already resolved: field names and common values recur."""
+_PLAIN_TAGS_KEPT = 4_096
+
+
+def _plain_tag(value: str) -> _Resolved:
+    for tag, pattern in _SCALAR_RESOLVERS.get(value[:1], ()):
+        if pattern.match(value):
+            return tag
+    return _STR
 
 
 class _Reader(_BaseLoader):  # type: ignore[misc, valid-type]
@@ -49,20 +84,25 @@ class _Reader(_BaseLoader):  # type: ignore[misc, valid-type]
     is PyYAML's YAML 1.1 rules without its (unused) path resolvers, which is faster.
     """
 
-    def resolve(self, kind: type[Node], value: Any, implicit: Any) -> str:
+    def resolve(self, kind: type[Node], value: Any, implicit: Any) -> _Resolved:
         if kind is ScalarNode:
             if implicit[0]:
-                for tag, pattern in _SCALAR_RESOLVERS.get(value[:1], ()):
-                    if pattern.match(value):
-                        return tag
-            return "str"
-        return "seq" if kind is SequenceNode else "map"
+                known = _PLAIN_TAGS.get(value)
+                if known is not None:
+                    return known
+                tag = _plain_tag(value)
+                if len(value) <= 32:
+                    if len(_PLAIN_TAGS) >= _PLAIN_TAGS_KEPT:
+                        _PLAIN_TAGS.clear()  # bounded; what recurs is back after a file
+                    _PLAIN_TAGS[value] = tag
+                return tag
+            return _STR
+        return _SEQ if kind is SequenceNode else _MAP
 
-    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
-        return None
-
-    def ascend_resolver(self) -> None:
-        return None
+    # Called by the composer around every node, for path resolvers this reader does not
+    # have: C functions that do nothing useful cost less than Python ones that do nothing.
+    descend_resolver = staticmethod(operator.is_)
+    ascend_resolver = staticmethod(tuple)
 
 
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
@@ -141,7 +181,7 @@ class Builder:
     def build(self, node: Node, depth: int = 0) -> Any:
         if node.__class__ is ScalarNode:
             construct = _SCALARS.get(node.tag)
-            if construct is None:
+            if construct is None or node.tag.__class__ is not _Resolved:
                 self._tag_problem(node)
                 return None
             try:
@@ -153,7 +193,7 @@ class Builder:
                     )
                 )
                 return None
-            if node.tag == "int" and (beyond := beyond_int64(value)) is not None:
+            if node.tag is _INT and (beyond := beyond_int64(value)) is not None:
                 # Refused here, for every field: larger numbers cannot be stored or served.
                 self.problems.append(Problem(node, beyond, hint=INT64_HINT))
                 return None
@@ -162,11 +202,11 @@ class Builder:
             self.problems.append(Problem(node, f"values nest more than {MAX_DEPTH} levels deep"))
             return None
         if node.__class__ is SequenceNode:
-            if node.tag != "seq":
+            if node.tag is not _SEQ:
                 self._tag_problem(node)
             return [self.build(child, depth + 1) for child in node.value]
         if node.__class__ is MappingNode:
-            if node.tag != "map":
+            if node.tag is not _MAP:
                 self._tag_problem(node)
             return self._mapping(node, depth)
         self.problems.append(Problem(node, "unsupported YAML node"))  # pragma: no cover
@@ -183,7 +223,7 @@ class Builder:
                     Problem(key_node, "a key must be a plain value, not a list or mapping")
                 )
                 continue
-            if key_node.tag == "merge":
+            if key_node.tag is _MERGE:
                 if first_merge is not None:
                     # Like any other key, '<<' is set once; a second one would silently
                     # lose to the first for every key both merge.
@@ -200,7 +240,8 @@ class Builder:
                 first_merge = key_node
                 merged.extend(self._merge_sources(value_node, depth))
                 continue
-            key = self.build(key_node, depth + 1)
+            # Plain text, most keys and values, is taken as it is without a call per node.
+            key = key_node.value if key_node.tag is _STR else self.build(key_node, depth + 1)
             if key in first_seen:
                 first = first_seen[key].start_mark
                 self.problems.append(
@@ -212,7 +253,11 @@ class Builder:
                 )
                 continue
             first_seen[key] = key_node
-            result[key] = self.build(value_node, depth + 1)
+            result[key] = (
+                value_node.value
+                if value_node.tag is _STR and value_node.__class__ is ScalarNode
+                else self.build(value_node, depth + 1)
+            )
         # ``<<: *base`` merges: keys written in the mapping win, then earlier sources.
         for source in merged:
             for key, value in source.items():
@@ -235,7 +280,10 @@ class Builder:
 
     def _tag_problem(self, node: Node) -> None:
         tag: str = node.tag
-        shown = "!!" + tag[len(_YAML_ORG) :] if tag.startswith(_YAML_ORG) else tag
+        if tag.startswith(_YAML_ORG):
+            shown = "!!" + tag[len(_YAML_ORG) :]
+        else:
+            shown = tag if tag.startswith("!") else f"!<{tag}>"
         self.problems.append(
             Problem(
                 node,
@@ -301,4 +349,4 @@ def compose(text: str, path: str) -> tuple[list[Node], Diagnostic | None]:
 
 
 def is_empty(node: Node) -> bool:
-    return isinstance(node, ScalarNode) and node.tag == "null"
+    return isinstance(node, ScalarNode) and node.tag is _NULL

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.diagnostics import Diagnostic
-from reconciler.files.discovery import MAX_FILE_BYTES
+from reconciler.files.discovery import MAX_FILE_BYTES, read_text
 from reconciler.files.loader import (
     LoadResult,
     check_registered,
@@ -158,6 +159,36 @@ def test_file_over_one_mebibyte_is_refused(tasks: Path) -> None:
     ]
 
 
+def test_a_file_longer_than_its_stated_size_is_read_to_its_end(tmp_path: Path) -> None:
+    # Files under /proc state a size of 0 and hold text: the read is sized by fstat
+    # first, then goes on to the end of the file (and the limit).
+    status = Path("/proc/self/status")
+    if not status.is_file() or status.stat().st_size != 0:
+        pytest.skip("needs a Linux /proc file that states a size of 0")
+    text = read_text(str(status))
+    assert isinstance(text, str) and text.startswith("Name:") and "\nPid:" in text
+
+
+def test_a_file_at_the_limit_is_read_whole(tasks: Path) -> None:
+    path = write(tasks, "t.yaml", ASYNC + "#" * (MAX_FILE_BYTES - len(ASYNC)))
+    assert path.stat().st_size == MAX_FILE_BYTES
+    assert read_text(str(path)) == ASYNC + "#" * (MAX_FILE_BYTES - len(ASYNC))
+    assert lines(load_directory(tasks)) == []
+
+
+def test_the_cycle_collector_is_paused_only_while_files_are_read(tasks: Path) -> None:
+    write(tasks, "one.yaml", ASYNC)
+    during: list[bool] = []
+    load_directory(tasks, progress=lambda done, total: during.append(gc.isenabled()))
+    assert during == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        load_directory(tasks)
+        assert not gc.isenabled()  # the caller's choice is kept
+    finally:
+        gc.enable()
+
+
 def test_non_utf8_file_is_refused_at_the_byte(tasks: Path) -> None:
     assert one_file(tasks, b"name: a\nowner: caf\xe9\n") == [
         "tasks.d/t.yaml:2:11: file: is not UTF-8 text (byte 0xe9) (hint: save the file as UTF-8)"
@@ -248,6 +279,23 @@ def test_explicit_standard_tag_that_changes_meaning_is_refused(tasks: Path) -> N
     assert one_file(tasks, ASYNC + "args: [!!str 5]\n") == [
         "tasks.d/t.yaml:5:8: args[0]: YAML tags are not allowed (found !!str) "
         "(hint: remove the tag; write plain values)"
+    ]
+
+
+def test_a_tag_spelled_like_a_plain_value_is_refused(tasks: Path) -> None:
+    # Verbatim and percent-encoded tags can spell the reader's own names for plain
+    # values; they are still tags written in the file.
+    text = ASYNC + 'args: [!<int> "5", !<%73tr> 6]\nkwargs: !<map> {a: 1}\n'
+    assert one_file(tasks, text) == [
+        "tasks.d/t.yaml:5:8: args[0]: YAML tags are not allowed (found !<int>) "
+        "(hint: remove the tag; write plain values)",
+        "tasks.d/t.yaml:5:20: args[1]: YAML tags are not allowed (found !<str>) "
+        "(hint: remove the tag; write plain values)",
+        "tasks.d/t.yaml:6:9: kwargs: YAML tags are not allowed (found !<map>) "
+        "(hint: remove the tag; write plain values)",
+    ]
+    assert one_file(tasks, "--- !<null> x\n") == [
+        "tasks.d/t.yaml:1:5: document: a task must be a mapping of fields, got a single value"
     ]
 
 
