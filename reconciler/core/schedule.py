@@ -76,11 +76,11 @@ def _spread_after(
     given = timing.bases if spec.interval is None else None  # intervals: cheap, anchored
     known = given.get(instant) if given is not None else None
     if known is not None:
-        base = _next_plain(spec, timing, known, anchor)
+        base = _next_plain(spec, known, anchor)
     else:
         base = _plain_after(spec, instant - offset, anchor)
     while base is not None:
-        following = _next_plain(spec, timing, base, anchor)
+        following = _next_plain(spec, base, anchor)
         moved = spread_move(offset, spread, None if following is None else following - base)
         if base + moved > instant:
             if given is not None:
@@ -122,19 +122,27 @@ def plain_slots(
     return times
 
 
-def _next_plain(
-    spec: TaskSpec, timing: Timing, base: dt.datetime, anchor: dt.datetime
-) -> dt.datetime | None:
-    """The plain slot after ``base``, remembered: beat asks for it again at the next fire."""
-    memo = timing.memo
-    if spec.interval is not None:
+_PLAIN_NEXT: dict[tuple[str, str, dt.datetime], dt.datetime | None] = {}
+"""Crontab slots already stepped, by (expression, zone, slot), shared by every task with
+that schedule: a spread fleet on one crontab asks for the same few slots a minute."""
+_PLAIN_NEXT_SIZE = 4_096
+
+
+def _next_plain(spec: TaskSpec, base: dt.datetime, anchor: dt.datetime) -> dt.datetime | None:
+    """The plain slot after ``base``, remembered: beat asks for it again at the next fire,
+    and every task on the same crontab asks for it too."""
+    if spec.crontab is None:
         return _plain_after(spec, base, anchor)  # arithmetic, and it depends on the anchor
-    if base in memo:
-        return memo[base]
-    if len(memo) >= _MEMO_SIZE:
-        memo.clear()
-    following = memo[base] = _plain_after(spec, base, anchor)
-    return following
+    key = (spec.crontab.expression, spec.timezone, base)
+    following = _PLAIN_NEXT.get(key, _UNKNOWN)
+    if following is _UNKNOWN:
+        if len(_PLAIN_NEXT) >= _PLAIN_NEXT_SIZE:
+            _PLAIN_NEXT.clear()
+        following = _PLAIN_NEXT[key] = _plain_after(spec, base, anchor)
+    return following  # type: ignore[return-value]
+
+
+_UNKNOWN = object()
 
 
 def _plain_after(spec: TaskSpec, instant: dt.datetime, anchor: dt.datetime) -> dt.datetime | None:

@@ -150,9 +150,6 @@ class Timing:
     end: dt.datetime | None = None
     skip: tuple[tuple[str, DateSet], ...] = ()
     only: tuple[tuple[str, DateSet], ...] = ()
-    # Next unspread slots already computed (instant -> slot), bounded: beat asks for the
-    # slot after each fire, and spread needs the slot after that one too.
-    memo: dict[dt.datetime, dt.datetime | None] = field(default_factory=dict, compare=False)
     # Spread slots already given out (slot -> its plain slot), bounded: the slot after a
     # fired one then starts from the plain slot after that one, without a search.
     bases: dict[dt.datetime, dt.datetime] = field(default_factory=dict, compare=False)

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from reconciler.core import schedule
 from reconciler.core.calendars import CalendarEntry, DateSet, canonical_entries
 from reconciler.core.firing import decide
 from reconciler.core.schedule import first_slot, next_fire_times, slot_after
@@ -20,6 +21,7 @@ from reconciler.core.timing import spread_offset
 from tests import factories
 
 MINUTES_10 = dt.timedelta(minutes=10)
+MINUTES_1 = dt.timedelta(minutes=1)
 
 
 def at(text: str) -> dt.datetime:
@@ -146,6 +148,36 @@ def test_dst_rules_apply_to_the_unspread_slot_first(
     (moment,) = next_fire_times(task, at(start), 1)
     assert moment == at(expected)
     assert moment.astimezone(task.tz).isoformat() == expected
+
+
+def test_tasks_on_one_crontab_share_its_slots_but_not_across_zones() -> None:
+    # The plain slots a crontab steps through are remembered for every task on it, keyed
+    # by expression and zone: asked in turn, each task gets what it gets alone.
+    tasks = [
+        periodic(f"t{i}", crontab="30 2 * * *", timezone=zone, spread="10m")
+        for i, zone in enumerate(("Europe/Berlin", "America/New_York", "Europe/Berlin"))
+    ]
+    start = at("2026-10-20T00:00:00+00:00")
+    alone = []
+    for task in tasks:
+        schedule._PLAIN_NEXT.clear()
+        alone.append(next_fire_times(task, start, 15))
+    schedule._PLAIN_NEXT.clear()
+    current = [start] * len(tasks)
+    interleaved: list[list[dt.datetime]] = [[] for _ in tasks]
+    for _ in range(15):
+        for index, task in enumerate(tasks):
+            moment = slot_after(task, current[index], start)
+            assert moment is not None
+            interleaved[index].append(moment)
+            current[index] = moment
+    assert interleaved == alone
+    assert alone[0] != alone[1] and alone[0] != alone[2]  # other zone, other offset
+    # Bounded: once full it starts again, and the slots stay the same.
+    for minute in range(schedule._PLAIN_NEXT_SIZE + 10):
+        slot_after(periodic(crontab="* * * * *", spread="1m"), start + minute * MINUTES_1, start)
+    assert len(schedule._PLAIN_NEXT) <= schedule._PLAIN_NEXT_SIZE
+    assert next_fire_times(tasks[1], start, 15) == alone[1]
 
 
 # --- windows ---------------------------------------------------------------------------
