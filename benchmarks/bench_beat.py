@@ -7,7 +7,8 @@ the same with every task carrying alerts (evaluated by beat's notifier, docs/bea
 written with names and a macro (stored alike, so the two should differ by noise only) and
 with spread and a calendar on every task (the cost of moving and checking each slot), with
 its numeric twin (plain intervals firing on the same instants: the same load shape),
-the four crontab cases in turn ``BENCH_BEAT_ROUNDS`` times (default 3; compared by medians),
+the four crontab cases in turn ``BENCH_BEAT_ROUNDS`` times (default 4, each round starting one
+case later; compared by medians),
 100,000 every 600 s (both ~167 slots/s) and 100,000 every 60 s (~1,667/s), interval start
 times spread evenly. Beside it, on the same 10,000 entries and the same Redis: Celery's own
 ``PersistentScheduler`` and celery-redbeat. Then change pickup over 20 applied changes
@@ -562,23 +563,25 @@ CPU_PAIRS = (
     ("10k by crontab, spread and a calendar", "10k by interval on the same instants, numeric"),
 )
 """Cases whose CPU is compared, each with its baseline of the same run."""
-ROUNDS = int(os.environ.get("BENCH_BEAT_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_BEAT_ROUNDS", "4"))
 """How many times the crontab cases run, one after the other in turn: one run of a case
 varies by up to 25% of CPU per slot on this 2-core machine, more than the 10% compared,
-so each case is compared by its median over the rounds."""
+so each case is compared by its median over the rounds. Each round starts one case
+later, so with four rounds each of the four cases runs once in each place of a round
+(a case's place in a round moved its CPU per slot by up to 15%)."""
 ROUND = " #"
 
 
 def in_rounds(cases: list[Case]) -> list[Case]:
-    """``cases`` in order, the crontab ones ``ROUNDS`` times in turn, each labelled with
-    its round when there is more than one."""
+    """``cases`` in order, the crontab ones ``ROUNDS`` times in turn, each round rotated
+    by one and each case labelled with its round when there is more than one."""
     crontab = [case for case in cases if case.crontabs]
     if ROUNDS <= 1 or not crontab:
         return cases
     turns = [
         dataclasses.replace(case, label=f"{case.label}{ROUND}{turn}")
         for turn in range(1, ROUNDS + 1)
-        for case in crontab
+        for case in crontab[(turn - 1) % len(crontab) :] + crontab[: (turn - 1) % len(crontab)]
     ]
     first = cases.index(crontab[0])
     rest = [case for case in cases if not case.crontabs]
