@@ -134,15 +134,12 @@ def _next_plain(spec: TaskSpec, base: dt.datetime, anchor: dt.datetime) -> dt.da
     if spec.crontab is None:
         return _plain_after(spec, base, anchor)  # arithmetic, and it depends on the anchor
     key = (spec.crontab.expression, spec.timezone, base)
-    following = _PLAIN_NEXT.get(key, _UNKNOWN)
-    if following is _UNKNOWN:
-        if len(_PLAIN_NEXT) >= _PLAIN_NEXT_SIZE:
-            _PLAIN_NEXT.clear()
-        following = _PLAIN_NEXT[key] = _plain_after(spec, base, anchor)
-    return following  # type: ignore[return-value]
-
-
-_UNKNOWN = object()
+    if key in _PLAIN_NEXT:
+        return _PLAIN_NEXT[key]
+    if len(_PLAIN_NEXT) >= _PLAIN_NEXT_SIZE:
+        _PLAIN_NEXT.clear()
+    following = _PLAIN_NEXT[key] = _plain_after(spec, base, anchor)
+    return following
 
 
 def _plain_after(spec: TaskSpec, instant: dt.datetime, anchor: dt.datetime) -> dt.datetime | None:

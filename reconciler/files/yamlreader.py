@@ -7,6 +7,7 @@ The only place YAML is parsed (docs/task-files.md); problems are collected at th
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,16 +65,16 @@ _SCALAR_RESOLVERS: dict[str, tuple[tuple[_Resolved, Any], ...]] = {
 }
 
 
-_PLAIN_TAGS: dict[str, _Resolved] = {}
-"""The tags of short plain scalars already resolved: field names and common values recur."""
-_PLAIN_TAGS_KEPT = 4_096
-
-
 def _plain_tag(value: str) -> _Resolved:
     for tag, pattern in _SCALAR_RESOLVERS.get(value[:1], ()):
         if pattern.match(value):
             return tag
     return _STR
+
+
+_SHORT_TEXT = 32
+_short_plain_tag = functools.lru_cache(maxsize=4_096)(_plain_tag)
+"""The tag of a short plain text, remembered: field names and common values recur."""
 
 
 class _Reader(_BaseLoader):  # type: ignore[misc, valid-type]
@@ -87,15 +88,7 @@ class _Reader(_BaseLoader):  # type: ignore[misc, valid-type]
     def resolve(self, kind: type[Node], value: Any, implicit: Any) -> _Resolved:
         if kind is ScalarNode:
             if implicit[0]:
-                known = _PLAIN_TAGS.get(value)
-                if known is not None:
-                    return known
-                tag = _plain_tag(value)
-                if len(value) <= 32:
-                    if len(_PLAIN_TAGS) >= _PLAIN_TAGS_KEPT:
-                        _PLAIN_TAGS.clear()  # bounded; what recurs is back after a file
-                    _PLAIN_TAGS[value] = tag
-                return tag
+                return _short_plain_tag(value) if len(value) <= _SHORT_TEXT else _plain_tag(value)
             return _STR
         return _SEQ if kind is SequenceNode else _MAP
 
@@ -253,10 +246,9 @@ class Builder:
                 )
                 continue
             first_seen[key] = key_node
+            # Only scalars resolve to text.
             result[key] = (
-                value_node.value
-                if value_node.tag is _STR and value_node.__class__ is ScalarNode
-                else self.build(value_node, depth + 1)
+                value_node.value if value_node.tag is _STR else self.build(value_node, depth + 1)
             )
         # ``<<: *base`` merges: keys written in the mapping win, then earlier sources.
         for source in merged:

@@ -46,10 +46,12 @@ def test_plain_values_read_as_the_safe_loader_reads_them(values: list[str]) -> N
 
 
 def test_resolved_tags_stay_bounded_and_right_after_many_distinct_values() -> None:
-    many = yamlreader._PLAIN_TAGS_KEPT + 100
+    kept = yamlreader._short_plain_tag.cache_info().maxsize
+    assert kept is not None
+    many = kept + 100
     text = "".join(f"- value-{index}\n" for index in range(many))
     assert read(text) == [f"value-{index}" for index in range(many)]
-    assert len(yamlreader._PLAIN_TAGS) <= yamlreader._PLAIN_TAGS_KEPT
+    assert yamlreader._short_plain_tag.cache_info().currsize <= kept
     assert read("[yes, null, 1, 1.5, 2031-12-25, abc]\n") == yaml.safe_load(
         "[yes, null, 1, 1.5, 2031-12-25, abc]\n"
     )
