@@ -13,6 +13,11 @@ case later; compared by medians),
 times spread evenly. Beside it, on the same 10,000 entries and the same Redis: Celery's own
 ``PersistentScheduler`` and celery-redbeat. Then change pickup over 20 applied changes
 with 10,000 tasks loaded. ``BENCH_BEAT_SECONDS`` (default 65) sets each measured window.
+
+Where valgrind is installed, each crontab case's first minute is also replayed once on an
+injected clock and counted in instructions per slot published (``BENCH_BEAT_CALLGRIND=0``
+skips it): the CPU a beat spends varies by up to a quarter between runs of one case on
+a shared machine, its instructions do not.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,7 @@ import psycopg
 import redis
 from celery import Celery
 
+from benchmarks import callgrind
 from benchmarks.services import free_redis, fresh_postgres, stop
 from benchmarks.table import print_table
 from reconciler.store.database import Database
@@ -555,6 +562,113 @@ def load_redbeat(broker: str, count: int, period: float, base: float) -> None:
         RedBeatSchedulerEntry(f"b{i:06d}", TASK, every, args=[i], app=app, last_run_at=last).save()
 
 
+# --- the first minute replayed, counted in instructions ----------------------------------
+
+REPLAY_LEASE = dt.timedelta(hours=1)
+"""The replay's lease: under callgrind a round runs far past the real lease's window, and
+renewing leases is work a real beat does not do."""
+REPLAY_IDLE_IN_TRANSACTION = 3600.0
+"""Beat's deadlines but this one: under callgrind the client is slow between the
+statements of one transaction, and PostgreSQL would end the session after beat's 3 s."""
+
+
+def replay_first_minute() -> None:
+    """In a child under callgrind: one beat's ticker (without Celery's loop, the notifier
+    and the pruner) on an injected clock, from 10 s before ``BENCH_REPLAY_BASE`` to the end
+    of the measured window, each tick at the moment the last one asked for. Only the
+    window is counted (``benchmarks.callgrind``)."""
+    from reconciler.beat.publisher import CeleryPublisher
+    from reconciler.beat.ticker import Ticker
+    from reconciler.demo import app
+    from reconciler.store.deadlines import BEAT
+
+    base = float(os.environ["BENCH_REPLAY_BASE"])
+    deadlines = dataclasses.replace(BEAT, idle_in_transaction=REPLAY_IDLE_IN_TRANSACTION)
+    database = Database.open(os.environ["RECONCILER_DATABASE_URL"], deadlines=deadlines)
+    now = [dt.datetime.fromtimestamp(base - 10, dt.UTC)]
+    ticker = Ticker(
+        database,
+        CeleryPublisher(app),
+        clock=lambda: now[0],
+        lease=REPLAY_LEASE,
+        lease_margin=REPLAY_LEASE / 2,
+    )
+
+    def run_until(moment: float) -> None:
+        until = dt.datetime.fromtimestamp(moment, dt.UTC)
+        while now[0] < until:
+            now[0] += dt.timedelta(seconds=ticker.tick())
+
+    run_until(base + 2)
+    callgrind.begin()
+    run_until(base + 2 + WINDOW)
+    callgrind.end("")
+    database.dispose()
+
+
+REPLAY_MINUTES = (15, 59)
+"""Minutes of the hour the replayed window's top of a minute may fall on."""
+_PREPARING = threading.Lock()
+"""Replays are counted two at a time, but prepared one at a time: alembic's migration
+context is global to the process."""
+
+
+def count_replay(case: Case) -> tuple[int, int]:
+    """Instructions of ``case``'s first minute replayed (``replay_first_minute``) and the
+    slots it published in the window."""
+    assert case.crontabs is not None
+    with fresh_postgres("bench_beat") as url, free_redis() as broker:
+        with _PREPARING:
+            Database.open(url).dispose()
+            base = -(-(time.time() + STARTUP) // 60) * 60 + 30
+            # The window holds one top of a minute, away from an hour's top and the ten
+            # minutes its spread slots take: the same slots whenever it runs.
+            while not REPLAY_MINUTES[0] <= (base + 30) % 3600 // 60 < REPLAY_MINUTES[1]:
+                base += 60
+            if case.twin:
+                assert case.fields is not None
+                load_twin_tasks(url, case.count, base, case.crontabs, case.fields)
+            else:
+                load_crontab_tasks(url, case.count, base, case.crontabs, case.fields)
+        env = {
+            **os.environ,
+            "RECONCILER_DATABASE_URL": url,
+            "RECONCILER_BROKER_URL": broker,
+            "BENCH_REPLAY_BASE": repr(base),
+        }
+        code = "from benchmarks.bench_beat import replay_first_minute; replay_first_minute()"
+        instructions, _ = callgrind.count_window([sys.executable, "-c", code], cwd=ROOT, env=env)
+        published = our_counts(url, (base + 2, base + 2 + WINDOW))[0]
+    return instructions, published
+
+
+def print_replays(cases: list[Case]) -> None:
+    """Each crontab case's first minute replayed once, in instructions per slot published."""
+    if not cases:
+        return
+    if not callgrind.available("BENCH_BEAT_CALLGRIND"):
+        print("\ninstructions: not counted (no valgrind, or BENCH_BEAT_CALLGRIND=0)")
+        return
+    # Two at a time: a count does not depend on what else runs.
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        counted = list(pool.map(count_replay, cases))
+    per_slot: dict[str, float] = {}
+    rows: list[list[Any]] = []
+    for case, (instructions, published) in zip(cases, counted, strict=True):
+        if published:
+            per_slot[case.label] = instructions / published
+        shown = instructions / published / 1e3 if published else "-"
+        rows.append([case.label, published, instructions / 1e6, shown])
+    print(f"\nthe first minute replayed on an injected clock (callgrind, {WINDOW:g} s window):")
+    print_table(["case", "published", "instructions M", "k per slot"], rows)
+    for case_label, base_label in CPU_PAIRS:
+        if case_label in per_slot and base_label in per_slot:
+            print(
+                f"instructions per slot published, {case_label} / {base_label}: "
+                f"{per_slot[case_label] / per_slot[base_label]:.3f}x"
+            )
+
+
 # --- main --------------------------------------------------------------------------------
 
 CPU_PAIRS = (
@@ -633,7 +747,8 @@ def main() -> None:
     print(f"window {WINDOW:g} s per case, PostgreSQL + Redis, no worker", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-beat-") as tmp:
         workdir = Path(tmp)
-        for case in in_rounds([c for c in cases if not wanted or c.keys & set(wanted.split(","))]):
+        chosen = [c for c in cases if not wanted or c.keys & set(wanted.split(","))]
+        for case in in_rounds(chosen):
             rows.append(run_ours(case, workdir))
             print("  ", rows[-1], flush=True)
         for label, scheduler in (
@@ -659,6 +774,7 @@ def main() -> None:
                     f"CPU per slot published, {case_label} / {base_label}: {ratio:.2f}x "
                     f"(medians of {runs} run{'s' if runs > 1 else ''})"
                 )
+        print_replays([case for case in chosen if case.crontabs])
         for row in rows:
             if row[0].endswith("(stretch)"):
                 verdict = "under" if row[-1] < STRETCH_PEAK_MB else "OVER"
@@ -680,8 +796,9 @@ def main() -> None:
             "\ntargets: every due slot published in the first three cases; lateness p99 < 100 ms,\n"
             "alerts within the noise of the run without (lateness p99, CPU); the crontab case\n"
             "written with names and a macro, and with spread and a calendar, within 10% of the\n"
-            "numeric one (CPU per slot published), the latter also of its numeric twin (the same\n"
-            "instants, docs/design/spread-and-calendars.md); peak memory of the stretch case\n"
+            "numeric one (CPU per slot published, and instructions per slot replayed), the latter\n"
+            "also of its numeric twin (the same instants, docs/design/spread-and-calendars.md);\n"
+            "peak memory of the stretch case\n"
             "< 150 MB;\n"
             "CPU below redbeat's; pickup p95 < 1 s. Peers' lateness is arrival at a consumer\n"
             "minus the entry's slot on its original grid (ours: published_at - scheduled_for)."

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks import callgrind
 from benchmarks.table import peak_rss_mb, print_table
 
 SIZES = (1_000, 10_000, 50_000)
@@ -149,6 +149,9 @@ def measure_validation(root: str) -> dict[str, float]:
     }
 
 
+_ROOT = Path(__file__).resolve().parent.parent
+
+
 def _in_child(function: str, root: str) -> dict[str, float]:
     code = (
         f"import json, sys; from benchmarks.bench_validate import {function}; "
@@ -159,7 +162,7 @@ def _in_child(function: str, root: str) -> dict[str, float]:
         check=True,
         capture_output=True,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=_ROOT,
     ).stdout
     measured: dict[str, float] = json.loads(output.strip().splitlines()[-1])
     return measured
@@ -200,30 +203,18 @@ def run_size(count: int, workdir: Path, repeats: int) -> list[dict[str, Any]]:
 
 
 CALLGRIND_FILES = 1_000
-_PYTHON = (sys.executable, "-c")
-_COLLECTED = re.compile(r"Collected : (\d+)")
 
 
 def _instructions(function: str, root: str) -> int:
     """Instructions the child that runs ``function`` on ``root`` executes, under callgrind."""
     code = f"import sys; from benchmarks.bench_validate import {function}; {function}(sys.argv[1])"
-    completed = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *_PYTHON, code, root],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    found = _COLLECTED.search(completed.stderr)
-    if found is None:
-        raise SystemExit(f"callgrind printed no instruction count: {completed.stderr[-500:]}")
-    return int(found.group(1))
+    return callgrind.count([sys.executable, "-c", code, root], cwd=_ROOT)
 
 
 def count_instructions(workdir: Path) -> list[dict[str, Any]] | None:
     """Each case's validation and floor in instructions, less those of an empty tree;
     None where valgrind is not installed or the count is switched off."""
-    if os.environ.get("BENCH_VALIDATE_CALLGRIND") == "0" or shutil.which("valgrind") is None:
+    if not callgrind.available("BENCH_VALIDATE_CALLGRIND"):
         return None
     roots = {case: workdir / f"callgrind-{index}" for index, case in enumerate(CASES)}
     empty = workdir / "callgrind-empty"

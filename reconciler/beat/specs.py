@@ -17,6 +17,7 @@ from typing import Any
 
 from reconciler.beat.message import Message
 from reconciler.core.spec import Options, TaskSpec, stored_spec
+from reconciler.core.timing import spread_offset
 from reconciler.errors import StoredSpecUnreadable
 from reconciler.store import scheduling
 from reconciler.vocabulary import Trigger
@@ -38,6 +39,9 @@ NOT_FIRING: dict[str, Any] = {
 """Fields the firing decision does not read, and their blank values in a shared schedule
 (the name is read only for ``spread``'s offset). A field not listed (a new one) is kept in
 the schedule, so it never fires wrongly: at worst tasks that differ in it do not share."""
+
+_BLANK = {k: v for k, v in NOT_FIRING.items() if k in TaskSpec.model_fields}
+_BLANK_KEEPING_NAME = {k: v for k, v in _BLANK.items() if k != "name"}
 
 RELOAD_CHUNK = 500
 """Names per read when changed specs are read again (bounded memory for a large apply)."""
@@ -188,13 +192,13 @@ class SpecCache:
     def _shared_schedule(self, stored: dict[str, Any], spec: TaskSpec) -> TaskSpec:
         """The schedule object for ``spec``, shared with every cached task that has the
         same stored values outside ``NOT_FIRING`` (and, with ``spread``, the same offset)."""
-        blank = {k: v for k, v in NOT_FIRING.items() if k in TaskSpec.model_fields}
-        fields = {k: v for k, v in stored.items() if k not in blank}
-        if spec.timing.spread:
+        fields = {k: v for k, v in stored.items() if k not in _BLANK}
+        blank = _BLANK
+        if spec.spread:
             # The offset is a hash of the name: the name stays, and tasks share only when
             # their offsets are equal.
-            del blank["name"]
-            fields[" offset"] = spec.timing.offset.total_seconds()
+            blank = _BLANK_KEEPING_NAME
+            fields[" offset"] = spread_offset(spec.name, spec.spread).total_seconds()
         key = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         schedule = self._schedules.get(key)
         if schedule is None:

@@ -79,15 +79,24 @@ def _spread_after(
         base = _next_plain(spec, known, anchor)
     else:
         base = _plain_after(spec, instant - offset, anchor)
+    passed: tuple[dt.datetime, dt.datetime] | None = None  # the last slot not after instant
     while base is not None:
         following = _next_plain(spec, base, anchor)
+        if following is not None and following <= instant:
+            base = following  # this slot comes before the next plain one, so before instant
+            continue
         moved = spread_move(offset, spread, None if following is None else following - base)
         if base + moved > instant:
             if given is not None:
-                if len(given) >= _MEMO_SIZE:
+                if len(given) >= _MEMO_SIZE - 1:
                     given.clear()
                 given[base + moved] = base
+                if passed is not None and passed[0] == instant:
+                    # ``instant`` is a slot of this schedule: every task sharing it that
+                    # fired there too starts from its plain slot, without a search.
+                    given[instant] = passed[1]
             return base + moved
+        passed = (base + moved, base)
         base = following
     return None
 

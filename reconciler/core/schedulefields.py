@@ -54,9 +54,10 @@ class Crontab(FileModel):
     def parse(cls, expression: str) -> Crontab:
         return cls(**split_cron_expression(expression))
 
-    @property
+    @functools.cached_property
     def expression(self) -> str:
-        """The classic five-field form, e.g. ``0 9 * * 1``."""
+        """The classic five-field form, e.g. ``0 9 * * 1`` (frozen, so kept once made: beat
+        keys remembered slots by it)."""
         return " ".join(getattr(self, name) for name in CRON_ORDER)
 
 

@@ -150,8 +150,9 @@ class Timing:
     end: dt.datetime | None = None
     skip: tuple[tuple[str, DateSet], ...] = ()
     only: tuple[tuple[str, DateSet], ...] = ()
-    # Spread slots already given out (slot -> its plain slot), bounded: the slot after a
-    # fired one then starts from the plain slot after that one, without a search.
+    # Spread slots already given out or asked from (slot -> its plain slot), bounded: the
+    # slot after a fired one then starts from the plain slot after that one, without a
+    # search, for every task that shares this spec's schedule.
     bases: dict[dt.datetime, dt.datetime] = field(default_factory=dict, compare=False)
 
     @property

@@ -180,6 +180,26 @@ def test_tasks_on_one_crontab_share_its_slots_but_not_across_zones() -> None:
     assert next_fire_times(tasks[1], start, 15) == alone[1]
 
 
+def test_a_slot_fired_is_remembered_for_every_task_that_shares_the_schedule() -> None:
+    # Beat shares one schedule among the tasks of one offset: the first asked from a slot
+    # searches back for its plain slot, and the others that fired there start from it.
+    start = at("2026-06-01T00:00:00+00:00")
+    expected = next_fire_times(periodic("t1", crontab="* * * * *", spread="10m"), start, 3)
+    shared = periodic("t1", crontab="* * * * *", spread="10m")
+    assert shared.timing.bases == {}
+    assert slot_after(shared, expected[0], start) == expected[1]
+    # both the slot given out and the slot it was asked from, each with its plain slot
+    assert shared.timing.bases == {
+        moment: moment.replace(second=0) for moment in (expected[0], expected[1])
+    }
+    assert slot_after(shared, expected[0], start) == expected[1]
+    assert slot_after(shared, expected[1], start) == expected[2]
+    # an instant that is not a slot is never taken for one
+    before = expected[0] - dt.timedelta(seconds=1)
+    assert slot_after(shared, before, start) == expected[0]
+    assert before not in shared.timing.bases
+
+
 # --- windows ---------------------------------------------------------------------------
 
 
