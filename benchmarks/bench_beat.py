@@ -798,10 +798,9 @@ def main() -> None:
             "written with names and a macro, and with spread and a calendar, within 10% of the\n"
             "numeric one (CPU per slot published, and instructions per slot replayed), the latter\n"
             "also of its numeric twin (the same instants, docs/design/spread-and-calendars.md);\n"
-            "peak memory of the stretch case\n"
-            "< 150 MB;\n"
-            "CPU below redbeat's; pickup p95 < 1 s. Peers' lateness is arrival at a consumer\n"
-            "minus the entry's slot on its original grid (ours: published_at - scheduled_for)."
+            "peak memory of the stretch case < 150 MB; CPU below redbeat's; pickup p95 < 1 s.\n"
+            "Peers' lateness is arrival at a consumer minus the entry's slot on its original grid\n"
+            "(ours: published_at - scheduled_for)."
         )
 
 
