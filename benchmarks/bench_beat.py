@@ -288,6 +288,16 @@ def load_twin_tasks(
     return moved
 
 
+def load_crontab_case(url: str, case: Case, base: float) -> list[Any]:
+    """Write ``case``'s crontab tasks, or its twin's interval tasks; the specs as the loader
+    returns them."""
+    assert case.crontabs is not None
+    if case.twin:
+        assert case.fields is not None
+        return load_twin_tasks(url, case.count, base, case.crontabs, case.fields)
+    return load_crontab_tasks(url, case.count, base, case.crontabs, case.fields)
+
+
 def due_by_specs(window: tuple[float, float], specs: list[Any]) -> int:
     """Slots of ``specs`` in [start, end), by the schedule module (spread included)."""
     from reconciler.core.schedule import next_fire_times
@@ -385,11 +395,7 @@ def run_ours(case: Case, workdir: Path) -> list[Any]:
             # Crontab slots fall on whole minutes: start every such case's window at the
             # same point of a minute, so that each holds the same slots.
             base = -(-base // 60) * 60 + 30
-            if case.twin:
-                assert case.fields is not None
-                each = load_twin_tasks(url, count, base, case.crontabs, case.fields)
-            else:
-                each = load_crontab_tasks(url, count, base, case.crontabs, case.fields)
+            each = load_crontab_case(url, case, base)
         else:
             load_tasks(url, count, period, base, alerts)
         suffix = (
@@ -602,7 +608,7 @@ def replay_first_minute() -> None:
     run_until(base + 2)
     callgrind.begin()
     run_until(base + 2 + WINDOW)
-    callgrind.end("")
+    callgrind.end()
     database.dispose()
 
 
@@ -616,7 +622,6 @@ context is global to the process."""
 def count_replay(case: Case) -> tuple[int, int]:
     """Instructions of ``case``'s first minute replayed (``replay_first_minute``) and the
     slots it published in the window."""
-    assert case.crontabs is not None
     with fresh_postgres("bench_beat") as url, free_redis() as broker:
         with _PREPARING:
             Database.open(url).dispose()
@@ -625,11 +630,7 @@ def count_replay(case: Case) -> tuple[int, int]:
             # minutes its spread slots take: the same slots whenever it runs.
             while not REPLAY_MINUTES[0] <= (base + 30) % 3600 // 60 < REPLAY_MINUTES[1]:
                 base += 60
-            if case.twin:
-                assert case.fields is not None
-                load_twin_tasks(url, case.count, base, case.crontabs, case.fields)
-            else:
-                load_crontab_tasks(url, case.count, base, case.crontabs, case.fields)
+            load_crontab_case(url, case, base)
         env = {
             **os.environ,
             "RECONCILER_DATABASE_URL": url,
@@ -637,7 +638,7 @@ def count_replay(case: Case) -> tuple[int, int]:
             "BENCH_REPLAY_BASE": repr(base),
         }
         code = "from benchmarks.bench_beat import replay_first_minute; replay_first_minute()"
-        instructions, _ = callgrind.count_window([sys.executable, "-c", code], cwd=ROOT, env=env)
+        instructions = callgrind.count_window([sys.executable, "-c", code], cwd=ROOT, env=env)
         published = our_counts(url, (base + 2, base + 2 + WINDOW))[0]
     return instructions, published
 

@@ -2,7 +2,7 @@
 machine's noise (other tenants, CPU steal, frequency) does not move, unlike its time.
 
 ``count`` counts a whole program. ``count_window`` counts only what a child runs between
-``begin()`` and ``end(result)``: the child starts with counting off, says when it is
+``begin()`` and ``end()``: the child starts with counting off, says when it is
 ready, and the parent switches counting on and off with ``callgrind_control``.
 """
 
@@ -21,7 +21,7 @@ from typing import IO
 _VALGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
 _COLLECTED = re.compile(r"Collected : (\d+)")
 _BEGIN = "callgrind: begin"
-_END = "callgrind: end "
+_END = "callgrind: end"
 
 
 def available(switch: str) -> bool:
@@ -41,9 +41,8 @@ def count(argv: Sequence[str], *, cwd: Path) -> int:
     return _collected(completed.stderr)
 
 
-def count_window(argv: Sequence[str], *, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    """Instructions the child ``argv`` executes between its ``begin()`` and ``end()``, and
-    the result it passed to ``end``."""
+def count_window(argv: Sequence[str], *, cwd: Path, env: dict[str, str]) -> int:
+    """Instructions the child ``argv`` executes between its ``begin()`` and ``end()``."""
     with tempfile.TemporaryFile("w+") as errors:
         with subprocess.Popen(
             [*_VALGRIND, "--instr-atstart=no", *argv],
@@ -58,14 +57,14 @@ def count_window(argv: Sequence[str], *, cwd: Path, env: dict[str, str]) -> tupl
             _expect(child.stdout, _BEGIN, errors)
             _instrument(child.pid, "on")
             _answer(child.stdin)
-            result = _expect(child.stdout, _END, errors)
+            _expect(child.stdout, _END, errors)
             _instrument(child.pid, "off")
             _answer(child.stdin)
         errors.seek(0)
         output = errors.read()
     if child.returncode:
         raise SystemExit(f"the counted program failed: {output[-800:]}")
-    return _collected(output), result
+    return _collected(output)
 
 
 # --- in the child ------------------------------------------------------------------------
@@ -77,19 +76,19 @@ def begin() -> None:
     sys.stdin.readline()
 
 
-def end(result: str) -> None:
-    """Say the counted part ended, with a one-line ``result``; wait until counting is off."""
-    print(_END + result, flush=True)
+def end() -> None:
+    """Say the counted part ended, and wait until counting is off."""
+    print(_END, flush=True)
     sys.stdin.readline()
 
 
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _expect(stdout: IO[str], marker: str, errors: IO[str]) -> str:
+def _expect(stdout: IO[str], marker: str, errors: IO[str]) -> None:
     for line in stdout:
-        if line.startswith(marker):
-            return line[len(marker) :].strip()
+        if line.rstrip("\n") == marker:
+            return
     errors.seek(0)
     raise SystemExit(f"the counted program ended before {marker!r}: {errors.read()[-800:]}")
 

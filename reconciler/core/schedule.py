@@ -11,6 +11,7 @@ Apply calls ``first_slot``; the Beat scheduler calls ``slot_after`` for every fi
 from __future__ import annotations
 
 import datetime as dt
+from typing import TypeVar
 
 from reconciler.core.cronmatch import compiled
 from reconciler.core.spec import TaskSpec
@@ -59,6 +60,8 @@ def slot_after(spec: TaskSpec, instant: dt.datetime, anchor: dt.datetime) -> dt.
 
 
 _TICK = dt.timedelta(microseconds=1)
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _MEMO_SIZE = 64
 
 
@@ -79,24 +82,18 @@ def _spread_after(
         base = _next_plain(spec, known, anchor)
     else:
         base = _plain_after(spec, instant - offset, anchor)
-    passed: tuple[dt.datetime, dt.datetime] | None = None  # the last slot not after instant
     while base is not None:
         following = _next_plain(spec, base, anchor)
         if following is not None and following <= instant:
             base = following  # this slot comes before the next plain one, so before instant
             continue
-        moved = spread_move(offset, spread, None if following is None else following - base)
-        if base + moved > instant:
-            if given is not None:
-                if len(given) >= _MEMO_SIZE - 1:
-                    given.clear()
-                given[base + moved] = base
-                if passed is not None and passed[0] == instant:
-                    # ``instant`` is a slot of this schedule: every task sharing it that
-                    # fired there too starts from its plain slot, without a search.
-                    given[instant] = passed[1]
-            return base + moved
-        passed = (base + moved, base)
+        slot = base + spread_move(offset, spread, None if following is None else following - base)
+        if given is not None:
+            # Also the slot asked from, when it is this base's: every task sharing the
+            # schedule that fired there starts from its plain slot, without a search.
+            _remember(given, slot, base, _MEMO_SIZE)
+        if slot > instant:
+            return slot
         base = following
     return None
 
@@ -145,10 +142,15 @@ def _next_plain(spec: TaskSpec, base: dt.datetime, anchor: dt.datetime) -> dt.da
     key = (spec.crontab.expression, spec.timezone, base)
     if key in _PLAIN_NEXT:
         return _PLAIN_NEXT[key]
-    if len(_PLAIN_NEXT) >= _PLAIN_NEXT_SIZE:
-        _PLAIN_NEXT.clear()
-    following = _PLAIN_NEXT[key] = _plain_after(spec, base, anchor)
-    return following
+    return _remember(_PLAIN_NEXT, key, _plain_after(spec, base, anchor), _PLAIN_NEXT_SIZE)
+
+
+def _remember(memo: dict[_K, _V], key: _K, value: _V, size: int) -> _V:
+    """Keep ``value`` under ``key``; a memo holding ``size`` entries is emptied first."""
+    if len(memo) >= size:
+        memo.clear()
+    memo[key] = value
+    return value
 
 
 def _plain_after(spec: TaskSpec, instant: dt.datetime, anchor: dt.datetime) -> dt.datetime | None:
